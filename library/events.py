@@ -1,0 +1,439 @@
+"""Timing events: one row per timed operation, kept in memory columns, flushed to Parquet.
+
+The schema and the API are a contract with the post-mortem (see docs/architecture.md). Rows are
+appended to `array` columns with the strings dictionary-coded, because that costs well under a
+microsecond per row and turns into an Arrow table without touching each row again; a list of
+tuples would be cheaper to append to but costs half a second per million rows to convert, with
+the GIL held, which would stall the event loop that records them.
+
+A full chunk is handed to a writer thread, so the Parquet encoding (which releases the GIL) does
+not block the loop that keeps recording.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from array import array
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    import pyarrow as pa
+
+# Column order of the files; also the order of `Recorder.record`'s positional arguments.
+STRING_COLUMNS = ("flock", "monkey", "business", "operation", "target", "error_class")
+COLUMNS = (
+    "start_us",
+    "duration_us",
+    *STRING_COLUMNS,
+    "success",
+    "error",
+    "rows",
+    "shard",
+)
+ERROR_MAX_CHARS = 200
+DEFAULT_CHUNK_ROWS = 100_000
+
+
+def now_us() -> int:
+    """Wall-clock time in microseconds since the Unix epoch."""
+    return time.time_ns() // 1000
+
+
+def short_error(exc: BaseException | str) -> str:
+    """One line of at most ERROR_MAX_CHARS characters, with registered secrets masked."""
+    text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+    text = " ".join(text.split())
+    text = _mask(text)
+    if len(text) > ERROR_MAX_CHARS:
+        text = text[: ERROR_MAX_CHARS - 1] + "…"
+    return text
+
+
+def _mask(text: str) -> str:
+    from library.redact import redact_text
+
+    return redact_text(text)
+
+
+class _Codes(dict):
+    """String -> small int, assigning the next code to a string seen for the first time."""
+
+    __slots__ = ("values",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: list[str] = []
+
+    def __missing__(self, key: str) -> int:
+        code = len(self.values)
+        self.values.append(key)
+        self[key] = code
+        return code
+
+
+class _Timed:
+    """Context manager returned by `Recorder.timed`; `rows` may be set inside the block."""
+
+    __slots__ = (
+        "_rec",
+        "_op",
+        "_monkey",
+        "_target",
+        "_flock",
+        "_business",
+        "_start",
+        "_t0",
+        "rows",
+    )
+
+    def __init__(self, rec, op, monkey, target, flock, business, rows):
+        self._rec = rec
+        self._op = op
+        self._monkey = monkey
+        self._target = target
+        self._flock = flock
+        self._business = business
+        self.rows = rows
+
+    def __enter__(self) -> _Timed:
+        self._start = time.time_ns() // 1000
+        self._t0 = time.perf_counter_ns()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        duration = (time.perf_counter_ns() - self._t0) // 1000
+        if exc_type is None:
+            self._rec.record(
+                self._op,
+                self._start,
+                duration,
+                True,
+                self._monkey,
+                self._target,
+                "",
+                "",
+                self.rows,
+                self._flock,
+                self._business,
+            )
+        else:
+            self._rec.record(
+                self._op,
+                self._start,
+                duration,
+                False,
+                self._monkey,
+                self._target,
+                exc_type.__name__,
+                short_error(exc) if exc is not None else "",
+                self.rows,
+                self._flock,
+                self._business,
+            )
+        return False
+
+
+class Recorder:
+    """Buffers timing events and writes them as `out_dir/part-NNNNN.parquet` files.
+
+    One recorder may be shared by any number of asyncio tasks and threads. Several recorders
+    (several shards, several commands) may write into the same directory: file names are
+    claimed with an exclusive create, and a file only appears under its final name once it is
+    complete.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        flock: str = "",
+        business: str = "",
+        *,
+        shard: int = 0,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        threadsafe: bool = False,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.flock = flock
+        self.business = business
+        self.shard = shard
+        self.chunk_rows = chunk_rows
+        self.rows_recorded = 0
+        self.files: list[Path] = []
+        self._codes = {name: _Codes() for name in STRING_COLUMNS}
+        (
+            self._c_flock,
+            self._c_monkey,
+            self._c_business,
+            self._c_operation,
+            self._c_target,
+            self._c_error_class,
+        ) = (self._codes[name] for name in STRING_COLUMNS)
+        self._own_flock = self._c_flock[flock]
+        self._own_business = self._c_business[business]
+        self._lock = threading.RLock()
+        if threadsafe:
+            self.record = self._record_locked  # type: ignore[method-assign]
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
+        self._closed = False
+        self._new_columns()
+
+    def _new_columns(self) -> None:
+        self._columns = (
+            array("q"),  # start_us
+            array("q"),  # duration_us
+            array("i"),  # flock
+            array("i"),  # monkey
+            array("i"),  # business
+            array("i"),  # operation
+            array("i"),  # target
+            array("i"),  # error_class
+            array("b"),  # success
+            [],  # error
+            array("q"),  # rows
+        )
+        self._start = self._columns[0]
+        # Bound methods, unpacked in one step per row: cheaper than eleven attribute lookups.
+        self._appenders = tuple(column.append for column in self._columns)
+
+    def __len__(self) -> int:
+        """Rows buffered and not yet handed to a writer."""
+        return len(self._start)
+
+    def record(
+        self,
+        operation: str,
+        start_us: int,
+        duration_us: int,
+        success: bool = True,
+        monkey: str = "",
+        target: str = "",
+        error_class: str = "",
+        error: str = "",
+        rows: int = -1,
+        flock: str | None = None,
+        business: str | None = None,
+    ) -> None:
+        """Buffer one event; `flock` and `business` default to the recorder's own.
+
+        Safe from any number of tasks of one event loop (the body never awaits). A recorder
+        built with `threadsafe=True` may also be shared by threads.
+        """
+        (
+            a_start,
+            a_duration,
+            a_flock,
+            a_monkey,
+            a_business,
+            a_operation,
+            a_target,
+            a_error_class,
+            a_success,
+            a_error,
+            a_rows,
+        ) = self._appenders
+        a_start(start_us)
+        a_duration(duration_us)
+        a_flock(self._own_flock if flock is None else self._c_flock[flock])
+        a_monkey(self._c_monkey[monkey])
+        a_business(self._own_business if business is None else self._c_business[business])
+        a_operation(self._c_operation[operation])
+        a_target(self._c_target[target])
+        a_error_class(self._c_error_class[error_class])
+        a_success(success)
+        a_error(error)
+        a_rows(rows)
+        if len(self._start) >= self.chunk_rows:
+            self.flush(wait=False)
+
+    def _record_locked(self, *args: Any, **kwargs: Any) -> None:
+        with self._lock:
+            Recorder.record(self, *args, **kwargs)
+
+    def timed(
+        self,
+        operation: str,
+        monkey: str = "",
+        target: str = "",
+        *,
+        flock: str | None = None,
+        business: str | None = None,
+        rows: int = -1,
+    ) -> _Timed:
+        """Time the block; an exception records a failure with its class and re-raises.
+
+        `with rec.timed("tap_query", target="cone") as t: ...; t.rows = n` records the rows.
+        """
+        return _Timed(self, operation, monkey, target, flock, business, rows)
+
+    def record_failure(
+        self,
+        operation: str,
+        start_us: int,
+        duration_us: int,
+        exc: BaseException,
+        monkey: str = "",
+        target: str = "",
+        **kwargs: Any,
+    ) -> None:
+        """Record a failed operation from the exception that ended it."""
+        self.record(
+            operation,
+            start_us,
+            duration_us,
+            False,
+            monkey,
+            target,
+            type(exc).__name__,
+            short_error(exc),
+            **kwargs,
+        )
+
+    def flush(self, wait: bool = True) -> Path | None:
+        """Write what is buffered as one part file; with `wait=False` the write runs in a thread.
+
+        Returns the path of the file (its final name) or None when nothing was buffered.
+        """
+        with self._lock:
+            if not self._start:
+                return None
+            columns = self._columns
+            # Snapshot the dictionaries: later rows may add codes while the writer runs.
+            dictionaries = {name: list(codes.values) for name, codes in self._codes.items()}
+            self._new_columns()
+        path = self._claim_path()
+        if wait:
+            self._write(columns, dictionaries, path)
+        else:
+            self._pending = [f for f in self._pending if not f.done()]
+            self._pending.append(self._writer().submit(self._write, columns, dictionaries, path))
+        self.files.append(path)
+        return path
+
+    def close(self) -> list[Path]:
+        """Flush, wait for every background write, and release the writer thread."""
+        self.flush(wait=True)
+        self.wait()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self._closed = True
+        return list(self.files)
+
+    def wait(self) -> None:
+        """Block until every background write finished; re-raises a write error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _writer(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events-writer")
+        return self._executor
+
+    def _claim_path(self) -> Path:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        prefix = "part-" if self.shard == 0 else f"part-s{self.shard:03d}-"
+        index = len(self.files)
+        while True:
+            path = self.out_dir / f"{prefix}{index:05d}.parquet"
+            try:
+                # The claim is an empty hidden marker; the data file appears by rename.
+                fd = os.open(self._tmp(path), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                index += 1
+                continue
+            os.close(fd)
+            if path.exists():
+                os.unlink(self._tmp(path))
+                index += 1
+                continue
+            return path
+
+    @staticmethod
+    def _tmp(path: Path) -> Path:
+        return path.with_name("." + path.name + ".tmp")
+
+    def _write(self, columns, dictionaries, path: Path) -> None:
+        import pyarrow.parquet as pq
+
+        table = _to_table(columns, dictionaries, self.shard)
+        tmp = self._tmp(path)
+        pq.write_table(
+            table,
+            tmp,
+            compression="zstd",
+            use_dictionary=list(STRING_COLUMNS),
+            column_encoding={"start_us": "DELTA_BINARY_PACKED", "rows": "DELTA_BINARY_PACKED"},
+        )
+        os.replace(tmp, path)
+
+
+def schema() -> pa.Schema:
+    """The Arrow schema of every events file."""
+    import pyarrow as pa
+
+    text = pa.dictionary(pa.int32(), pa.string())
+    return pa.schema(
+        [
+            ("start_us", pa.int64()),
+            ("duration_us", pa.int64()),
+            *[(name, text) for name in STRING_COLUMNS],
+            ("success", pa.bool_()),
+            ("error", pa.string()),
+            ("rows", pa.int64()),
+            ("shard", pa.int16()),
+        ]
+    )
+
+
+def _to_table(columns, dictionaries, shard: int) -> pa.Table:
+    import numpy as np
+    import pyarrow as pa
+
+    start, duration, *string_codes, success, error, rows = columns
+    n = len(start)
+    codes = dict(zip(STRING_COLUMNS, string_codes, strict=True))
+    arrays = [
+        pa.array(np.frombuffer(start, dtype=np.int64)),
+        pa.array(np.frombuffer(duration, dtype=np.int64)),
+    ]
+    for name in STRING_COLUMNS:
+        arrays.append(
+            pa.DictionaryArray.from_arrays(
+                pa.array(np.frombuffer(codes[name], dtype=np.int32)),
+                pa.array(dictionaries[name], type=pa.string()),
+            )
+        )
+    arrays.append(pa.array(np.frombuffer(success, dtype=np.int8).astype(bool)))
+    arrays.append(pa.array(error, type=pa.string()))
+    arrays.append(pa.array(np.frombuffer(rows, dtype=np.int64)))
+    arrays.append(pa.array(np.full(n, shard, dtype=np.int16)))
+    return pa.Table.from_arrays(arrays, schema=schema())
+
+
+def read_events(path: str | os.PathLike[str]) -> pa.Table:
+    """All events under `path` (an `events/` dir, or a command dir holding one) as one table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = Path(path)
+    if (root / "events").is_dir():
+        root = root / "events"
+    files = sorted(root.glob("*.parquet"))
+    if not files:
+        return schema().empty_table()
+    return pa.concat_tables([pq.read_table(f, schema=schema()) for f in files])

@@ -1,0 +1,157 @@
+"""The timing-event recorder: schema, failures, chunking, sharing between tasks and threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pyarrow.parquet as pq
+import pytest
+
+from library import events, redact
+from library.events import Recorder, read_events
+
+
+def test_round_trip_keeps_every_column(tmp_path):
+    rec = Recorder(tmp_path / "events", flock="tap", business="TAPQueryRunner")
+    rec.record("tap_query", 1_700_000_000_000_000, 1500, monkey="bot-1", target="cone", rows=12)
+    rec.record(
+        "tap_query",
+        1_700_000_000_100_000,
+        900,
+        False,
+        "bot-2",
+        "cone",
+        "DALQueryError",
+        "syntax error",
+        flock="other",
+        business="tap",
+    )
+    files = rec.close()
+    assert [f.name for f in files] == ["part-00000.parquet"]
+    table = read_events(tmp_path)
+    assert table.schema == events.schema()
+    rows = table.to_pylist()
+    assert rows[0] == {
+        "start_us": 1_700_000_000_000_000,
+        "duration_us": 1500,
+        "flock": "tap",
+        "monkey": "bot-1",
+        "business": "TAPQueryRunner",
+        "operation": "tap_query",
+        "target": "cone",
+        "success": True,
+        "error_class": "",
+        "error": "",
+        "rows": 12,
+        "shard": 0,
+    }
+    assert rows[1]["flock"] == "other" and rows[1]["business"] == "tap"
+    assert rows[1]["success"] is False and rows[1]["error_class"] == "DALQueryError"
+
+
+def test_timed_records_failure_and_reraises(tmp_path):
+    rec = Recorder(tmp_path, flock="f", business="b")
+    with rec.timed("cell", monkey="bot-a", target="nb.ipynb#cell-3") as t:
+        t.rows = 4
+    with pytest.raises(KeyError), rec.timed("cell", monkey="bot-a"):
+        raise KeyError("line one\nline two " + "x" * 500)
+    rec.close()
+    ok, bad = read_events(tmp_path).to_pylist()
+    assert ok["success"] and ok["rows"] == 4 and ok["target"] == "nb.ipynb#cell-3"
+    assert ok["start_us"] > 1_600_000_000_000_000 and ok["duration_us"] >= 0
+    assert not bad["success"] and bad["error_class"] == "KeyError"
+    assert "\n" not in bad["error"] and len(bad["error"]) <= events.ERROR_MAX_CHARS
+
+
+def test_registered_secret_never_reaches_the_file(tmp_path):
+    with redact.isolated_registry():
+        redact.register_secret("s3cr3t-token-value")
+        rec = Recorder(tmp_path, flock="f")
+        with pytest.raises(RuntimeError), rec.timed("http_request"):
+            raise RuntimeError("GET http://x/?a=1 failed with s3cr3t-token-value")
+        rec.close()
+    data = b"".join(p.read_bytes() for p in tmp_path.glob("*.parquet"))
+    assert b"s3cr3t-token-value" not in data
+    assert "failed with" in read_events(tmp_path).column("error")[0].as_py()
+
+
+def test_full_chunks_are_written_in_the_background(tmp_path):
+    rec = Recorder(tmp_path, flock="f", chunk_rows=1000)
+    for i in range(2500):
+        rec.record("empty_loop", i, 1, monkey=f"bot-{i % 7}")
+    assert len(rec) == 500  # two chunks handed to the writer already
+    files = rec.close()
+    assert len(files) == 3 and all(f.exists() for f in files)
+    assert not list(tmp_path.glob(".*"))  # no claim markers or temp files left
+    table = read_events(tmp_path)
+    assert table.column("start_us").to_pylist() == list(range(2500))
+    assert sorted(set(table.column("monkey").to_pylist())) == [f"bot-{i}" for i in range(7)]
+
+
+def test_durations_are_integer_microseconds_and_files_compressed(tmp_path):
+    rec = Recorder(tmp_path, flock="f")
+    rec.record("x", 1, 2)
+    path = rec.close()[0]
+    meta = pq.ParquetFile(path).metadata
+    assert meta.row_group(0).column(1).compression == "ZSTD"
+    assert pq.read_schema(path).field("duration_us").type == "int64"
+
+
+def test_recorders_sharing_a_directory_never_overwrite(tmp_path):
+    first, second = Recorder(tmp_path, flock="a"), Recorder(tmp_path, flock="b")
+    shard = Recorder(tmp_path, flock="c", shard=3)
+    for rec in (first, second, shard):
+        rec.record("x", 1, 1)
+        rec.flush()
+    for rec in (first, second, shard):
+        rec.close()
+    names = sorted(p.name for p in tmp_path.glob("*.parquet"))
+    assert names == ["part-00000.parquet", "part-00001.parquet", "part-s003-00000.parquet"]
+    table = read_events(tmp_path)
+    assert sorted(table.column("flock").to_pylist()) == ["a", "b", "c"]
+    assert sorted(table.column("shard").to_pylist()) == [0, 0, 3]
+
+
+def test_many_tasks_of_one_loop_share_a_recorder(tmp_path):
+    rec = Recorder(tmp_path, flock="f", chunk_rows=700)
+
+    async def monkey(i):
+        for _ in range(100):
+            with rec.timed("empty_loop", monkey=f"bot-{i}"):
+                await asyncio.sleep(0)
+
+    async def main():
+        await asyncio.gather(*(monkey(i) for i in range(50)))
+
+    asyncio.run(main())
+    rec.close()
+    table = read_events(tmp_path)
+    assert table.num_rows == 5000
+    per_monkey = {}
+    for m in table.column("monkey").to_pylist():
+        per_monkey[m] = per_monkey.get(m, 0) + 1
+    assert set(per_monkey.values()) == {100}
+
+
+def test_threadsafe_recorder_keeps_rows_aligned(tmp_path):
+    rec = Recorder(tmp_path, flock="f", chunk_rows=5000, threadsafe=True)
+
+    def work(i):
+        for n in range(20_000):
+            rec.record("op", n, n, monkey=f"bot-{i}", rows=n)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rec.close()
+    table = read_events(tmp_path)
+    assert table.num_rows == 80_000
+    assert table.column("start_us").to_pylist() == table.column("rows").to_pylist()
+
+
+def test_reading_an_empty_dir_gives_an_empty_table(tmp_path):
+    assert read_events(tmp_path).num_rows == 0
+    assert Recorder(tmp_path).flush() is None
