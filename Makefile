@@ -15,11 +15,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
+# The proxy (configurable-http-proxy) goes into ./node_modules; npm ci runs only when the
+# lock file differs from the one last installed.
 node-deps:
-	@true
+	@cmp -s package-lock.json node_modules/.bosun-installed-lock || \
+	  { npm ci --no-audit --no-fund && cp package-lock.json node_modules/.bosun-installed-lock; }
 
 system-deps: python-deps
-	@true
+	$(BIN)/python -m library.sandbox.system
 
 ## test: the whole suite (unit + integration against the local sandbox)
 test: setup
@@ -36,8 +39,13 @@ lint: python-deps
 bench: setup
 	$(BIN)/python -m pytest tests/bench -s -p no:cacheprovider
 
+## demo: the sandbox platform, the rsp_checks project against it, then the sandbox stopped
 demo: setup
-	@true
+	@trap '$(BIN)/python run_toolbox.py sandbox down' EXIT; \
+	  $(BIN)/python run_toolbox.py sandbox up && \
+	  $(BIN)/python ci/run rsp_checks ci --preset sandbox; status=$$?; \
+	  echo "demo artifacts: $$(ls -td $${ARTIFACT_BASE:-artifacts}/*/ 2>/dev/null | head -1)"; \
+	  exit $$status
 
 clean:
 	rm -rf $(VENV) node_modules .sandbox .pytest_cache .ruff_cache
