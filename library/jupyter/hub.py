@@ -1,0 +1,80 @@
+"""The hub as an administrator sees it: users and their tokens."""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urljoin
+
+from library.jupyter.errors import HubHTTPError
+from library.jupyter.lab import LabSession
+from library.jupyter.userhttp import UserHTTP
+
+
+class HubClient:
+    """Hands out one LabSession per user.
+
+    Admin (sandbox) mode: ``admin_token`` may create users and mint their tokens. Real platform
+    mode: pass each user's own token to ``lab_session`` and no admin token at all.
+    """
+
+    def __init__(
+        self,
+        hub_url: str,
+        admin_token: str | None = None,
+        *,
+        connector=None,
+        recorder=None,
+        token_expiry_s: int = 3600,
+    ):
+        self.hub_url = hub_url if hub_url.endswith("/") else hub_url + "/"
+        self.connector = connector
+        self.recorder = recorder
+        self.token_expiry_s = token_expiry_s
+        self._admin = (
+            UserHTTP(admin_token, connector=connector) if admin_token is not None else None
+        )
+
+    def _api(self, path: str) -> str:
+        return urljoin(self.hub_url, "hub/api/" + path)
+
+    def _require_admin(self) -> UserHTTP:
+        if self._admin is None:
+            raise ValueError("this HubClient has no admin token; pass the user's own token")
+        return self._admin
+
+    async def create_user(self, user: str) -> bool:
+        """Create USER; False when it already existed."""
+        try:
+            await self._require_admin().request(
+                "POST", self._api(f"users/{quote(user)}"), ok=(201,)
+            )
+            return True
+        except HubHTTPError as exc:
+            if exc.status == 409:
+                return False
+            raise
+
+    async def create_token(self, user: str, note: str = "bosun") -> str:
+        """A fresh API token for USER, registered with the redactor before anyone sees it."""
+        from library.redact import register_secret
+
+        _, model = await self._require_admin().request(
+            "POST",
+            self._api(f"users/{quote(user)}/tokens"),
+            json_body={"note": note, "expires_in": self.token_expiry_s},
+        )
+        token = model["token"]
+        register_secret(token)
+        return token
+
+    async def lab_session(self, user: str, token: str | None = None) -> LabSession:
+        """A LabSession for USER: with TOKEN as given, or (admin mode) a new user and token."""
+        if token is None:
+            await self.create_user(user)
+            token = await self.create_token(user)
+        return LabSession(
+            self.hub_url, user, token, connector=self.connector, recorder=self.recorder
+        )
+
+    async def aclose(self) -> None:
+        if self._admin is not None:
+            await self._admin.aclose()

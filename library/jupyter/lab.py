@@ -1,0 +1,264 @@
+"""One user's lab: spawn it, watch it start, open kernels in it, delete it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import quote, urljoin
+
+from library.jupyter.errors import (
+    DeleteTimeout,
+    HubHTTPError,
+    SpawnFailed,
+    SpawnTimeout,
+)
+from library.jupyter.messages import parse_progress_line
+from library.jupyter.timing import NoRecorder
+from library.jupyter.userhttp import UserHTTP
+
+if TYPE_CHECKING:
+    from library.jupyter.kernel import Kernel
+
+SpawnVia = Literal["api", "form"]
+
+
+@dataclass
+class SpawnResult:
+    """How a spawn went: the progress log with timestamps and where the time went."""
+
+    user: str
+    already_running: bool
+    duration_s: float
+    # Seconds between the hub's ready event and spawn_lab returning: the client's own share.
+    client_overhead_s: float
+    progress: list[dict] = field(default_factory=list)
+    lab_url: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "user": self.user,
+            "already_running": self.already_running,
+            "duration_s": round(self.duration_s, 6),
+            "client_overhead_s": round(self.client_overhead_s, 6),
+            "lab_url": self.lab_url,
+            "progress": self.progress,
+        }
+
+
+class LabSession:
+    """Everything one user does on the platform, over that user's own HTTP session.
+
+    ``hub_url`` is the public base of the hub (``http://127.0.0.1:8700/``, or
+    ``https://data.example.org/nb/`` on Nublado); the REST API is under ``hub/api/`` and the
+    labs under ``user/NAME/`` unless the hub reports another URL for the server.
+    """
+
+    def __init__(self, hub_url: str, user: str, token: str, *, connector=None, recorder=None):
+        self.user = user
+        self.hub_url = hub_url if hub_url.endswith("/") else hub_url + "/"
+        self.http = UserHTTP(token, user=user, connector=connector)
+        self._rec = recorder or NoRecorder()
+        self._lab_url = urljoin(self.hub_url, f"user/{quote(user)}/")
+
+    # --- URLs ---------------------------------------------------------------------------
+
+    def hub_api(self, path: str) -> str:
+        return urljoin(self.hub_url, "hub/api/" + path)
+
+    def lab_api(self, path: str) -> str:
+        return urljoin(self._lab_url, "api/" + path)
+
+    @property
+    def lab_url(self) -> str:
+        return self._lab_url
+
+    def _set_lab_url(self, url: str) -> None:
+        if url:
+            self._lab_url = urljoin(self.hub_url, url if url.endswith("/") else url + "/")
+
+    # --- status -------------------------------------------------------------------------
+
+    async def server_status(self) -> dict | None:
+        """The hub's model of the user's default server, or None when there is none."""
+        _, model = await self.http.request("GET", self.hub_api(f"users/{quote(self.user)}"))
+        server = (model.get("servers") or {}).get("")
+        if server and server.get("url"):
+            self._set_lab_url(server["url"])
+        return server
+
+    async def lab_running(self) -> bool:
+        server = await self.server_status()
+        return bool(server and server.get("ready"))
+
+    # --- spawn --------------------------------------------------------------------------
+
+    async def spawn_lab(
+        self,
+        *,
+        timeout: float = 120.0,
+        via: SpawnVia = "api",
+        image: str | None = None,
+        size: str | None = None,
+        image_field: str = "image_list",
+    ) -> SpawnResult:
+        """Start the lab and wait until the hub says it is ready.
+
+        ``via="api"`` posts ``{image, size}`` as user options to the REST API; ``via="form"``
+        submits the Nublado spawn form (``image_field`` is ``image_list``, ``image_tag`` or
+        ``image_class``) with the XSRF token from the hub's ``_xsrf`` cookie. A lab that is
+        already running is reported as such, not restarted.
+        """
+        with self._rec.timed("spawn_lab", monkey=self.user, target=via):
+            return await self._spawn(timeout, via, image, size, image_field)
+
+    async def _spawn(self, timeout, via, image, size, image_field) -> SpawnResult:
+        started = time.perf_counter()
+        progress: list[dict] = []
+        last = {"message": ""}
+        server = await self.server_status()
+        if server and server.get("ready"):
+            return SpawnResult(
+                self.user, True, time.perf_counter() - started, 0.0, [], self.lab_url
+            )
+        try:
+            async with asyncio.timeout(timeout):
+                if not (server and server.get("pending") == "spawn"):
+                    await self._request_spawn(via, image, size, image_field)
+                ready_at = await self._follow_progress(started, progress, last)
+                await self._check_lab()
+        except TimeoutError:
+            raise SpawnTimeout(self.user, timeout, last["message"], progress) from None
+        end = time.perf_counter()
+        return SpawnResult(self.user, False, end - started, end - ready_at, progress, self.lab_url)
+
+    async def _request_spawn(self, via, image, size, image_field) -> None:
+        if via == "form":
+            await self._spawn_form(image, size, image_field)
+            return
+        options = {k: v for k, v in (("image", image), ("size", size)) if v}
+        try:
+            await self.http.request(
+                "POST", self.hub_api(f"users/{quote(self.user)}/server"), json_body=options
+            )
+        except HubHTTPError as exc:
+            # Lost a race with another starter: the progress stream still tells when it is up.
+            if not (exc.status == 400 and "already" in exc.reason.lower()):
+                raise
+
+    async def _spawn_form(self, image, size, image_field) -> None:
+        # The form page sets the _xsrf cookie that the POST must echo in X-XSRFToken.
+        await self.http.request("GET", urljoin(self.hub_url, "hub/spawn"))
+        form = {}
+        if image:
+            form[image_field] = image
+        if size:
+            form["size"] = size
+        await self.http.request(
+            "POST",
+            urljoin(self.hub_url, f"hub/spawn/{quote(self.user)}"),
+            data=form,
+            ok=(200, 201, 202, 302, 303),
+            allow_redirects=False,
+        )
+
+    async def _follow_progress(self, started: float, progress: list, last: dict) -> float:
+        """Read the progress stream until ready; the perf_counter time ready arrived."""
+        url = self.hub_api(f"users/{quote(self.user)}/server/progress")
+        async with self.http.session.get(url, headers={"Accept": "text/event-stream"}) as resp:
+            if resp.status != 200:
+                raise HubHTTPError(
+                    "GET", url, resp.status, (await resp.text())[:200], user=self.user
+                )
+            async for raw in resp.content:
+                event = parse_progress_line(raw.decode("utf-8", "replace"))
+                if event is None:
+                    continue
+                now = time.perf_counter()
+                progress.append(
+                    {
+                        "t_s": round(now - started, 6),
+                        "time": time.time(),
+                        "progress": event.progress,
+                        "message": event.message,
+                        "ready": event.ready,
+                        "failed": event.failed,
+                    }
+                )
+                if event.message:
+                    last["message"] = event.message
+                if event.failed:
+                    raise SpawnFailed(self.user, event.message or "hub reported failure", progress)
+                if event.ready:
+                    self._set_lab_url(event.url)
+                    return now
+        # The stream ends without a ready event when the spawn finished or died in between.
+        server = await self.server_status()
+        if server and server.get("ready"):
+            return time.perf_counter()
+        raise SpawnFailed(
+            self.user, last["message"] or "progress stream ended, lab not running", progress
+        )
+
+    async def _check_lab(self) -> None:
+        """The lab itself answers (and, on Nublado, hands out its own cookies)."""
+        await self.http.request("GET", self.lab_api("status"))
+
+    # --- delete -------------------------------------------------------------------------
+
+    async def delete_lab(self, *, timeout: float = 60.0, poll: float = 0.25) -> float:
+        """Stop the lab and wait until the hub no longer lists it; seconds it took."""
+        with self._rec.timed("delete_lab", monkey=self.user):
+            started = time.perf_counter()
+            url = self.hub_api(f"users/{quote(self.user)}/server")
+            try:
+                async with asyncio.timeout(timeout):
+                    while True:
+                        try:
+                            await self.http.request("DELETE", url, ok=(202, 204))
+                            break
+                        except HubHTTPError as exc:
+                            # A spawn still in progress must end before the hub will stop it.
+                            if exc.status == 400 and "pending" in exc.reason.lower():
+                                await asyncio.sleep(poll)
+                                continue
+                            raise
+                    while await self.server_status() is not None:
+                        await asyncio.sleep(poll)
+            except TimeoutError:
+                raise DeleteTimeout(self.user, timeout) from None
+            return time.perf_counter() - started
+
+    # --- kernels ------------------------------------------------------------------------
+
+    async def open_kernel(self, *, kernel_name: str = "python3", path: str = "") -> Kernel:
+        """Start a kernel session in the lab and connect to its websocket."""
+        from library.jupyter.kernel import MAX_FRAME, Kernel, new_session_id
+
+        path = path or f"bosun-{new_session_id()[:8]}.ipynb"
+        _, model = await self.http.request(
+            "POST",
+            self.lab_api("sessions"),
+            json_body={
+                "path": path,
+                "name": path,
+                "type": "notebook",
+                "kernel": {"name": kernel_name},
+            },
+        )
+        kernel_id = model["kernel"]["id"]
+        client_session = new_session_id()
+        ws_url = self.lab_api(f"kernels/{kernel_id}/channels")
+        ws_url = "ws" + ws_url[len("http") :]
+        ws = await self.http.session.ws_connect(
+            ws_url,
+            params={"session_id": client_session},
+            headers=self.http.xsrf_headers(),
+            max_msg_size=MAX_FRAME,
+            heartbeat=30,
+        )
+        return Kernel(self, kernel_id, model["id"], client_session, ws, self._rec, path)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
