@@ -75,7 +75,9 @@ def env() -> None:
 
 
 @command
-def check(user: str = "bot-sandbox-check", tap: bool = True, table: str = "sandbox.objects") -> dict:
+def check(
+    user: str = "bot-sandbox-check", tap: bool = True, table: str = "sandbox.objects"
+) -> dict:
     """Check the running sandbox end to end: hub API, a bot user and its token, a TAP count.
 
     Args:
