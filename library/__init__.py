@@ -1,0 +1,1 @@
+"""bosun's library: orchestration (config, env, run, toolbox, ci) and the engines."""

@@ -1,0 +1,78 @@
+"""Masking of secrets in arguments, configs and logs.
+
+Two mechanisms, because neither alone is enough: values registered at run time (tokens read
+from files or created through an API) are replaced wherever they appear, and values stored
+under secret-looking names (``token``, ``password``...) are masked by name even before anyone
+registered them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import re
+from collections.abc import Iterator
+from typing import Any
+
+MASK = "***"
+
+_SECRET_NAME = re.compile(r"(token|secret|password|passwd|credential|api[_-]?key|authorization|cookie)",
+                          re.IGNORECASE)
+# Shapes of secrets that may show up in text before anyone registered them.
+_TEXT_PATTERNS = [
+    re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:token|bearer|basic)\s+)[^\s\"',}]+"),
+    re.compile(r"(?i)((?:^|[?&\s])(?:token|access_token|api_key)=)[^&\s\"']+"),
+    re.compile(r"(?i)([\"']?(?:token|password|secret|api_key)[\"']?\s*[:=]\s*[\"'])[^\"']+(?=[\"'])"),
+]
+_MIN_SECRET_LEN = 6  # shorter values would mask ordinary words
+
+# One registry shared by every context derived from the same root, so a token registered in a
+# worker thread is masked in the main thread's logs too.
+_registry: contextvars.ContextVar[set[str]] = contextvars.ContextVar("bosun_secrets", default=set())
+
+
+def register_secret(value: str | None) -> None:
+    """Mask this value wherever it appears from now on (logs, args, configs, result files)."""
+    if value and len(value) >= _MIN_SECRET_LEN:
+        _registry.get().add(value)
+
+
+@contextlib.contextmanager
+def isolated_registry() -> Iterator[set[str]]:
+    """Use a fresh, empty registry inside the block (tests, independent runs)."""
+    token = _registry.set(set())
+    try:
+        yield _registry.get()
+    finally:
+        _registry.reset(token)
+
+
+def is_secret_name(name: str) -> bool:
+    """True when a key or argument name says it holds a secret."""
+    return bool(_SECRET_NAME.search(name)) and not name.lower().endswith(("_file", "_path", "_env"))
+
+
+def redact_text(text: str) -> str:
+    """Replace registered secrets and secret-shaped fragments in text."""
+    if not text:
+        return text
+    # Longest first, so a secret that contains another is masked whole.
+    for secret in sorted(_registry.get(), key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    for pattern in _TEXT_PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + MASK, text)
+    return text
+
+
+def redact_data(data: Any, key: str = "") -> Any:
+    """A copy of a YAML/JSON-like structure with secrets masked by name and by value."""
+    if isinstance(data, dict):
+        return {k: redact_data(v, str(k)) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [redact_data(v, key) for v in data]
+    if key and is_secret_name(key) and data not in (None, "", False):
+        return MASK
+    if isinstance(data, str):
+        return redact_text(data)
+    return data

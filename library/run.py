@@ -1,0 +1,161 @@
+"""Running things from orchestration code: shell commands, toolbox commands, parallel blocks.
+
+The TOPSAIL names, minus the subprocess per call: ``run_toolbox`` runs the command in-process
+inside its own numbered artifact dir, and ``Parallel`` runs its tasks in threads, each seeing
+the block's artifact dir and a config that refuses ``set_config``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextvars
+import logging
+import subprocess
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from library import command_args, config, env, redact, toolbox
+from library.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+class CommandFailed(UserError):
+    """A shell command exited non-zero."""
+
+    exit_code = 1
+
+
+class ParallelFailed(UserError):
+    """One or more tasks of a ``Parallel`` block failed; the message lists every one."""
+
+    exit_code = 1
+
+    def __init__(self, name: str, failures: list[tuple[str, BaseException]]):
+        self.failures = failures
+        listed = "; ".join(f"{task}: {toolbox._one_line(err)}" for task, err in failures)
+        super().__init__(f"parallel block {name!r}: {len(failures)} task(s) failed: {listed}")
+
+
+def run(cmd: str, capture_stdout: bool = False, check: bool = True,
+        timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run a shell command; its output is appended to ``run.log`` in the current artifact dir.
+
+    With ``capture_stdout`` the output is also returned in ``.stdout`` (text). A non-zero exit
+    raises ``CommandFailed`` when ``check`` is true.
+    """
+    log_path = env.artifact_dir() / "run.log"
+    shown = redact.redact_text(cmd)
+    log.info("run: %s", shown)
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise CommandFailed(f"command timed out after {timeout} s: {shown}") from None
+    duration = time.perf_counter() - start
+    with log_path.open("a", encoding="utf-8") as out:
+        out.write(f"$ {shown}\n{redact.redact_text(proc.stdout)}")
+        if proc.stderr:
+            out.write(f"[stderr]\n{redact.redact_text(proc.stderr)}")
+        out.write(f"[exit {proc.returncode} after {duration:.2f} s]\n\n")
+    if not capture_stdout:
+        proc.stdout = None
+    if check and proc.returncode != 0:
+        last = (proc.stderr or "").strip().splitlines()[-1:] or [""]
+        raise CommandFailed(f"command failed (exit {proc.returncode}): {shown}"
+                            + (f": {redact.redact_text(last[0])}" if last[0] else "")
+                            + f" (output in {log_path})")
+    return proc
+
+
+def run_toolbox(group: str, command: str, /, *, artifact_dir_suffix: str | None = None,
+                **kwargs: Any) -> Any:
+    """Run a toolbox command in-process with these arguments; returns its result."""
+    return toolbox.invoke(group, command, kwargs, suffix=artifact_dir_suffix)
+
+
+def toolbox_args_from_config(group: str, command: str, prefix: str | None = None,
+                             suffix: str | None = None,
+                             extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The arguments ``run_toolbox_from_config`` would pass, resolved from the current project."""
+    cfg = config.current()
+    if cfg.path is None:
+        raise UserError("the current config has no file, so it has no command_args.yaml.j2")
+    template = cfg.path.parent / command_args.TEMPLATE_NAME
+    return command_args.resolve(template, cfg.effective(), group, command, prefix=prefix,
+                                suffix=suffix, extra=extra)
+
+
+def run_toolbox_from_config(group: str, command: str, prefix: str | None = None,
+                            suffix: str | None = None, extra: dict[str, Any] | None = None) -> Any:
+    """Run a toolbox command with its arguments from ``command_args.yaml.j2`` (``extra`` wins)."""
+    args = toolbox_args_from_config(group, command, prefix, suffix, extra)
+    return toolbox.invoke(group, command, args, suffix=suffix)
+
+
+class Parallel:
+    """Collect tasks in a block and run them at its exit, in threads, in a ``NNN__name`` dir.
+
+    Every task runs even when others fail; then one ``ParallelFailed`` lists every failure
+    (unless ``exit_on_exception`` is false, in which case failures are only recorded).
+    """
+
+    def __init__(self, name: str, exit_on_exception: bool = True, max_workers: int | None = None):
+        self.name = name
+        self.exit_on_exception = exit_on_exception
+        self.max_workers = max_workers
+        self.tasks: list[tuple[Callable, tuple, dict]] = []
+        self.path = None
+        self.failures: list[tuple[str, BaseException]] = []
+
+    def delayed(self, fn: Callable, *args: Any, **kwargs: Any) -> None:
+        self.tasks.append((fn, args, kwargs))
+
+    def __enter__(self) -> Parallel:
+        self.path = env.next_dir(self.name)
+        return self
+
+    def _run_task(self, fn: Callable, args: tuple, kwargs: dict) -> Any:
+        with env.using_artifact_dir(self.path), config.frozen(self.name):
+            return fn(*args, **kwargs)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            return False  # the block itself failed: its tasks are not started
+        if not self.tasks:
+            return False
+        workers = self.max_workers or len(self.tasks)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers,
+                                                   thread_name_prefix=f"parallel-{self.name}") as pool:
+            futures = {
+                pool.submit(contextvars.copy_context().run, self._run_task, fn, args, kwargs):
+                    _describe(fn, args, kwargs)
+                for fn, args, kwargs in self.tasks
+            }
+            for future in concurrent.futures.as_completed(futures):
+                err = future.exception()
+                if err is not None:
+                    self.failures.append((futures[future], err))
+        if self.failures:
+            report = "\n\n".join(
+                f"task {task}:\n{''.join(traceback.format_exception(err))}"
+                for task, err in self.failures)
+            (self.path / "FAILURE").write_text(redact.redact_text(report))
+            error = ParallelFailed(self.name, self.failures)
+            log.error("%s", error)
+            if self.exit_on_exception:
+                raise error
+        return False
+
+
+def _describe(fn: Callable, args: tuple, kwargs: dict) -> str:
+    if fn is run_toolbox and len(args) >= 2:
+        detail = " ".join(f"{k}={v}" for k, v in kwargs.items() if not redact.is_secret_name(k))
+        return f"{args[0]} {args[1]}" + (f" ({detail})" if detail else "")
+    name = getattr(fn, "__qualname__", repr(fn))
+    shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items()
+                                            if not redact.is_secret_name(k))])
+    return f"{name}({redact.redact_text(shown)})"
