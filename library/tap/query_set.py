@@ -1,0 +1,234 @@
+"""Query sets: a directory of jinja ``*.sql`` ADQL templates plus a ``params.yaml``.
+
+The format is mobu's TAPQuerySetRunner format, so a mobu query-set directory works as is:
+``params.yaml`` holds the sky bounds (``min_ra``, ``max_ra``, ``min_dec``, ``max_dec``), cone
+sizes (``min_radius``, ``radius_range``, ``radius_near_range``) and ``object_ids``; templates
+use ``{{ ra }}``, ``{{ dec }}``, ``{{ radius }}``, ``{{ radius_near }}``, ``{{ polygon }}``,
+``{{ min_flux }}``/``{{ max_flux }}``, ``{{ min_mag }}``/``{{ max_mag }}``, ``{{ object }}``,
+``{{ objects }}``, ``{{ username }}`` and ``{{ query_id }}``. bosun adds optional keys
+(``flux_range``, ``flux_window``, ``mag_range``, ``mag_window``, ``objects_count``, ``bands``
+giving ``{{ band }}``) whose defaults reproduce mobu's choices.
+
+Unlike mobu, every random choice comes from a caller-supplied ``random.Random``, so one seed
+gives one sequence of queries, and the polygon and the cones stay inside the bounds.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from library.errors import UserError
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "query_sets"
+PARAMS_FILE = "params.yaml"
+
+# mobu's defaults (DP0.1's field), used when params.yaml leaves a key out.
+DEFAULTS = {
+    "min_ra": 55.0,
+    "max_ra": 70.0,
+    "min_dec": -42.0,
+    "max_dec": -30.0,
+    "min_radius": 0.01,
+    "radius_range": 0.04,
+    "radius_near_range": 0.09,
+    "flux_range": [0.0, 0.001],
+    "flux_window": 0.00001,
+    "mag_range": [15.0, 30.0],
+    "mag_window": 0.1,
+    "objects_count": 12,
+}
+NUMBER_KEYS = ("min_ra", "max_ra", "min_dec", "max_dec", "min_radius", "radius_range",
+               "radius_near_range", "flux_window", "mag_window")
+
+
+def list_shipped() -> list[str]:
+    """Names of the query sets shipped with bosun."""
+    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / PARAMS_FILE).is_file())
+
+
+def resolve(name_or_dir: str | Path) -> Path:
+    """A query-set directory from a shipped name or a path; UserError naming it otherwise."""
+    text = str(name_or_dir)
+    candidate = Path(text).expanduser()
+    if candidate.is_dir():
+        return candidate.resolve()
+    if "/" not in text and (SHIPPED_DIR / text).is_dir():
+        return SHIPPED_DIR / text
+    raise UserError(
+        f"--query-set {text!r}: neither a directory nor a shipped query set "
+        f"(shipped: {', '.join(list_shipped())})"
+    )
+
+
+def _check_params(params: dict, path: Path) -> dict:
+    merged = {**DEFAULTS, **params}
+    for key in NUMBER_KEYS:
+        if not isinstance(merged[key], int | float) or isinstance(merged[key], bool):
+            raise UserError(f"{path}: key {key!r} must be a number, got {merged[key]!r}")
+    for key in ("flux_range", "mag_range"):
+        value = merged[key]
+        if (not isinstance(value, list | tuple) or len(value) != 2
+                or not all(isinstance(v, int | float) for v in value) or value[0] > value[1]):
+            raise UserError(f"{path}: key {key!r} must be [low, high], got {value!r}")
+    if merged["min_ra"] >= merged["max_ra"] or merged["min_dec"] >= merged["max_dec"]:
+        raise UserError(f"{path}: min_ra/max_ra and min_dec/max_dec must be increasing bounds")
+    if not -90 <= merged["min_dec"] < merged["max_dec"] <= 90:
+        raise UserError(f"{path}: min_dec/max_dec must lie within [-90, 90]")
+    if merged["min_radius"] <= 0 or merged["radius_range"] < 0:
+        raise UserError(f"{path}: min_radius must be > 0 and radius_range >= 0")
+    ids = merged.get("object_ids")
+    if ids is not None and (not isinstance(ids, list) or not ids):
+        raise UserError(f"{path}: key 'object_ids' must be a non-empty list of ids")
+    bands = merged.get("bands")
+    if bands is not None and (not isinstance(bands, list) or not bands):
+        raise UserError(f"{path}: key 'bands' must be a non-empty list of band names")
+    return merged
+
+
+@dataclass
+class QuerySet:
+    """A loaded query set. ``generate(rng)`` renders one random query; it is cheap and pure."""
+
+    path: Path
+    params: dict
+    templates: dict[str, str]  # template name (file stem) -> template source
+    skipped: dict[str, str] = field(default_factory=dict)  # name -> why it will not run
+    _compiled: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @classmethod
+    def load(cls, name_or_dir: str | Path) -> QuerySet:
+        import jinja2
+        import yaml
+
+        path = resolve(name_or_dir)
+        params_path = path / PARAMS_FILE
+        try:
+            params = yaml.safe_load(params_path.read_text()) or {}
+        except FileNotFoundError:
+            raise UserError(f"{path}: no {PARAMS_FILE}; a query set needs one") from None
+        except yaml.YAMLError as exc:
+            line = getattr(getattr(exc, "problem_mark", None), "line", None)
+            where = f" line {line + 1}" if line is not None else ""
+            raise UserError(f"{params_path}{where}: not valid YAML") from None
+        if not isinstance(params, dict):
+            raise UserError(f"{params_path}: must be a mapping of parameter names to values")
+        params = _check_params(params, params_path)
+        templates = {p.stem: p.read_text() for p in sorted(path.glob("*.sql"))}
+        if not templates:
+            raise UserError(f"{path}: no *.sql templates in the query set")
+        env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
+                                 keep_trailing_newline=True)
+        compiled = {}
+        for name, source in templates.items():
+            try:
+                compiled[name] = env.from_string(source)
+            except jinja2.TemplateSyntaxError as exc:
+                raise UserError(f"{path / (name + '.sql')} line {exc.lineno}: {exc.message}") from None
+        return cls(path=path, params=params, templates=templates, _compiled=compiled)
+
+    @property
+    def active(self) -> list[str]:
+        """Template names that will run (all but the skipped ones), sorted."""
+        return [n for n in sorted(self.templates) if n not in self.skipped]
+
+    def skip(self, name: str, reason: str) -> None:
+        self.skipped[name] = reason
+
+    def parameters(self, rng: random.Random, username: str = "bosun") -> dict:
+        """One draw of every template variable."""
+        p = self.params
+        radius = p["min_radius"] + rng.random() * p["radius_range"]
+        radius_near = p["min_radius"] + rng.random() * p["radius_near_range"]
+        # Cones are kept inside the bounds so that every query hits the catalogue's field.
+        ra, dec = _point_inside(rng, p, max(radius, radius_near))
+        min_flux = p["flux_range"][0] + rng.random() * (p["flux_range"][1] - p["flux_range"][0])
+        min_mag = p["mag_range"][0] + rng.random() * (p["mag_range"][1] - p["mag_range"][0])
+        values = {
+            "ra": ra,
+            "dec": dec,
+            "radius": radius,
+            "radius_near": radius_near,
+            "polygon": format_polygon(random_polygon(rng, p)),
+            "min_flux": min_flux,
+            "max_flux": min_flux + p["flux_window"],
+            "min_mag": min_mag,
+            "max_mag": min_mag + p["mag_window"],
+            "username": username,
+            "query_id": f"bosun-{rng.getrandbits(64):016x}",
+        }
+        ids = p.get("object_ids")
+        if ids:
+            values["object"] = str(rng.choice(ids))
+            values["objects"] = ", ".join(str(o) for o in rng.choices(ids, k=p["objects_count"]))
+        if p.get("bands"):
+            values["band"] = rng.choice(p["bands"])
+        return values
+
+    def render(self, name: str, values: dict) -> str:
+        import jinja2
+
+        try:
+            return self._compiled[name].render(values)
+        except jinja2.UndefinedError as exc:
+            have = ", ".join(sorted(values))
+            raise UserError(
+                f"{self.path / (name + '.sql')}: {exc.message}; available variables: {have}"
+                " (add the missing key, e.g. object_ids, to params.yaml)"
+            ) from None
+
+    def generate(self, rng: random.Random, username: str = "bosun") -> tuple[str, str]:
+        """(template name, ADQL) for one random query among the active templates."""
+        active = self.active
+        if not active:
+            raise UserError(f"{self.path}: every template was skipped: {self.skipped}")
+        name = rng.choice(active)
+        return name, self.render(name, self.parameters(rng, username))
+
+    def check_renders(self) -> None:
+        """Render every template once, so a missing variable fails before any query runs."""
+        rng = random.Random(0)
+        for name in self.templates:
+            self.render(name, self.parameters(rng))
+
+
+def _point_inside(rng: random.Random, p: dict, margin: float) -> tuple[float, float]:
+    dec_lo, dec_hi = p["min_dec"] + margin, p["max_dec"] - margin
+    if dec_lo > dec_hi:
+        dec_lo = dec_hi = (p["min_dec"] + p["max_dec"]) / 2
+    dec = dec_lo + rng.random() * (dec_hi - dec_lo)
+    ra_margin = margin / max(math.cos(math.radians(dec)), 1e-3)
+    ra_lo, ra_hi = p["min_ra"] + ra_margin, p["max_ra"] - ra_margin
+    if ra_lo > ra_hi:
+        ra_lo = ra_hi = (p["min_ra"] + p["max_ra"]) / 2
+    return ra_lo + rng.random() * (ra_hi - ra_lo), dec
+
+
+def random_polygon(rng: random.Random, p: dict) -> list[tuple[float, float]]:
+    """A convex polygon of 3-7 vertices on a circle, wholly inside the bounds.
+
+    Vertices go round in mobu's order (north, then east), which on the sky is
+    counter-clockwise, the orientation ADQL services expect.
+    """
+    r = p["min_radius"] + rng.random() * p["radius_range"]
+    ra, dec = _point_inside(rng, p, r)
+    n = rng.randrange(3, 8)
+    phi = rng.random() * 2 * math.pi
+    cos_dec = max(math.cos(math.radians(dec)), 1e-3)
+    vertices = []
+    for i in range(n):
+        theta = phi + i * 2 * math.pi / n
+        vra = min(max(ra + r * math.sin(theta) / cos_dec, p["min_ra"]), p["max_ra"])
+        vdec = min(max(dec + r * math.cos(theta), p["min_dec"]), p["max_dec"])
+        vertices.append((vra, vdec))
+    return vertices
+
+
+def format_polygon(vertices: list[tuple[float, float]]) -> str:
+    return ", ".join(f"{ra:.6f}, {dec:.6f}" for ra, dec in vertices)
