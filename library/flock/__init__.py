@@ -1,0 +1,1 @@
+"""The load engine: flocks of bot monkeys running businesses against the platform."""

@@ -1,0 +1,71 @@
+"""What a business is, and what a monkey hands it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from library.events import Recorder
+    from library.flock.models import User
+    from library.flock.options import BusinessOptions
+    from library.flock.shared import Shared
+
+
+@dataclass
+class MonkeyContext:
+    """Everything one monkey's business may use; `timed` fills in flock, monkey and business."""
+
+    flock: str
+    business: str
+    user: User
+    recorder: Recorder
+    shared: Shared
+    scopes: list[str] = field(default_factory=list)
+
+    @property
+    def username(self) -> str:
+        return self.user.username
+
+    def timed(self, operation: str, target: str = "", rows: int = -1):
+        return self.recorder.timed(
+            operation,
+            self.user.username,
+            target,
+            flock=self.flock,
+            business=self.business,
+            rows=rows,
+        )
+
+
+class Business:
+    """A monkey's job: `startup`, then `execute` and `idle` in turn, and `shutdown` at the end.
+
+    Every wait must be an ordinary await so that cancelling the monkey's task interrupts it.
+    `execute` returns True when the business has nothing more to do.
+    """
+
+    def __init__(self, ctx: MonkeyContext, options: BusinessOptions) -> None:
+        self.ctx = ctx
+        self.options = options
+        self.executions = 0
+
+    async def startup(self) -> None:
+        pass
+
+    async def execute(self) -> bool:
+        raise NotImplementedError
+
+    async def idle(self) -> None:
+        await asyncio.sleep(self.options.idle_time)
+
+    async def shutdown(self) -> None:
+        pass
+
+    def shutdown_timeout(self) -> float:
+        """Upper bound for `shutdown` when the run stops (labs use their delete_timeout)."""
+        return float(getattr(self.options, "delete_timeout", 10.0))
+
+    def describe(self) -> dict[str, Any]:
+        return {"executions": self.executions}

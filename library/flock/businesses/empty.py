@@ -1,0 +1,12 @@
+"""EmptyLoop: no work at all, so that the engine itself is what gets measured."""
+
+from __future__ import annotations
+
+from library.flock.businesses.base import Business
+
+
+class EmptyLoop(Business):
+    async def execute(self) -> bool:
+        with self.ctx.timed("empty_loop"):
+            self.executions += 1
+        return False
