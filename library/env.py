@@ -22,7 +22,6 @@ from library.errors import UserError
 _current: contextvars.ContextVar[Path | None] = contextvars.ContextVar("bosun_artifact_dir",
                                                                         default=None)
 _NUMBERED = re.compile(r"^(\d{3,})__")
-_LOCK_NAME = ".numbering.lock"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=@-]+")
 
 
@@ -86,13 +85,13 @@ def next_dir(name: str, parent: str | Path | None = None) -> Path:
     """Create ``parent/NNN__name`` with the next free number and return it.
 
     Numbering is gap-free and unique across threads and processes: the scan and the mkdir
-    happen under an exclusive ``flock`` on a lock file in the parent (a lock per open file
+    happen under an exclusive ``flock`` on the parent directory itself (a lock per open file
     description, so threads of one process exclude each other too).
     """
     parent = Path(parent) if parent is not None else artifact_dir()
     parent.mkdir(parents=True, exist_ok=True)
     name = safe_name(name)
-    fd = os.open(parent / _LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o644)
+    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         highest = -1

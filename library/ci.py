@@ -1,0 +1,367 @@
+"""``ci/run PROJECT STEP``: a project's steps as a CI job, with presets and ``/var`` overrides.
+
+The trigger text (``--trigger-file`` or ``$BOSUN_TRIGGER``) speaks the TOPSAIL dialect::
+
+    /test JOB PROJECT [PRESET ...]
+    /var tests.tap.count: 20
+    /only test
+    /skip cleanup
+
+Steps are the functions ``prepare``, ``test`` and ``cleanup`` of the project's ``test.py``;
+``ci`` runs cleanup, prepare, test, cleanup, and the last cleanup always runs. The run root
+receives the config snapshot, ``junit.xml``, ``FAILURES``, ``FINISHED``, ``exit_code`` and
+``run.json``, then the post-mortem report, also when the run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import importlib.util
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from library import config, env, redact, toolbox
+from library.errors import UserError
+
+log = logging.getLogger("ci")
+
+STEPS = ("prepare", "test", "cleanup")
+SEQUENCE = {"ci": ["cleanup", "prepare", "test", "cleanup"]}
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM reached the launcher; remaining steps but the last cleanup are skipped."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+# ---------------------------------------------------------------------------- trigger text
+
+@dataclass
+class Trigger:
+    job: str | None = None
+    project: str | None = None
+    presets: list[str] = field(default_factory=list)
+    variables: dict[str, Any] = field(default_factory=dict)
+    only: list[str] = field(default_factory=list)
+    skip: list[str] = field(default_factory=list)
+
+
+def parse_trigger(text: str, source: str = "trigger") -> Trigger:
+    """Parse ``/test``, ``/var``, ``/only`` and ``/skip`` lines; other lines are comments."""
+    trigger = Trigger()
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line.startswith("/"):
+            continue
+        directive, _, rest = line.partition(" ")
+        rest = rest.strip()
+        where = f"{source}:{number}"
+        if directive == "/test":
+            words = rest.split()
+            if len(words) < 2:
+                raise UserError(f"{where}: '/test' needs 'JOB PROJECT [PRESET ...]', got {line!r}")
+            trigger.job, trigger.project, *presets = words
+            trigger.presets.extend(presets)
+        elif directive == "/var":
+            trigger.variables.update(config.parse_var(rest, f"{where}: /var"))
+        elif directive in ("/only", "/skip"):
+            if rest not in (*STEPS,):
+                raise UserError(f"{where}: {directive} takes one of {', '.join(STEPS)}, got {rest!r}")
+            (trigger.only if directive == "/only" else trigger.skip).append(rest)
+        else:
+            raise UserError(f"{where}: unknown directive {directive!r} "
+                            "(known: /test, /var, /only, /skip)")
+    return trigger
+
+
+# ---------------------------------------------------------------------------- steps
+
+def load_test_module(project: str) -> ModuleType:
+    path = config.project_testing_dir(project) / "test.py"
+    if not path.is_file():
+        raise UserError(f"project {project!r} has no steps: {path} is missing")
+    spec = importlib.util.spec_from_file_location(f"bosun_projects.{project}.test", path)
+    module = importlib.util.module_from_spec(spec)
+    # Sibling modules of test.py are importable from it, as in TOPSAIL.
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(path.parent))
+    return module
+
+
+def plan(step: str, trigger: Trigger, module: ModuleType, project: str) -> list[str]:
+    known = [s for s in STEPS if callable(getattr(module, s, None))]
+    if step in SEQUENCE:
+        steps = [s for s in SEQUENCE[step] if s in known]
+    elif step in STEPS:
+        if step not in known:
+            raise UserError(f"project {project!r} has no step {step!r} "
+                            f"(its test.py defines: {', '.join(known) or 'none'})")
+        steps = [step]
+    else:
+        raise UserError(f"unknown step {step!r} (use one of {', '.join([*STEPS, *SEQUENCE])})")
+    if trigger.only:
+        steps = [s for s in steps if s in trigger.only]
+    return [s for s in steps if s not in trigger.skip]
+
+
+@dataclass
+class StepResult:
+    name: str
+    dir: Path
+    status: str = "success"
+    duration_s: float = 0.0
+    error: str | None = None
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into ``Interrupted`` for the duration of the run only."""
+    def handler(signum, _frame):
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class Console:
+    """Step banners: rich in an interactive terminal, plain lines when ``CI`` is set."""
+
+    def __init__(self) -> None:
+        self.rich = None
+        if sys.stdout.isatty() and not os.environ.get("CI"):
+            from rich.console import Console as RichConsole
+
+            self.rich = RichConsole()
+
+    def line(self, text: str, style: str = "") -> None:
+        if self.rich is not None:
+            self.rich.print(text, style=style or None, highlight=False)
+        else:
+            print(text, flush=True)
+
+
+def run_steps(steps: list[str], module: ModuleType, console: Console) -> tuple[list[StepResult], int]:
+    results: list[StepResult] = []
+    interrupted: Interrupted | None = None
+    last_cleanup = len(steps) - 1 if steps and steps[-1] == "cleanup" and len(steps) > 1 else None
+    for index, name in enumerate(steps):
+        if interrupted is not None and index != last_cleanup:
+            continue
+        with env.NextArtifactDir(name) as step_dir:
+            result = StepResult(name, step_dir)
+            console.line(f"==> {name}  ({step_dir})", "bold")
+            start = time.perf_counter()
+            try:
+                getattr(module, name)()
+            except Interrupted as err:
+                interrupted = err
+                result.status, result.error = "failure", f"interrupted by {err}"
+            except Exception as err:
+                result.status, result.error = "failure", redact.redact_text(toolbox._one_line(err))
+                if not isinstance(err, UserError):
+                    (step_dir / "FAILURE").write_text(redact.redact_text(
+                        f"step {name} failed: {result.error}\n\n{traceback.format_exc()}"))
+            result.duration_s = time.perf_counter() - start
+            results.append(result)
+            if result.status == "success":
+                console.line(f"    {name}: passed in {result.duration_s:.1f} s", "green")
+            else:
+                console.line(f"    {name}: FAILED in {result.duration_s:.1f} s: {result.error}", "red")
+    if interrupted is not None:
+        return results, 128 + interrupted.signum
+    return results, 0 if all(r.status == "success" for r in results) else 1
+
+
+# ---------------------------------------------------------------------------- run root files
+
+def _toolbox_calls(root: Path) -> list[dict[str, Any]]:
+    calls = []
+    for path in sorted(root.rglob("result.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if "group" in data and "command" in data:
+            data["_dir"] = path.parent
+            calls.append(data)
+    return calls
+
+
+def write_junit(root: Path, project: str, results: list[StepResult]) -> None:
+    suite = ET.Element("testsuite", name=f"bosun.{project}")
+    cases = 0
+    failures = 0
+
+    def case(classname: str, name: str, seconds: float, error: str | None) -> None:
+        nonlocal cases, failures
+        element = ET.SubElement(suite, "testcase", classname=classname, name=name,
+                                time=f"{seconds:.3f}")
+        cases += 1
+        if error:
+            failures += 1
+            ET.SubElement(element, "failure", message=error[:1000]).text = error
+
+    for result in results:
+        case(f"{project}.steps", result.dir.name, result.duration_s, result.error)
+    for call in _toolbox_calls(root):
+        rel = call["_dir"].relative_to(root)
+        step = rel.parts[0] if len(rel.parts) > 1 else "run"
+        case(f"{project}.{step}", str(rel), float(call.get("duration_s") or 0), call.get("error"))
+    # Commands may leave their own JUnit fragments (one testcase per flock, per notebook...).
+    for fragment in sorted(root.rglob("junit.xml")):
+        if fragment.parent == root:
+            continue
+        try:
+            tree = ET.parse(fragment)
+        except ET.ParseError:
+            continue
+        for element in tree.iter("testcase"):
+            suite.append(element)
+            cases += 1
+            failures += int(element.find("failure") is not None or element.find("error") is not None)
+    suite.set("tests", str(cases))
+    suite.set("failures", str(failures))
+    ET.indent(suite)
+    ET.ElementTree(suite).write(root / "junit.xml", encoding="utf-8", xml_declaration=True)
+
+
+def write_failures(root: Path) -> None:
+    parts = []
+    for path in sorted(root.rglob("FAILURE")):
+        parts.append(f"=== {path.relative_to(root)}\n{path.read_text(errors='replace').rstrip()}\n")
+    target = root / "FAILURES"
+    if parts:
+        target.write_text("\n".join(parts))
+    elif target.exists():
+        target.unlink()
+
+
+def _post_mortem(root: Path, console: Console) -> str | None:
+    """Build the report; a failure here is recorded, never hides the run's own result."""
+    try:
+        from library import report
+    except ImportError:
+        return None
+    try:
+        index = report.post_mortem(root)
+        console.line(f"==> report: {index}")
+        if hasattr(report, "record_history"):
+            report.record_history(root)
+        return None
+    except Exception as err:
+        message = toolbox._one_line(err)
+        log.error("post-mortem failed: %s", message)
+        (root / "report_FAILURE").write_text(redact.redact_text(traceback.format_exc()))
+        return message
+
+
+# ---------------------------------------------------------------------------- entry point
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def launch(project: str, step: str, presets: list[str], variables: list[str],
+           trigger_text: str | None, trigger_source: str) -> int:
+    """Run a project's step(s); returns the exit code (0 pass, 1 fail, 128+N on signal N)."""
+    trigger = parse_trigger(trigger_text, trigger_source) if trigger_text else Trigger()
+    if trigger.project and trigger.project != project:
+        raise UserError(f"{trigger_source}: '/test' names project {trigger.project!r} "
+                        f"but ci/run was called for {project!r}")
+    overrides = [("trigger", trigger.variables)] if trigger.variables else []
+    overrides += [("cli", config.parse_var(text)) for text in variables]
+    root = env.artifact_dir()
+    cfg = config.load(project, presets=[*presets, *trigger.presets], overrides=overrides,
+                      overrides_file=root / config.OVERRIDES_FILE)
+    cfg.write_snapshot(root)
+    module = load_test_module(project)
+    steps = plan(step, trigger, module, project)
+    console = Console()
+    console.line(f"bosun ci: project {project}, step {step} ({' -> '.join(steps) or 'nothing'}), "
+                 f"presets: {', '.join(cfg.presets_applied) or 'none'}; artifacts: {root}")
+    started = _now()
+    with config.using(cfg), toolbox.logging_to(root / "ci.log"), _signals_raise():
+        results, code = run_steps(steps, module, console)
+    report_error = _post_mortem(root, console)
+    write_junit(root, project, results)
+    write_failures(root)
+    (root / "run.json").write_text(json.dumps({
+        "project": project, "step": step, "steps": [r.name for r in results],
+        "presets": cfg.presets_applied, "overrides": redact.redact_data(cfg.overrides),
+        "job": trigger.job, "start": started, "end": _now(),
+        "result": "success" if code == 0 else "failure", "exit_code": code,
+        "step_results": [{"name": r.name, "dir": r.dir.name, "status": r.status,
+                          "duration_s": round(r.duration_s, 3), "error": r.error} for r in results],
+        "report_error": report_error,
+    }, indent=2) + "\n")
+    (root / "exit_code").write_text(f"{code}\n")
+    (root / "FINISHED").write_text(_now() + "\n")
+    verdict = "PASSED" if code == 0 else "FAILED"
+    console.line(f"bosun ci: {verdict} (exit {code}); artifacts: {root}", "bold")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    from library.cli import setup_console_logging
+
+    parser = argparse.ArgumentParser(
+        prog="ci/run", description="Run a project's steps as a CI job.",
+        epilog="Trigger text (from --trigger-file or $BOSUN_TRIGGER): '/test JOB PROJECT "
+               "[PRESET ...]', '/var key: value', '/only STEP', '/skip STEP'.")
+    parser.add_argument("project", help="project under projects/")
+    parser.add_argument("step", help=f"one of {', '.join([*STEPS, *SEQUENCE])}")
+    parser.add_argument("--preset", action="append", default=[], help="preset to apply (repeatable)")
+    parser.add_argument("--var", action="append", default=[], help="override 'key: value' (repeatable)")
+    parser.add_argument("--trigger-file", type=Path, help="file holding the trigger text")
+
+    def one_line_error(message: str) -> None:
+        print(f"error: ci/run: {message} (see ci/run --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+    parser.error = one_line_error  # type: ignore[method-assign]
+    args = parser.parse_args(argv)
+    setup_console_logging(os.environ.get("BOSUN_DEBUG") == "1")
+    try:
+        trigger_text, source = None, "trigger"
+        if args.trigger_file is not None:
+            try:
+                trigger_text, source = args.trigger_file.read_text(), str(args.trigger_file)
+            except OSError as err:
+                raise UserError(f"--trigger-file {args.trigger_file}: {err.strerror}") from None
+        elif os.environ.get("BOSUN_TRIGGER"):
+            trigger_text, source = os.environ["BOSUN_TRIGGER"], "$BOSUN_TRIGGER"
+        return launch(args.project, args.step, args.preset, args.var, trigger_text, source)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except Exception as err:
+        if os.environ.get("BOSUN_DEBUG") == "1":
+            raise
+        print(f"error: internal error: {toolbox._one_line(err)} (BOSUN_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
+
