@@ -59,7 +59,7 @@ class LabSession:
         self.user = user
         self.hub_url = hub_url if hub_url.endswith("/") else hub_url + "/"
         self.http = UserHTTP(token, user=user, connector=connector)
-        self._rec = recorder or NoRecorder()
+        self._rec = recorder if recorder is not None else NoRecorder()
         self._lab_url = urljoin(self.hub_url, f"user/{quote(user)}/")
 
     # --- URLs ---------------------------------------------------------------------------
@@ -148,8 +148,9 @@ class LabSession:
                 raise
 
     async def _spawn_form(self, image, size, image_field) -> None:
-        # The form page sets the _xsrf cookie that the POST must echo in X-XSRFToken.
-        await self.http.request("GET", urljoin(self.hub_url, "hub/spawn"))
+        # The hub home page logs the user in (Nublado: from the Gafaelfawr bearer token) and
+        # sets the _xsrf cookie that the form POST must echo in X-XSRFToken.
+        await self.http.request("GET", urljoin(self.hub_url, "hub/home"))
         form = {}
         if image:
             form[image_field] = image
@@ -157,7 +158,7 @@ class LabSession:
             form["size"] = size
         await self.http.request(
             "POST",
-            urljoin(self.hub_url, f"hub/spawn/{quote(self.user)}"),
+            urljoin(self.hub_url, "hub/spawn"),
             data=form,
             ok=(200, 201, 202, 302, 303),
             allow_redirects=False,

@@ -1,0 +1,68 @@
+"""Committed notebooks carry no outputs, execution counts or widget state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Dirt:
+    path: str
+    cell: int | None  # 1-based position in the notebook; None for notebook-level state
+    what: str
+
+    def __str__(self) -> str:
+        where = f"cell {self.cell}" if self.cell is not None else "notebook"
+        return f"{self.path}: {where}: {self.what}"
+
+
+def find_dirt(nb, path: str) -> list[Dirt]:
+    found = []
+    for i, cell in enumerate(nb.cells, start=1):
+        if cell.get("cell_type") != "code":
+            continue
+        if cell.get("outputs"):
+            found.append(Dirt(path, i, f"{len(cell['outputs'])} output(s)"))
+        if cell.get("execution_count") is not None:
+            found.append(Dirt(path, i, f"execution count {cell['execution_count']}"))
+    if "widgets" in nb.metadata:
+        found.append(Dirt(path, None, "widget state in metadata.widgets"))
+    return found
+
+
+def scrub(nb) -> None:
+    for cell in nb.cells:
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+    nb.metadata.pop("widgets", None)
+
+
+def check_clean(paths: list[Path], fix: bool = False) -> list[Dirt]:
+    """Dirt found in the notebooks at PATHS (directories are searched); FIX scrubs in place."""
+    import nbformat
+
+    found = []
+    for path in _expand(paths):
+        nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+        dirt = find_dirt(nb, str(path))
+        if dirt and fix:
+            scrub(nb)
+            nbformat.write(nb, path)
+        found.extend(dirt)
+    return found
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    out = []
+    for p in paths:
+        if p.is_dir():
+            out.extend(
+                q
+                for q in sorted(p.rglob("*.ipynb"))
+                if not any(part.startswith(".") for part in q.relative_to(p).parts)
+            )
+        else:
+            out.append(p)
+    return out

@@ -1,0 +1,76 @@
+"""Run a notebook cell by cell in a lab kernel, as mobu's NotebookRunner does."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from library.jupyter.errors import ExecutionError, ExecutionTimeout, KernelDied
+from library.jupyter.timing import NoRecorder, now_us
+from library.notebooks.local import NotebookRun
+from library.notebooks.params import code_cells_with_parameters
+
+
+async def run_in_kernel(
+    kernel,
+    path: Path,
+    *,
+    parameters: dict[str, Any] | None = None,
+    cell_timeout: float = 300.0,
+    label: str = "",
+    recorder=None,
+) -> NotebookRun:
+    """Execute the code cells of PATH in KERNEL; errors name the notebook and cell (from 1)."""
+    import nbformat
+
+    rec = recorder if recorder is not None else NoRecorder()
+    label = label or str(path)
+    nb = nbformat.read(path, as_version=4)
+    run = NotebookRun(label)
+    started = time.perf_counter()
+    start_us = now_us()
+    error: Exception | None = None
+    for number, source in code_cells_with_parameters(nb, parameters or {}):
+        cell_start = now_us()
+        t0 = time.perf_counter()
+        try:
+            await kernel.execute(source, cell_timeout, record=False)
+        except ExecutionError as exc:
+            error = exc.with_context(label, number)
+        except (ExecutionTimeout, KernelDied) as exc:
+            exc.cell, exc.notebook = number, label
+            exc.args = (f"{label} cell {number}: {exc.args[0]}",)
+            error = exc
+        duration = time.perf_counter() - t0
+        run.cells.append({"cell": number, "duration_s": round(duration, 6), "ok": error is None})
+        rec.record(
+            "cell",
+            cell_start,
+            int(duration * 1e6),
+            success=error is None,
+            monkey=kernel.user,
+            target=f"{label}#cell-{number}",
+            error_class=type(error).__name__ if error else "",
+            error=_line(error),
+        )
+        if error is not None:
+            break
+    run.duration_s = time.perf_counter() - started
+    rec.record(
+        "notebook",
+        start_us,
+        int(run.duration_s * 1e6),
+        success=error is None,
+        monkey=kernel.user,
+        target=label,
+        error_class=type(error).__name__ if error else "",
+        error=_line(error),
+    )
+    if error is not None:
+        raise error
+    return run
+
+
+def _line(error: Exception | None) -> str:
+    return " ".join(str(error).split())[:200] if error else ""
