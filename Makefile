@@ -40,11 +40,14 @@ bench: setup
 	$(BIN)/python -m pytest tests/bench -s -p no:cacheprovider
 
 ## demo: the sandbox platform, the rsp_checks project against it, then the sandbox stopped
+## (a sandbox that was already running is reused and left running)
 demo: setup
-	@trap '$(BIN)/python run_toolbox.py sandbox down' EXIT; \
-	  $(BIN)/python run_toolbox.py sandbox up && \
-	  $(BIN)/python ci/run rsp_checks ci --preset sandbox; status=$$?; \
-	  echo "demo artifacts: $$(ls -td $${ARTIFACT_BASE:-artifacts}/*/ 2>/dev/null | head -1)"; \
+	@export ARTIFACT_DIR="$${ARTIFACT_DIR:-$$PWD/artifacts/demo-$$(date -u +%Y%m%d-%H%M%S)}"; \
+	  sandbox() { ARTIFACT_DIR="$$ARTIFACT_DIR/sandbox" $(BIN)/python run_toolbox.py sandbox "$$@"; }; \
+	  $(BIN)/python -c 'import library.sandbox as s; exit(s.status()["hub"]["running"])' && \
+	    trap 'sandbox down' EXIT; \
+	  sandbox up && $(BIN)/python ci/run rsp_checks ci --preset sandbox; status=$$?; \
+	  echo "demo artifacts: $$ARTIFACT_DIR (report: $$ARTIFACT_DIR/report/index.html)"; \
 	  exit $$status
 
 clean:
