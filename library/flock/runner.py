@@ -1,0 +1,140 @@
+"""A whole `scale run`: flocks in, artifacts out (flocks.yaml, events, health, summary)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from library.errors import UserError
+from library.flock.models import FlockConfig, dump_flocks, load_flocks, parse_flocks
+from library.flock.options import parse_duration
+
+log = logging.getLogger(__name__)
+
+
+def _override(
+    flocks: list[FlockConfig], count: int | None, options: list[str], source: str
+) -> list[FlockConfig]:
+    import yaml
+
+    if count is None and not options:
+        return flocks
+    data = dump_flocks(flocks)
+    for item in options:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--option {item!r}: expected NAME=VALUE, e.g. idle_time=5s")
+        for flock in data:
+            flock["business"].setdefault("options", {})[name.strip()] = yaml.safe_load(value)
+    if count is not None:
+        for flock in data:
+            if "users" in flock:
+                raise UserError(
+                    f"--count {count}: flock {flock['name']!r} lists its users; "
+                    "use user_spec to size it"
+                )
+            flock["count"] = count
+    return parse_flocks(data, f"{source} (with overrides)")
+
+
+@dataclass
+class ScaleRun:
+    flocks: list[FlockConfig]
+    duration: float | None
+    endpoints: dict[str, Any]
+
+    @classmethod
+    def prepare(
+        cls,
+        path: Path,
+        *,
+        duration: str | float | None = None,
+        count: int | None = None,
+        options: list[str] | None = None,
+        endpoints: dict[str, Any] | None = None,
+    ) -> ScaleRun:
+        flocks = _override(load_flocks(path), count, options or [], str(path))
+        seconds = None
+        if duration is not None:
+            try:
+                seconds = parse_duration(duration)
+            except ValueError as exc:
+                raise UserError(f"--duration: {exc}") from None
+        return cls(flocks, seconds, {k: v for k, v in (endpoints or {}).items() if v})
+
+    def execute(
+        self,
+        out_dir: Path,
+        *,
+        workers: int | None = None,
+        scheduler: str | None = None,
+        live: bool = True,
+        min_success_pct: float = 95.0,
+        webhook_url: str | None = None,
+    ) -> dict[str, Any]:
+        import yaml
+
+        from library.flock import summary as summ
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "flocks.yaml").write_text(
+            yaml.safe_dump(dump_flocks(self.flocks), sort_keys=False)
+        )
+        extra: dict[str, Any] = {}
+        if workers is None and scheduler is None:
+            from library.flock.engine import RunSettings, run_flocks
+
+            result = run_flocks(
+                self.flocks,
+                out_dir,
+                RunSettings(
+                    duration=self.duration, live=None if live else False, endpoints=self.endpoints
+                ),
+            )
+            start, end = result.start, result.end
+            extra = {"stop_reason": result.stop_reason, "shards": 1}
+        else:
+            import time
+
+            from library.flock.distributed import run_distributed
+
+            begin = time.time()
+            results, dead = run_distributed(
+                self.flocks,
+                out_dir,
+                duration=self.duration,
+                workers=workers,
+                scheduler=scheduler,
+                endpoints=self.endpoints,
+            )
+            start = min((r["start"] for r in results), default=begin)
+            end = max((r["end"] for r in results), default=time.time())
+            reasons = sorted({r["stop_reason"] for r in results})
+            extra = {
+                "stop_reason": ",".join(reasons) or "shards died",
+                "shards": len(results) + len(dead),
+                "dead_shards": dead,
+            }
+        summary = summ.build_summary(out_dir, self.flocks, start, end, extra)
+        text = summ.write_summary(out_dir, summary, min_success_pct)
+        log.info("scale run summary:\n%s", text.rstrip())
+        if webhook_url:
+            summ.post_webhook(webhook_url, text)
+        failed = {
+            name: why
+            for name, flock in summary["flocks"].items()
+            if (why := summ.flock_failed(flock, min_success_pct))
+        }
+        return {
+            "flocks": {
+                n: {k: f[k] for k in ("monkeys", "started", "successes", "failures", "success_pct")}
+                for n, f in summary["flocks"].items()
+            },
+            "client_bound": summary["client_bound"],
+            "client_bound_reason": summary["client_bound_reason"],
+            "stop_reason": summary.get("stop_reason"),
+            "failed_flocks": failed,
+        }

@@ -1,0 +1,84 @@
+"""Scale loads: flocks of bot monkeys running businesses (mobu's flocks), for Scale Friday."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from library.toolbox import command
+
+log = logging.getLogger(__name__)
+
+
+@command
+def run(
+    flocks: Path,
+    duration: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    count: int | None = None,
+    option: list[str] | None = None,
+    min_success_pct: float = 95.0,
+    webhook_url: str | None = None,
+    hub_url: str | None = None,
+    tap_url: str | None = None,
+    token_file: Path | None = None,
+    live: bool = True,
+) -> dict:
+    """Run flocks of monkeys against the platform and summarise them.
+
+    The flock file is a list of flocks in mobu's schema (a mobu ``autostart:`` list runs as
+    is). Every timed operation goes to ``events/*.parquet``, the engine's own health to
+    ``health/*.parquet``; ``summary.json``, ``summary.txt`` (mobu's daily-report lines) and a
+    ``junit.xml`` testcase per flock are written at the end. Ctrl-C stops the monkeys and deletes
+    their labs; a second Ctrl-C stops at once (events are still written).
+
+    Args:
+        flocks: Flock YAML file.
+        duration: How long to run (``90s``, ``5m``, ``1h30m``); until every monkey finished when
+            omitted.
+        workers: Split the monkeys across this many local Dask worker processes.
+        scheduler: Address of a Dask scheduler whose workers run the shards.
+        count: Replace every flock's monkey count (flocks with ``user_spec`` only).
+        option: Business option override for every flock, ``NAME=VALUE`` (YAML value).
+        min_success_pct: A flock below this success percentage fails its testcase and the command.
+        webhook_url: Post the summary lines there as Slack-compatible JSON.
+        hub_url: Hub base URL ($BOSUN_HUB_URL, else the sandbox).
+        tap_url: TAP service URL ($BOSUN_TAP_URL, else the sandbox).
+        token_file: Admin token file ($BOSUN_TOKEN_FILE, else the sandbox).
+        live: Show the live table in a terminal (a status line every 10 s in CI).
+    """
+    from library import env
+    from library.errors import UserError
+    from library.flock.runner import ScaleRun
+
+    if workers is not None and scheduler is not None:
+        raise UserError("--workers and --scheduler exclude each other: give one")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers {workers}: give at least 1")
+    scale = ScaleRun.prepare(
+        flocks,
+        duration=duration,
+        count=count,
+        options=option or [],
+        endpoints={
+            "hub_url": hub_url,
+            "tap_url": tap_url,
+            "token_file": str(token_file) if token_file else None,
+        },
+    )
+    result = scale.execute(
+        env.artifact_dir(),
+        workers=workers,
+        scheduler=scheduler,
+        live=live,
+        min_success_pct=min_success_pct,
+        webhook_url=webhook_url,
+    )
+    if result["failed_flocks"]:
+        raise UserError(
+            "scale run: "
+            + "; ".join(f"{n}: {why}" for n, why in result["failed_flocks"].items())
+            + " (see summary.txt)"
+        )
+    return result
