@@ -155,7 +155,7 @@ def _describe(fn: Callable, args: tuple, kwargs: dict) -> str:
     if fn is run_toolbox and len(args) >= 2:
         detail = " ".join(f"{k}={v}" for k, v in kwargs.items() if not redact.is_secret_name(k))
         return f"{args[0]} {args[1]}" + (f" ({detail})" if detail else "")
-    name = getattr(fn, "__qualname__", repr(fn))
+    name = getattr(fn, "__name__", repr(fn))
     shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items()
                                             if not redact.is_secret_name(k))])
     return f"{name}({redact.redact_text(shown)})"
