@@ -127,13 +127,13 @@ class FlockConfig(BaseModel):
 def _first_error(exc: ValidationError, prefix: str = "") -> str:
     error = exc.errors()[0]
     loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
-    where = ".".join(p for p in (prefix, loc) if p)
     message = error["msg"].removeprefix("Value error, ")
     # A nested options error carries its own location ("options.idle_time: ...").
     nested = re.match(r"^(options[\w.]*): (.*)$", message)
     if nested:
         loc = ".".join(p for p in (loc, nested.group(1)) if p)
         message = nested.group(2)
+    where = ".".join(p for p in (prefix, loc) if p)
     return f"{where}: {message}" if where else message
 
 

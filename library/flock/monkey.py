@@ -107,11 +107,13 @@ class Monkey:
                     self.stats.failures += 1
                     self._event("monkey_error", now_us(), False, exc)
                     await self._shutdown(business)
+                    self.business = None
                     if not config.restart:
                         return
                     await asyncio.sleep(options.error_idle_time)
                     continue
                 await self._shutdown(business)
+                self.business = None
                 if finished:
                     return
         except asyncio.CancelledError:
