@@ -189,11 +189,15 @@ def down() -> dict:
         stopped["tap"] = True
     if settings:
         layout.write_settings({**settings, "tap": False})
-    listening = [
-        f"{port} ({name})"
-        for name, port in ports.named(with_tap=bool(settings.get("tap"))).items()
-        if st.port_is_listening(port)
-    ]
+    # Only the ports of services stopped here are checked: when nothing ran, the ports may
+    # well belong to someone else.
+    listening = []
+    if stopped["hub"] or stopped["proxy"]:
+        listening = [
+            f"{port} ({name})"
+            for name, port in ports.named(with_tap=bool(stopped.get("tap"))).items()
+            if not st.wait_until(lambda port=port: not st.port_is_listening(port), 5)
+        ]
     if listening:
         log.warning("still listening after down: %s", ", ".join(listening))
     return {"stopped": stopped, "still_listening": listening}

@@ -190,6 +190,7 @@ def test_port_in_use_is_one_line_naming_port_and_option(private_sandbox):
     from library.errors import UserError
 
     with socket.socket() as blocker:
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         blocker.bind(("127.0.0.1", PRIVATE_BASE + 1))
         blocker.listen()
         with pytest.raises(UserError) as info:
@@ -202,6 +203,7 @@ def test_port_in_use_is_one_line_naming_port_and_option(private_sandbox):
 
 def test_cli_port_in_use_prints_one_line(private_sandbox):
     with socket.socket() as blocker:
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         blocker.bind(("127.0.0.1", PRIVATE_BASE))
         blocker.listen()
         proc = subprocess.run(
