@@ -12,7 +12,8 @@ def prepare():
 
 def _greet(name: str) -> None:
     greeting = config.project.get_config("tests.example.greeting")
-    command = f"echo {shlex.quote(f'{greeting}, {name}')}"
+    pause = float(config.project.get_config("tests.example.pause"))
+    command = f"sleep {pause} && echo {shlex.quote(f'{greeting}, {name}')}"
     if name == config.project.get_config("tests.example.fail_on"):
         command += " && exit 3"
     run.run_toolbox_from_config("shell", "run", suffix="greet", extra={"cmd": command})
