@@ -240,3 +240,87 @@ def check_clean(paths: list[str], /, fix: bool = False) -> dict:
             "(run notebook check_clean --fix)"
         )
     return {"dirty_files": files, "findings": [str(d) for d in dirt], "fixed": fix and bool(dirt)}
+
+
+@command
+def ci(
+    repo: Path,
+    /,
+    base_ref: str = "origin/main",
+    head_ref: str = "HEAD",
+    parameters: list[str] | None = None,
+    timeout: float = 300.0,
+) -> dict:
+    """Run the notebooks a change touches and check they are clean; JUnit per notebook.
+
+    The changed notebooks are those ``git diff --name-only BASE...HEAD`` lists. Each one is run
+    locally with papermill and checked for committed outputs; `junit.xml` in the artifact dir
+    has a ``run`` and a ``clean`` testcase per notebook.
+
+    Args:
+        repo: Git checkout holding the change.
+        base_ref: Ref the change is merged into (e.g. ``origin/main``).
+        head_ref: Ref of the change.
+        parameters: ``NAME=VALUE`` given to every notebook (repeatable).
+        timeout: Seconds each cell may take.
+    """
+    from library import env
+    from library.errors import UserError
+    from library.jupyter.context import recorder, write_json
+    from library.notebooks.ci import changed_notebooks, junit
+    from library.notebooks.clean import check_clean as check
+    from library.notebooks.params import parse_parameters
+    from library.notebooks.repo import run_local_set
+
+    if not (repo / ".git").exists():
+        raise UserError(f"notebook ci {repo}: not a git checkout")
+    params = parse_parameters(parameters)
+    changed = changed_notebooks(repo, base_ref, head_ref)
+    write_json("changed.json", changed)
+    if not changed:
+        log.info("no notebook changed between %s and %s", base_ref, head_ref)
+        (env.artifact_dir() / "junit.xml").write_text(junit("notebook_ci", []))
+        return {"changed": 0, "failed": 0}
+    notebooks = [(repo / rel, rel) for rel in changed]
+    with recorder("notebook_ci", "notebook") as rec:
+        outcomes = run_local_set(
+            notebooks,
+            env.artifact_dir() / "executed",
+            parameters=params,
+            timeout=timeout,
+            recorder=rec,
+        )
+    cases = []
+    failed = []
+    for (path, rel), outcome in zip(notebooks, outcomes, strict=True):
+        cases.append(
+            {
+                "name": f"{rel} run",
+                "classname": "notebook_ci.run",
+                "time": outcome.duration_s,
+                "failure": "" if outcome.ok else outcome.error,
+                "details": outcome.traceback,
+            }
+        )
+        dirt = check([path])
+        cases.append(
+            {
+                "name": f"{rel} clean",
+                "classname": "notebook_ci.clean",
+                "time": 0.0,
+                "failure": "; ".join(str(d) for d in dirt)[:500] if dirt else "",
+                "details": "\n".join(str(d) for d in dirt),
+            }
+        )
+        if not outcome.ok:
+            failed.append(outcome.error)
+        if dirt:
+            failed.append(f"{rel}: not clean ({len(dirt)} finding(s))")
+    (env.artifact_dir() / "junit.xml").write_text(junit("notebook_ci", cases), encoding="utf-8")
+    write_json("notebooks.json", [o.to_dict() for o in outcomes])
+    if failed:
+        raise UserError(
+            f"{len(failed)} problem(s) in {len(changed)} changed notebook(s): "
+            + "; ".join(failed)[:1000]
+        )
+    return {"changed": len(changed), "failed": 0}
