@@ -182,11 +182,20 @@ def down() -> dict:
 
         token = layout.token_file.read_text().strip()
         register_secret(token)
+    t0 = time.monotonic()
     stopped = hub.stop(layout, token=token, hub_api_url=_urls(ports.hub)[1])
+    if stopped["hub"] or stopped["labs"]:
+        log.info(
+            "stopped JupyterHub and %d lab(s) in %.1f s",
+            len(stopped["labs"]),
+            time.monotonic() - t0,
+        )
     dachs = _dachs()
     if dachs is not None and (settings.get("tap") or dachs.status(layout.root).get("running")):
+        t0 = time.monotonic()
         dachs.down(layout.root)
         stopped["tap"] = True
+        log.info("stopped the TAP service in %.1f s", time.monotonic() - t0)
     if settings:
         layout.write_settings({**settings, "tap": False})
     # Only the ports of services stopped here are checked: when nothing ran, the ports may
