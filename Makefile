@@ -37,7 +37,7 @@ lint: python-deps
 
 ## bench: benchmarks, each printing ratios against its anchor measured in the same run
 bench: setup
-	$(BIN)/python -m pytest tests/bench -s -p no:cacheprovider
+	$(BIN)/python -m pytest tests/bench -s -p no:cacheprovider -o python_files='bench_*.py'
 
 ## demo: the sandbox platform, the rsp_checks project against it, then the sandbox stopped
 ## (a sandbox that was already running is reused and left running)

@@ -18,3 +18,15 @@ def run(cmd: str, check: bool = True, timeout: float | None = None) -> dict:
 
     proc = runner.run(cmd, capture_stdout=True, check=check, timeout=timeout)
     return {"returncode": proc.returncode, "stdout_lines": len((proc.stdout or "").splitlines())}
+
+
+@command
+def wait(seconds: float = 0.0) -> None:
+    """Wait a number of seconds: a placeholder step, or a pause between steps.
+
+    Args:
+        seconds: How long to wait; 0 returns at once.
+    """
+    import time
+
+    time.sleep(max(0.0, seconds))
