@@ -97,6 +97,7 @@ class QuerySet:
     templates: dict[str, str]  # template name (file stem) -> template source
     skipped: dict[str, str] = field(default_factory=dict)  # name -> why it will not run
     _compiled: dict = field(default_factory=dict, repr=False)
+    _sketches: dict = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -131,7 +132,10 @@ class QuerySet:
                 compiled[name] = env.from_string(source)
             except jinja2.TemplateSyntaxError as exc:
                 raise UserError(f"{path / (name + '.sql')} line {exc.lineno}: {exc.message}") from None
-        return cls(path=path, params=params, templates=templates, _compiled=compiled)
+        lenient = jinja2.Environment(autoescape=False, keep_trailing_newline=True)
+        sketches = {name: lenient.from_string(source) for name, source in templates.items()}
+        return cls(path=path, params=params, templates=templates,
+                   _compiled=compiled, _sketches=sketches)
 
     @property
     def active(self) -> list[str]:
@@ -183,6 +187,10 @@ class QuerySet:
                 " (add the missing key, e.g. object_ids, to params.yaml)"
             ) from None
 
+    def sketch(self, name: str, values: dict) -> str:
+        """The template rendered with undefined variables left empty: enough to see its tables."""
+        return self._sketches[name].render(values)
+
     def generate(self, rng: random.Random, username: str = "bosun") -> tuple[str, str]:
         """(template name, ADQL) for one random query among the active templates."""
         active = self.active
@@ -192,9 +200,9 @@ class QuerySet:
         return name, self.render(name, self.parameters(rng, username))
 
     def check_renders(self) -> None:
-        """Render every template once, so a missing variable fails before any query runs."""
+        """Render every active template once, so a missing variable fails before any query runs."""
         rng = random.Random(0)
-        for name in self.templates:
+        for name in self.active:
             self.render(name, self.parameters(rng))
 
 

@@ -1,0 +1,3 @@
+SELECT '{{ query_id }}' AS query_id, 'object-several' AS template, o.*
+FROM dp02_dc2_catalogs.Object AS o
+WHERE o.objectId IN ({{ objects }})

@@ -1,0 +1,172 @@
+"""Run a query set: C workers in threads, N queries each, every query timed and recorded.
+
+Artifacts written into OUT_DIR:
+- ``seed``: the seed (the same seed renders the same queries);
+- ``queries.jsonl``: every rendered query (index, worker, template, ADQL) before it runs;
+- ``results.jsonl``: per query, the phase timings (submit/queued/executing/fetch), rows,
+  bytes and error that the event schema has no columns for;
+- ``events/*.parquet``: one ``tap_query`` event per query (target = template name, rows);
+- ``summary.json`` and ``summary.txt``: count, failures, p50/p95 per template.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from library.tap.client import QueryResult, TapClient
+from library.tap.query_set import QuerySet
+
+log = logging.getLogger(__name__)
+OPERATION = "tap_query"
+
+
+def plan(query_set: QuerySet, seed: int, count: int, concurrency: int) -> list[list[tuple[str, str]]]:
+    """The queries of each worker, drawn from one seeded generator in a fixed order."""
+    rng = random.Random(seed)
+    return [[query_set.generate(rng) for _ in range(count)] for _ in range(concurrency)]
+
+
+def run(
+    client: TapClient,
+    query_set: QuerySet,
+    out_dir: Path,
+    *,
+    count: int,
+    concurrency: int = 1,
+    seed: int,
+    use_async: bool = False,
+    flock: str = "run_query_set",
+    business: str = "tap",
+) -> dict:
+    """Run the set and write the artifacts; returns the summary (also in summary.json)."""
+    from library.events import Recorder
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "seed").write_text(f"{seed}\n")
+    queries = plan(query_set, seed, count, concurrency)
+    with (out_dir / "queries.jsonl").open("w") as f:
+        index = 0
+        for worker, items in enumerate(queries):
+            for template, adql in items:
+                f.write(json.dumps({"index": index, "worker": worker, "template": template,
+                                    "adql": adql}) + "\n")
+                index += 1
+
+    results: list[tuple[int, str, QueryResult]] = []
+    lock = threading.Lock()
+    recorder = Recorder(out_dir / "events", flock=flock, business=business)
+
+    def work(worker: int) -> None:
+        monkey = f"worker-{worker:03d}"
+        for template, adql in queries[worker]:
+            result = client.execute(adql, use_async=use_async)
+            recorder.record(
+                OPERATION, result.start_us, int(result.total_s * 1e6), result.success,
+                monkey=monkey, target=template, error_class=result.error_class,
+                error=result.error, rows=result.rows,
+            )
+            with lock:
+                results.append((worker, template, result))
+
+    t0 = time.perf_counter()
+    start = time.time()
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tap") as pool:
+            for future in [pool.submit(work, w) for w in range(concurrency)]:
+                future.result()
+    finally:
+        recorder.close()
+    duration = time.perf_counter() - t0
+
+    with (out_dir / "results.jsonl").open("w") as f:
+        for worker, template, result in results:
+            row = result.as_row()
+            row.pop("adql")
+            f.write(json.dumps({"worker": worker, "template": template, **row}) + "\n")
+    summary = summarize(results, duration, start)
+    summary.update({
+        "service": client.url,
+        "query_set": str(query_set.path),
+        "mode": "async" if use_async else "sync",
+        "seed": seed,
+        "concurrency": concurrency,
+        "count_per_worker": count,
+        "skipped": dict(query_set.skipped),
+    })
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out_dir / "summary.txt").write_text(format_summary(summary))
+    return summary
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    import numpy as np
+
+    return round(float(np.percentile(values, q)) * 1000, 1)
+
+
+def summarize(results: list[tuple[int, str, QueryResult]], duration: float, start: float) -> dict:
+    by_template: dict[str, list[QueryResult]] = {}
+    for _worker, template, result in results:
+        by_template.setdefault(template, []).append(result)
+    templates = {}
+    for name, items in sorted(by_template.items()):
+        ok = [r.total_s for r in items if r.success]
+        templates[name] = {
+            "count": len(items),
+            "failures": sum(not r.success for r in items),
+            "p50_ms": _pct(ok, 50),
+            "p95_ms": _pct(ok, 95),
+            "rows": sum(max(r.rows, 0) for r in items),
+            "bytes": sum(r.bytes for r in items),
+        }
+    all_ok = [r.total_s for _w, _t, r in results if r.success]
+    errors: dict[str, int] = {}
+    for _w, _t, r in results:
+        if not r.success:
+            key = f"{r.error_class}: {r.error}"
+            errors[key] = errors.get(key, 0) + 1
+    return {
+        "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
+        "duration_s": round(duration, 3),
+        "count": len(results),
+        "failures": sum(not r.success for _w, _t, r in results),
+        "queries_per_s": round(len(results) / duration, 2) if duration > 0 else None,
+        "p50_ms": _pct(all_ok, 50),
+        "p95_ms": _pct(all_ok, 95),
+        "templates": templates,
+        "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:10]),
+    }
+
+
+def format_summary(summary: dict) -> str:
+    lines = [
+        f"{summary['count']} {summary['mode']} queries of {summary['query_set']} against "
+        f"{summary['service']}",
+        f"seed {summary['seed']}, {summary['concurrency']} worker(s) x "
+        f"{summary['count_per_worker']}, {summary['duration_s']} s, "
+        f"{summary['queries_per_s']} queries/s, {summary['failures']} failure(s)",
+        "",
+        f"{'template':28} {'count':>6} {'fail':>5} {'p50 ms':>9} {'p95 ms':>9} {'rows':>9}",
+    ]
+    for name, t in summary["templates"].items():
+        lines.append(
+            f"{name:28} {t['count']:>6} {t['failures']:>5} {_fmt(t['p50_ms']):>9} "
+            f"{_fmt(t['p95_ms']):>9} {t['rows']:>9}"
+        )
+    for name, note in summary["skipped"].items():
+        lines.append(f"{name:28} {note}")
+    if summary["errors"]:
+        lines += ["", "errors:"] + [f"  {n} x {e}" for e, n in summary["errors"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.1f}"

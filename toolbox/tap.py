@@ -1,0 +1,165 @@
+"""TAP queries and templated query sets against a TAP service, sync or async."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from library.toolbox import command
+
+log = logging.getLogger(__name__)
+
+
+@command(aliases={"use_async": "--async"})
+def query(
+    adql: str,
+    service: str | None = None,
+    use_async: bool = False,
+    timeout: float = 60.0,
+    max_rows: int | None = None,
+    max_bytes: int = 200 * 1024 * 1024,
+    wait_mode: str = "hybrid",
+    token_file: Path | None = None,
+) -> dict:
+    """Run one ADQL query and report its rows and timing.
+
+    The result table is written to ``result.vot`` (VOTable) in the artifact dir; the first rows
+    are printed. A rejected query fails with the service's own message in one line.
+
+    Args:
+        adql: The ADQL query.
+        service: TAP service base URL (default: $BOSUN_TAP_URL, then the running sandbox).
+        use_async: Run through UWS (submit, run, wait, fetch, delete) instead of /sync.
+        timeout: Seconds the query may take in total; an async job is aborted and deleted then.
+        max_rows: MAXREC sent to the service (it flags an overflow past it).
+        max_bytes: Size cap of the result; larger results fail.
+        wait_mode: Async waiting: hybrid (fast polls, then UWS WAIT long-poll), long-poll, poll.
+        token_file: File holding a bearer token (default: $BOSUN_TOKEN_FILE, else none).
+    """
+    from library import env
+    from library.tap import service as svc
+    from library.tap.client import TapClient
+
+    client = TapClient(
+        svc.resolve_url(service), token=svc.read_token(token_file), timeout=timeout,
+        max_rows=max_rows, max_bytes=max_bytes, wait_mode=wait_mode,
+    )
+    out = env.artifact_dir()
+    (out / "query.adql").write_text(adql.rstrip() + "\n")
+    result = client.run(adql, use_async=use_async, keep_table=True)
+    table = result.table.to_table()
+    table.write(out / "result.vot", format="votable", overwrite=True)
+    preview = "\n".join(table[:10].pformat(max_width=160))
+    print(preview)
+    log.info("%d row(s), %d bytes in %.3f s (%s)%s", result.rows, result.bytes, result.total_s,
+             result.mode, " OVERFLOW" if result.overflow else "")
+    return result.as_row()
+
+
+@command(aliases={"use_async": "--async"})
+def run_query_set(
+    query_set: str = "sandbox",
+    service: str | None = None,
+    count: int = 10,
+    use_async: bool = False,
+    concurrency: int = 1,
+    seed: int | None = None,
+    timeout: float = 60.0,
+    max_rows: int | None = None,
+    max_bytes: int = 200 * 1024 * 1024,
+    wait_mode: str = "hybrid",
+    token_file: Path | None = None,
+    max_failures: int = 0,
+) -> dict:
+    """Run random queries from a templated query set and time each one.
+
+    First reads the service's TAP_SCHEMA.tables and skips (with a note) the templates whose
+    tables it lacks. Then CONCURRENCY workers each run COUNT queries drawn from one seeded
+    generator: the same seed gives the same queries. Artifacts: seed, queries.jsonl (every
+    rendered query), results.jsonl (phase timings, rows, bytes), events/*.parquet
+    (operation tap_query, target = template), summary.json and summary.txt (count, failures,
+    p50/p95 per template).
+
+    Args:
+        query_set: A shipped set name (see list_query_sets) or a directory of *.sql + params.yaml
+            (mobu's query-set directories work as they are).
+        service: TAP service base URL (default: $BOSUN_TAP_URL, then the running sandbox).
+        count: Queries per worker (the run makes COUNT x CONCURRENCY queries).
+        use_async: Run through UWS instead of /sync.
+        concurrency: Workers running queries at the same time.
+        seed: Seed of the query generator (default: a random one, recorded in the artifacts).
+        timeout: Seconds each query may take.
+        max_rows: MAXREC sent with each query.
+        max_bytes: Size cap of each result; larger results count as failures.
+        wait_mode: Async waiting: hybrid (fast polls, then UWS WAIT long-poll), long-poll, poll.
+        token_file: File holding a bearer token (default: $BOSUN_TOKEN_FILE, else none).
+        max_failures: Failed queries tolerated before the command fails.
+    """
+    import random
+
+    from library import env
+    from library.errors import CheckFailed, UserError
+    from library.tap import discovery, runner
+    from library.tap import service as svc
+    from library.tap.client import TapClient
+    from library.tap.query_set import QuerySet
+
+    if count < 1 or concurrency < 1:
+        raise UserError("--count and --concurrency must be at least 1")
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    qs = QuerySet.load(query_set)
+    client = TapClient(
+        svc.resolve_url(service), token=svc.read_token(token_file), timeout=timeout,
+        max_rows=max_rows, max_bytes=max_bytes, wait_mode=wait_mode,
+    )
+    for name, note in discovery.apply(qs, client).items():
+        log.warning("%s: %s", name, note)
+    qs.check_renders()
+    log.info("query set %s: %d template(s) to run: %s (seed %d)", qs.name, len(qs.active),
+             ", ".join(qs.active), seed)
+    summary = runner.run(client, qs, env.artifact_dir(), count=count, concurrency=concurrency,
+                         seed=seed, use_async=use_async)
+    print(runner.format_summary(summary), end="")
+    if summary["failures"] > max_failures:
+        first = next(iter(summary["errors"]), "")
+        raise CheckFailed(
+            f"{summary['failures']} of {summary['count']} queries failed (tolerated: "
+            f"{max_failures}); first error: {first}"
+        )
+    return summary
+
+
+@command(record=False)
+def list_query_sets() -> dict:
+    """List the shipped query sets and their templates."""
+    from library.tap.query_set import SHIPPED_DIR, list_shipped
+
+    sets = {}
+    for name in list_shipped():
+        templates = sorted(p.stem for p in (SHIPPED_DIR / name).glob("*.sql"))
+        sets[name] = templates
+        print(f"{name:10} {', '.join(templates)}")
+    return sets
+
+
+@command
+def tables(service: str | None = None, token_file: Path | None = None,
+           timeout: float = 30.0) -> dict:
+    """List the tables a TAP service publishes (its TAP_SCHEMA.tables).
+
+    Args:
+        service: TAP service base URL (default: $BOSUN_TAP_URL, then the running sandbox).
+        token_file: File holding a bearer token (default: $BOSUN_TOKEN_FILE, else none).
+        timeout: Seconds the query may take.
+    """
+    from library.tap import discovery
+    from library.tap import service as svc
+    from library.tap.client import TapClient
+
+    client = TapClient(svc.resolve_url(service), token=svc.read_token(token_file),
+                       timeout=timeout)
+    names = discovery.service_tables(client)
+    for name in names:
+        print(name)
+    return {"service": client.url, "tables": names}
