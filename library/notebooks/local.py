@@ -65,6 +65,8 @@ def run_local(
             str(output),
             parameters=parameters or {},
             kernel_name=kernel_name,
+            # Notebooks without kernelspec metadata are still Python to us.
+            language="python",
             cwd=str(path.parent),
             execution_timeout=timeout,
             progress_bar=False,
