@@ -43,8 +43,12 @@ def _only_dir(base: Path, suffix: str) -> Path:
 def test_local_run_injects_parameters_and_saves_the_executed_notebook(tmp_path, artifacts):
     from library import run
 
-    nb = _write(tmp_path / "p.ipynb", "n = 1\nname = 'x'",
-                "assert n == 7 and name == 'seven', (n, name)\nprint(n * 2)", tag_first=True)
+    nb = _write(
+        tmp_path / "p.ipynb",
+        "n = 1\nname = 'x'",
+        "assert n == 7 and name == 'seven', (n, name)\nprint(n * 2)",
+        tag_first=True,
+    )
     result = run.run_toolbox("notebook", "run", path=nb, parameters=["n=7", "name=seven"])
     assert result["ok"] and [c["cell"] for c in result["cells"]] == [2, 3]
     executed = nbformat.read(_only_dir(artifacts, "notebook__run") / "executed" / "p.ipynb", 4)
@@ -79,18 +83,35 @@ def test_repo_in_one_lab_with_discovery_and_respawn(request, tmp_path, artifacts
     _write(repo / "butler_only.ipynb", "raise SystemExit('must be skipped')")
     _write(repo / "drafts" / "wip.ipynb", "raise SystemExit('must be skipped')")
     user = bot("repo")
-    with pytest.raises(UserError, match=r"1 of 5 notebooks failed: d_fail.ipynb cell 3: "
-                                        r"ZeroDivisionError"):
-        run.run_toolbox("notebook", "run_repo", source=str(repo), where="lab", user=user,
-                        exclude_dir=["drafts"], services="nublado", max_executions=3,
-                        timeout=60)
+    with pytest.raises(
+        UserError,
+        match=r"1 of 5 notebooks failed: d_fail.ipynb cell 3: "
+        r"ZeroDivisionError",
+    ):
+        run.run_toolbox(
+            "notebook",
+            "run_repo",
+            source=str(repo),
+            where="lab",
+            user=user,
+            exclude_dir=["drafts"],
+            services="nublado",
+            max_executions=3,
+            timeout=60,
+        )
     cmd = _only_dir(artifacts, "notebook__run_repo")
     discovery = json.loads((cmd / "discovery.json").read_text())
-    assert discovery["skipped"] == {"butler_only.ipynb": "needs services not deployed: butler",
-                                    "drafts/wip.ipynb": "in excluded directory drafts"}
+    assert discovery["skipped"] == {
+        "butler_only.ipynb": "needs services not deployed: butler",
+        "drafts/wip.ipynb": "in excluded directory drafts",
+    }
     outcomes = {o["notebook"]: o for o in json.loads((cmd / "notebooks.json").read_text())}
     assert [n for n, o in outcomes.items() if o["ok"]] == [
-        "a_first.ipynb", "b_second.ipynb", "c_third.ipynb", "e_after.ipynb"]
+        "a_first.ipynb",
+        "b_second.ipynb",
+        "c_third.ipynb",
+        "e_after.ipynb",
+    ]
     assert outcomes["d_fail.ipynb"]["cell"] == 3
     assert "ZeroDivisionError" in (cmd / "tracebacks.txt").read_text()
     # the lab was deleted at the end
@@ -101,22 +122,29 @@ def test_repo_in_one_lab_with_discovery_and_respawn(request, tmp_path, artifacts
     ops = [e["operation"] for e in events]
     assert ops.count("notebook") == 5 and ops.count("spawn_lab") == 2  # respawn after 3
     assert ops.count("delete_lab") == 2
-    assert {"d_fail.ipynb#cell-3"} == {e["target"] for e in events if not e["success"]
-                                      and e["operation"] == "cell"}
+    assert {"d_fail.ipynb#cell-3"} == {
+        e["target"] for e in events if not e["success"] and e["operation"] == "cell"
+    }
 
 
 def test_shipped_rsp_notebooks_locally(artifacts):
     from library import run
 
-    result = run.run_toolbox("notebook", "run_repo", source=str(RSP_NOTEBOOKS), exclude_dir=["drafts"],
-                             services="nublado")
+    result = run.run_toolbox(
+        "notebook",
+        "run_repo",
+        source=str(RSP_NOTEBOOKS),
+        exclude_dir=["drafts"],
+        services="nublado",
+    )
     assert result["notebooks"] == 1 and result["failed"] == 0
     assert result["skipped"] == 3  # tap (not deployed here), butler, the draft
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def test_notebook_ci_on_a_change_with_a_good_and_a_bad_notebook(tmp_path, artifacts):
@@ -136,8 +164,11 @@ def test_notebook_ci_on_a_change_with_a_good_and_a_bad_notebook(tmp_path, artifa
     _write(repo / "sub" / "bad.ipynb", "x = 1", "assert x == 2, 'x is not two'")
     _git(repo, "add", ".")
     _git(repo, "commit", "-qm", "change")
-    with pytest.raises(UserError, match=r"1 problem\(s\) in 2 changed notebook\(s\): "
-                                        r"sub/bad.ipynb cell 3: AssertionError"):
+    with pytest.raises(
+        UserError,
+        match=r"1 problem\(s\) in 2 changed notebook\(s\): "
+        r"sub/bad.ipynb cell 3: AssertionError",
+    ):
         run.run_toolbox("notebook", "ci", repo=repo, base_ref="main")
     cmd = _only_dir(artifacts, "notebook__ci")
     assert json.loads((cmd / "changed.json").read_text()) == ["good.ipynb", "sub/bad.ipynb"]
@@ -145,8 +176,12 @@ def test_notebook_ci_on_a_change_with_a_good_and_a_bad_notebook(tmp_path, artifa
 
     suite = ET.parse(cmd / "junit.xml").getroot().find("testsuite")
     cases = {c.get("name"): c for c in suite.findall("testcase")}
-    assert set(cases) == {"good.ipynb run", "good.ipynb clean", "sub/bad.ipynb run",
-                          "sub/bad.ipynb clean"}
+    assert set(cases) == {
+        "good.ipynb run",
+        "good.ipynb clean",
+        "sub/bad.ipynb run",
+        "sub/bad.ipynb clean",
+    }
     assert cases["sub/bad.ipynb run"].find("failure") is not None
     assert cases["good.ipynb run"].find("failure") is None
     assert suite.get("failures") == "1"

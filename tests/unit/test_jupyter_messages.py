@@ -5,8 +5,12 @@ from library.jupyter.messages import Execution, decode, execute_request, parse_p
 
 
 def _msg(msg_type, content, parent="req-1", channel="iopub"):
-    return {"msg_type": msg_type, "content": content, "channel": channel,
-            "parent_header": {"msg_id": parent} if parent else {}}
+    return {
+        "msg_type": msg_type,
+        "content": content,
+        "channel": channel,
+        "parent_header": {"msg_id": parent} if parent else {},
+    }
 
 
 def test_execute_request_is_a_shell_message_with_a_fresh_id():
@@ -48,10 +52,23 @@ def test_messages_of_other_requests_are_ignored():
 
 def test_error_is_reported_with_traceback():
     ex = Execution("req-1")
-    ex.feed(_msg("error", {"ename": "ZeroDivisionError", "evalue": "division by zero",
-                           "traceback": ["\x1b[31mTraceback\x1b[0m", "line 1"]}))
-    ex.feed(_msg("execute_reply", {"status": "error", "ename": "ZeroDivisionError",
-                                   "evalue": "division by zero"}, channel="shell"))
+    ex.feed(
+        _msg(
+            "error",
+            {
+                "ename": "ZeroDivisionError",
+                "evalue": "division by zero",
+                "traceback": ["\x1b[31mTraceback\x1b[0m", "line 1"],
+            },
+        )
+    )
+    ex.feed(
+        _msg(
+            "execute_reply",
+            {"status": "error", "ename": "ZeroDivisionError", "evalue": "division by zero"},
+            channel="shell",
+        )
+    )
     out = ex.feed(_msg("status", {"execution_state": "idle"}))
     assert out.done
     assert out.error["ename"] == "ZeroDivisionError"
@@ -83,7 +100,12 @@ def test_progress_lines():
     assert parse_progress_line(": keepalive\n") is None
     assert parse_progress_line("\n") is None
     ev = parse_progress_line('data: {"progress": 50, "message": "Spawning server..."}\n')
-    assert (ev.progress, ev.message, ev.ready, ev.failed) == (50, "Spawning server...", False, False)
+    assert (ev.progress, ev.message, ev.ready, ev.failed) == (
+        50,
+        "Spawning server...",
+        False,
+        False,
+    )
     ready = parse_progress_line('data: {"progress": 100, "ready": true, "url": "/user/a/"}')
     assert ready.ready and ready.url == "/user/a/"
     failed = parse_progress_line('data: {"failed": true, "message": "Spawn failed: boom"}')
