@@ -69,6 +69,7 @@ class QueryResult:
     overflow: bool = False
     job_url: str = ""
     job_deleted: bool | None = None
+    phase: str = ""  # last UWS phase seen (async)
     error_class: str = ""
     error: str = ""
     table: object = field(default=None, repr=False, compare=False)
@@ -187,6 +188,7 @@ class TapClient:
                 result,
             )
         result.job_url = urljoin(create_url, job_url)
+        deleted = False
         try:
             phase_url = f"{result.job_url}/phase"
             run = self._request("post", phase_url, result, t0, data={"PHASE": "RUN"},
@@ -204,8 +206,22 @@ class TapClient:
             self._check_status(response, body, result_url, result)
             self._parse(body, result_url, result, keep_table)
             result.fetch_s = time.perf_counter() - t_fetch
-        finally:
+        except TapTimeout:
+            # Stop the server's work before forgetting the job, then say what became of it.
+            self._abort(result)
             self._delete(result)
+            deleted = True
+            fate = "aborted and deleted" if result.job_deleted else "aborted, NOT deleted"
+            raise self._fail(
+                TapTimeout(
+                    f"query timed out after {self.timeout:g} s in phase {result.phase or 'PENDING'}"
+                    f" (job {result.job_url} {fate})"
+                ),
+                result,
+            ) from None
+        finally:
+            if not deleted:
+                self._delete(result)
 
     def _wait(self, result: QueryResult, t0: float, t_run: float):
         """Wait until the job is terminal; fill queued_s/executing_s; TapTimeout at the deadline.
@@ -221,14 +237,7 @@ class TapClient:
             now = time.perf_counter()
             remaining = self.timeout - (now - t0)
             if remaining <= 0:
-                self._abort(result)
-                raise self._fail(
-                    TapTimeout(
-                        f"query timed out after {self.timeout:g} s in phase {phase} "
-                        f"(job {result.job_url} aborted and deleted)"
-                    ),
-                    result,
-                )
+                raise self._fail(TapTimeout(f"query timed out after {self.timeout:g} s"), result)
             long_poll = self.wait_mode == "long-poll" or (
                 self.wait_mode == "hybrid" and now - t_run >= FAST_POLL_S
             )
@@ -241,6 +250,7 @@ class TapClient:
                                      read_timeout=wait + CONNECT_TIMEOUT)
             self._check_status(response, response.content, result.job_url, result)
             job = self._parse_job(response.content, result)
+            result.phase = job.phase
             now = time.perf_counter()
             if job.phase == "EXECUTING" and t_exec is None:
                 t_exec = now

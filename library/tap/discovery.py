@@ -18,7 +18,8 @@ TABLES_ADQL = "SELECT table_name FROM TAP_SCHEMA.tables"
 
 _FROM = re.compile(
     r"\bFROM\s+(.+?)(?=\bWHERE\b|\bGROUP\b|\bORDER\b|\bHAVING\b|\bJOIN\b|\bINNER\b|\bLEFT\b"
-    r"|\bRIGHT\b|\bFULL\b|\bCROSS\b|\bNATURAL\b|\bON\b|\bUNION\b|\bEXCEPT\b|\bINTERSECT\b|\)|;|$)",
+    r"|\bRIGHT\b|\bFULL\b|\bCROSS\b|\bNATURAL\b|\bON\b|\bUNION\b|\bEXCEPT\b|\bINTERSECT\b"
+    r"|\bSELECT\b|\bFROM\b|\)|;|$)",
     re.I | re.S,
 )
 _JOIN = re.compile(r"\bJOIN\s+([\w.\"]+)", re.I)
