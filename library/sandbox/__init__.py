@@ -84,7 +84,7 @@ def endpoints() -> Endpoints:
         hub_api_url=hub_api_url,
         token=token,
         token_file=layout.token_file,
-        tap_url=_tap_status(layout).get("url") if settings.get("tap") else None,
+        tap_url=_tap_status(layout).get("url"),
         state_dir=layout.root,
     )
 
@@ -128,7 +128,8 @@ def up(with_tap: bool = True, port_base: int | None = None, timeout: float = 120
             log.info("stopped leftover processes of a previous sandbox: %s", leftovers)
 
     tap_reason = tap_unavailable_reason() if with_tap else "--no-tap"
-    tap_running = bool(settings.get("tap")) and _tap_status(layout).get("running", False)
+    # The TAP half keeps its own state in this state dir: a DaCHS it reports running is ours.
+    tap_running = bool(_tap_status(layout).get("running"))
     want_tap_start = with_tap and tap_reason is None and not tap_running
     to_check = {} if hub_proc is not None else ports.named(with_tap=False)
     if want_tap_start:
@@ -152,6 +153,7 @@ def up(with_tap: bool = True, port_base: int | None = None, timeout: float = 120
         log.info("TAP service skipped: %s; starting JupyterHub alone", tap_reason)
     if tap_running:
         result["already_running"].append("tap")
+        layout.write_settings({**layout.read_settings(), "tap": True})
         log.info("TAP service is already running")
     elif want_tap_start:
         t0 = time.monotonic()
@@ -228,7 +230,7 @@ def status() -> dict:
             lab = st.live_process(pid_file, "jupyterhub-singleuser")
             if lab is not None:
                 labs.append({"server": pid_file.stem, "pid": lab.pid})
-    tap = _tap_status(layout) if settings.get("tap") else {"running": False, "url": None}
+    tap = _tap_status(layout)
     return {
         "state_dir": str(layout.root),
         "port_base": ports.base,
