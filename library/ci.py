@@ -34,7 +34,7 @@ from types import ModuleType
 from typing import Any
 
 from library import config, env, redact, toolbox
-from library.errors import UserError
+from library.errors import UserError, storage_error_message
 
 log = logging.getLogger("ci")
 
@@ -358,6 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        message = storage_error_message(err)
+        if message is None and os.environ.get("BOSUN_DEBUG") == "1":
+            raise
+        print(f"error: {message or 'internal error: ' + toolbox._one_line(err)}", file=sys.stderr)
+        return 1
     except Exception as err:
         if os.environ.get("BOSUN_DEBUG") == "1":
             raise

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from library import toolbox
-from library.errors import UserError
+from library.errors import UserError, storage_error_message
 
 PROG = "./run_toolbox.py"
 FROM_CONFIG_HELP = "Run a command with its arguments from the project's command_args.yaml.j2."
@@ -256,6 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        message = storage_error_message(err)
+        if message is None and verbose:
+            raise
+        print(f"error: {message or 'internal error: ' + toolbox._one_line(err)}", file=sys.stderr)
+        return 1
     except Exception as err:  # a bug: one line here, the traceback in FAILURE or on request
         if verbose:
             raise

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from library.notebooks.files import read_notebook
+
 
 @dataclass
 class Dirt:
@@ -45,7 +47,7 @@ def check_clean(paths: list[Path], fix: bool = False) -> list[Dirt]:
 
     found = []
     for path in _expand(paths):
-        nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+        nb = read_notebook(path, as_version=None)
         dirt = find_dirt(nb, str(path))
         if dirt and fix:
             scrub(nb)

@@ -22,11 +22,11 @@ async def run_in_kernel(
     recorder=None,
 ) -> NotebookRun:
     """Execute the code cells of PATH in KERNEL; errors name the notebook and cell (from 1)."""
-    import nbformat
+    from library.notebooks.files import read_notebook
 
     rec = recorder if recorder is not None else NoRecorder()
     label = label or str(path)
-    nb = nbformat.read(path, as_version=4)
+    nb = read_notebook(path)
     run = NotebookRun(label)
     started = time.perf_counter()
     start_us = now_us()

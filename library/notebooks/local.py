@@ -50,6 +50,9 @@ def run_local(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    from library.notebooks.files import read_notebook
+
+    read_notebook(path)  # a broken file is bad input, not a papermill traceback
     rec = recorder if recorder is not None else NoRecorder()
     label = label or str(path)
     run = NotebookRun(label, output=str(output))

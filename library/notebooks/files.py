@@ -1,0 +1,32 @@
+"""Reading notebook files with one-line errors for the usual ways they are broken."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from library.errors import UserError
+
+
+def read_notebook(path: Path, as_version: int | None = 4):
+    """The notebook at PATH, or a UserError naming the file and what is wrong with it."""
+    import nbformat
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such notebook") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a .ipynb file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read the notebook ({err})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}:{err.lineno}:{err.colno}: not a notebook: invalid JSON ({err.msg})") from None
+    if not isinstance(data, dict) or "cells" not in data or "nbformat" not in data:
+        raise UserError(f"{path}: not a notebook: expected a JSON object with 'cells' and 'nbformat'")
+    try:
+        return nbformat.reads(text, as_version=nbformat.NO_CONVERT if as_version is None else as_version)
+    except Exception as err:  # nbformat raises several validation error types
+        raise UserError(f"{path}: not a valid notebook: {' '.join(str(err).split())[:200]}") from None
