@@ -64,10 +64,17 @@ def _alive(pid: int) -> bool:
 
 
 def _start_lab(ep, user: str, timeout: float = 90) -> None:
+    import urllib.error
+
     from library.sandbox import hub
 
-    hub.api_json(f"{ep.hub_api_url}/users/{user}", ep.token, method="POST")
-    hub.api_json(f"{ep.hub_api_url}/users/{user}/server", ep.token, method="POST")
+    # 409: the user exists; 400: its server already runs (both left by an earlier session).
+    for url in (f"{ep.hub_api_url}/users/{user}", f"{ep.hub_api_url}/users/{user}/server"):
+        try:
+            hub.api_json(url, ep.token, method="POST")
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (400, 409):
+                raise
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         model = hub.api_json(f"{ep.hub_api_url}/users/{user}", ep.token)
@@ -245,3 +252,102 @@ def test_hub_that_does_not_come_up_reports_its_log(private_sandbox, monkeypatch,
     for url in urls:
         with pytest.raises(OSError):
             urllib.request.urlopen(url, timeout=2)
+
+
+def _execute_in_new_kernel(lab_url: str, token: str, code: str) -> str:
+    """Start a kernel in a running lab, run CODE, return its stdout (Jupyter messaging)."""
+    import asyncio
+    import json
+    import uuid
+
+    import aiohttp
+
+    async def main() -> str:
+        headers = {"Authorization": f"token {token}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
+            async with session.post(f"{lab_url}/api/kernels", json={}) as response:
+                assert response.status == 201, await response.text()
+                kernel = await response.json()
+            ws_url = f"{lab_url}/api/kernels/{kernel['id']}/channels".replace("http", "ws", 1)
+            msg_id = uuid.uuid4().hex
+            out = []
+            async with session.ws_connect(ws_url) as ws:
+                await ws.send_json(
+                    {
+                        "header": {
+                            "msg_id": msg_id,
+                            "msg_type": "execute_request",
+                            "username": "",
+                            "session": uuid.uuid4().hex,
+                            "version": "5.3",
+                            "date": "",
+                        },
+                        "parent_header": {},
+                        "metadata": {},
+                        "channel": "shell",
+                        "buffers": [],
+                        "content": {"code": code, "silent": False},
+                    }
+                )
+                async for message in ws:
+                    data = json.loads(message.data)
+                    if data.get("parent_header", {}).get("msg_id") != msg_id:
+                        continue
+                    if data["msg_type"] == "stream":
+                        out.append(data["content"]["text"])
+                    elif data["msg_type"] == "error":
+                        raise AssertionError(f"kernel error: {data['content']['evalue']}")
+                    elif (
+                        data["msg_type"] == "status"
+                        and data["content"]["execution_state"] == "idle"
+                    ):
+                        break
+            await session.delete(f"{lab_url}/api/kernels/{kernel['id']}")
+            return "".join(out)
+
+    return asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_lab_kernel_uses_the_venv_and_ipc_and_can_query_tap(sandbox):
+    from library.sandbox import hub
+
+    user = "bot-sandbox-lab"
+    _start_lab(sandbox, user)
+    try:
+        code = (
+            "import os, sys, pyvo\n"
+            "print(sys.prefix)\n"
+            "print(sorted(os.listdir(os.environ['JUPYTER_RUNTIME_DIR'])))\n"
+        )
+        if sandbox.tap_url:
+            code += (
+                f"s = pyvo.dal.TAPService({sandbox.tap_url!r})\n"
+                "print(s.run_sync('SELECT TOP 3 * FROM sandbox.objects').to_table().__len__())\n"
+            )
+        out = _execute_in_new_kernel(
+            f"{sandbox.hub_url}user/{user}", sandbox.token, code
+        ).splitlines()
+        assert Path(out[0]) == Path(sys.prefix)
+        assert "-ipc-1" in out[1]  # kernel sockets are ipc files in the short runtime dir
+        if sandbox.tap_url:
+            assert out[2] == "3"
+    finally:
+        hub.api_json(f"{sandbox.hub_api_url}/users/{user}/server", sandbox.token, method="DELETE")
+
+
+def test_cli_env_prints_exports_without_the_token(sandbox):
+    proc = subprocess.run(
+        [sys.executable, "run_toolbox.py", "sandbox", "env"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = proc.stdout.strip().splitlines()
+    assert [line.split("=")[0] for line in lines] == [
+        "export BOSUN_HUB_URL",
+        "export BOSUN_TAP_URL",
+        "export BOSUN_TOKEN_FILE",
+    ]
+    assert sandbox.token not in proc.stdout + proc.stderr
