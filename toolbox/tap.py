@@ -41,8 +41,12 @@ def query(
     from library.tap.client import TapClient
 
     client = TapClient(
-        svc.resolve_url(service), token=svc.read_token(token_file), timeout=timeout,
-        max_rows=max_rows, max_bytes=max_bytes, wait_mode=wait_mode,
+        svc.resolve_url(service),
+        token=svc.read_token(token_file),
+        timeout=timeout,
+        max_rows=max_rows,
+        max_bytes=max_bytes,
+        wait_mode=wait_mode,
     )
     out = env.artifact_dir()
     (out / "query.adql").write_text(adql.rstrip() + "\n")
@@ -51,8 +55,14 @@ def query(
     table.write(out / "result.vot", format="votable", overwrite=True)
     preview = "\n".join(table[:10].pformat(max_width=160))
     print(preview)
-    log.info("%d row(s), %d bytes in %.3f s (%s)%s", result.rows, result.bytes, result.total_s,
-             result.mode, " OVERFLOW" if result.overflow else "")
+    log.info(
+        "%d row(s), %d bytes in %.3f s (%s)%s",
+        result.rows,
+        result.bytes,
+        result.total_s,
+        result.mode,
+        " OVERFLOW" if result.overflow else "",
+    )
     return result.as_row()
 
 
@@ -110,16 +120,32 @@ def run_query_set(
         seed = random.SystemRandom().randrange(2**31)
     qs = QuerySet.load(query_set)
     client = TapClient(
-        svc.resolve_url(service), token=svc.read_token(token_file), timeout=timeout,
-        max_rows=max_rows, max_bytes=max_bytes, wait_mode=wait_mode,
+        svc.resolve_url(service),
+        token=svc.read_token(token_file),
+        timeout=timeout,
+        max_rows=max_rows,
+        max_bytes=max_bytes,
+        wait_mode=wait_mode,
     )
     for name, note in discovery.apply(qs, client).items():
         log.warning("%s: %s", name, note)
     qs.check_renders()
-    log.info("query set %s: %d template(s) to run: %s (seed %d)", qs.name, len(qs.active),
-             ", ".join(qs.active), seed)
-    summary = runner.run(client, qs, env.artifact_dir(), count=count, concurrency=concurrency,
-                         seed=seed, use_async=use_async)
+    log.info(
+        "query set %s: %d template(s) to run: %s (seed %d)",
+        qs.name,
+        len(qs.active),
+        ", ".join(qs.active),
+        seed,
+    )
+    summary = runner.run(
+        client,
+        qs,
+        env.artifact_dir(),
+        count=count,
+        concurrency=concurrency,
+        seed=seed,
+        use_async=use_async,
+    )
     print(runner.format_summary(summary), end="")
     if summary["failures"] > max_failures:
         first = next(iter(summary["errors"]), "")
@@ -144,8 +170,9 @@ def list_query_sets() -> dict:
 
 
 @command
-def tables(service: str | None = None, token_file: Path | None = None,
-           timeout: float = 30.0) -> dict:
+def tables(
+    service: str | None = None, token_file: Path | None = None, timeout: float = 30.0
+) -> dict:
     """List the tables a TAP service publishes (its TAP_SCHEMA.tables).
 
     Args:
@@ -157,8 +184,7 @@ def tables(service: str | None = None, token_file: Path | None = None,
     from library.tap import service as svc
     from library.tap.client import TapClient
 
-    client = TapClient(svc.resolve_url(service), token=svc.read_token(token_file),
-                       timeout=timeout)
+    client = TapClient(svc.resolve_url(service), token=svc.read_token(token_file), timeout=timeout)
     names = discovery.service_tables(client)
     for name in names:
         print(name)

@@ -11,6 +11,7 @@ when `up` was the one that started it (recorded in the state dir).
 from __future__ import annotations
 
 import configparser
+import contextlib
 import json
 import logging
 import os
@@ -97,7 +98,9 @@ def unavailable_reason() -> str | None:
 
 
 def _postgres_running(cluster: tuple[str, str]) -> bool:
-    return subprocess.run(["pg_ctlcluster", *cluster, "status"], capture_output=True).returncode == 0
+    return (
+        subprocess.run(["pg_ctlcluster", *cluster, "status"], capture_output=True).returncode == 0
+    )
 
 
 def _postgres_pid(cluster: tuple[str, str]) -> int | None:
@@ -111,7 +114,9 @@ def _postgres_pid(cluster: tuple[str, str]) -> int | None:
 def _psql(sql: str) -> str:
     done = subprocess.run(
         ["runuser", "-u", "postgres", "--", "psql", "-d", DATABASE, "-tAc", sql],
-        capture_output=True, text=True, cwd="/",
+        capture_output=True,
+        text=True,
+        cwd="/",
     )
     return done.stdout.strip() if done.returncode == 0 else ""
 
@@ -135,8 +140,14 @@ def _dachs_pid() -> int | None:
     return pid
 
 
-def _run_logged(args: list[str], log_path: Path, *, user: str | None = None, cwd: str = "/",
-                timeout: float = 600) -> int:
+def _run_logged(
+    args: list[str],
+    log_path: Path,
+    *,
+    user: str | None = None,
+    cwd: str = "/",
+    timeout: float = 600,
+) -> int:
     if user:
         args = ["runuser", "-u", user, "--", *args]
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,8 +155,14 @@ def _run_logged(args: list[str], log_path: Path, *, user: str | None = None, cwd
         out.write(f"$ {' '.join(args)}\n")
         out.flush()
         try:
-            return subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-                                  timeout=timeout, stdin=subprocess.DEVNULL).returncode
+            return subprocess.run(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            ).returncode
         except subprocess.TimeoutExpired:
             out.write(f"(timed out after {timeout:g} s)\n")
             return -1
@@ -275,15 +292,21 @@ def up(state_dir: Path, port: int, timeout: float) -> dict:
         if _run_logged(["pg_ctlcluster", *cluster, "start"], log_path) != 0:
             raise UserError(
                 f"PostgreSQL {'/'.join(cluster)} did not start; last lines: "
-                + _tail_one_line(log_path, Path(f"/var/log/postgresql/postgresql-{cluster[0]}-{cluster[1]}.log"))
+                + _tail_one_line(
+                    log_path, Path(f"/var/log/postgresql/postgresql-{cluster[0]}-{cluster[1]}.log")
+                )
             )
         state["started_postgresql"] = True
         _write_state(state_dir, state)
 
     pid = _dachs_pid()
     if pid is not None and _configured_port() == port and _answers(url):
-        return {"url": url, "pids": _pids(cluster, pid),
-                "started_postgresql": bool(state.get("started_postgresql")), "imported": False}
+        return {
+            "url": url,
+            "pids": _pids(cluster, pid),
+            "started_postgresql": bool(state.get("started_postgresql")),
+            "imported": False,
+        }
     if pid is not None:
         # Running on another port or not serving our resource: restart it with our settings.
         _run_logged(["dachs", "serve", "stop"], log_path)
@@ -294,13 +317,18 @@ def up(state_dir: Path, port: int, timeout: float) -> dict:
     _link_resource(_dir(state_dir) / "catalogue")
     imported = False
     if _imported_rows() != rows["objects"]:
-        log.info("importing the synthetic catalogue into DaCHS (%s objects, %s sources)",
-                 rows["objects"], rows["sources"])
+        log.info(
+            "importing the synthetic catalogue into DaCHS (%s objects, %s sources)",
+            rows["objects"],
+            rows["sources"],
+        )
         _import(state_dir, rows)
         imported = True
     _configure(port)
     if _run_logged(["dachs", "serve", "start"], log_path, timeout=60) != 0:
-        raise UserError(f"dachs serve start failed; last lines: {_tail_one_line(log_path, *DACHS_LOGS)}")
+        raise UserError(
+            f"dachs serve start failed; last lines: {_tail_one_line(log_path, *DACHS_LOGS)}"
+        )
     while not _answers(url):
         if time.monotonic() >= deadline:
             raise UserError(
@@ -310,8 +338,12 @@ def up(state_dir: Path, port: int, timeout: float) -> dict:
         time.sleep(0.3)
     state.update({"port": port, "url": url})
     _write_state(state_dir, state)
-    return {"url": url, "pids": _pids(cluster, _dachs_pid()),
-            "started_postgresql": bool(state.get("started_postgresql")), "imported": imported}
+    return {
+        "url": url,
+        "pids": _pids(cluster, _dachs_pid()),
+        "started_postgresql": bool(state.get("started_postgresql")),
+        "imported": imported,
+    }
 
 
 def down(state_dir: Path) -> None:
@@ -327,10 +359,8 @@ def down(state_dir: Path) -> None:
         if not _wait_gone(pid, 20):
             import psutil
 
-            try:
+            with contextlib.suppress(psutil.Error):  # it may have exited meanwhile
                 psutil.Process(pid).kill()
-            except psutil.Error:
-                pass
             _wait_gone(pid, 5)
     port = state.get("port") or _configured_port()
     if port:

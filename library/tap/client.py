@@ -15,6 +15,7 @@ call ``execute_async_friendly`` (or ``loop.run_in_executor``) so that queries ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import time
@@ -184,15 +185,18 @@ class TapClient:
             body = response.content
             self._check_status(response, body, create_url, result)
             raise self._fail(
-                TapProtocolError(f"{create_url}: no job URL in the answer (HTTP {response.status_code})"),
+                TapProtocolError(
+                    f"{create_url}: no job URL in the answer (HTTP {response.status_code})"
+                ),
                 result,
             )
         result.job_url = urljoin(create_url, job_url)
         deleted = False
         try:
             phase_url = f"{result.job_url}/phase"
-            run = self._request("post", phase_url, result, t0, data={"PHASE": "RUN"},
-                                allow_redirects=False)
+            run = self._request(
+                "post", phase_url, result, t0, data={"PHASE": "RUN"}, allow_redirects=False
+            )
             self._check_status(run, run.content, phase_url, result)
             t_run = time.perf_counter()
             result.submit_s = t_run - t0
@@ -246,8 +250,14 @@ class TapClient:
             if wait and phase in ("QUEUED", "EXECUTING"):
                 params["PHASE"] = phase
             asked = time.perf_counter()
-            response = self._request("get", result.job_url, result, t0, params=params,
-                                     read_timeout=wait + CONNECT_TIMEOUT)
+            response = self._request(
+                "get",
+                result.job_url,
+                result,
+                t0,
+                params=params,
+                read_timeout=wait + CONNECT_TIMEOUT,
+            )
             self._check_status(response, response.content, result.job_url, result)
             job = self._parse_job(response.content, result)
             result.phase = job.phase
@@ -265,7 +275,8 @@ class TapClient:
                 return job
             if job.phase not in ACTIVE_PHASES:
                 raise self._fail(
-                    TapProtocolError(f"{result.job_url}: unexpected UWS phase {job.phase!r}"), result
+                    TapProtocolError(f"{result.job_url}: unexpected UWS phase {job.phase!r}"),
+                    result,
                 )
             changed = job.phase != phase
             phase = job.phase
@@ -296,17 +307,21 @@ class TapClient:
         return f"{result.job_url}/results/result"
 
     def _abort(self, result: QueryResult) -> None:
-        try:
-            self.session().post(f"{result.job_url}/phase", data={"PHASE": "ABORT"},
-                                allow_redirects=False, timeout=(CONNECT_TIMEOUT, CONNECT_TIMEOUT))
-        except Exception:  # noqa: BLE001 - delete follows; the timeout is what gets reported
-            pass
+        # A failed abort is not reported: the delete that follows says what became of the job.
+        with contextlib.suppress(Exception):
+            self.session().post(
+                f"{result.job_url}/phase",
+                data={"PHASE": "ABORT"},
+                allow_redirects=False,
+                timeout=(CONNECT_TIMEOUT, CONNECT_TIMEOUT),
+            )
 
     def _delete(self, result: QueryResult) -> None:
         t = time.perf_counter()
         try:
-            response = self.session().delete(result.job_url, allow_redirects=False,
-                                             timeout=(CONNECT_TIMEOUT, CONNECT_TIMEOUT))
+            response = self.session().delete(
+                result.job_url, allow_redirects=False, timeout=(CONNECT_TIMEOUT, CONNECT_TIMEOUT)
+            )
             result.job_deleted = response.status_code < 400 or response.status_code == 404
         except Exception:  # noqa: BLE001 - reported through job_deleted, never masks the query
             result.job_deleted = False
@@ -321,39 +336,50 @@ class TapClient:
             return parse_job(io.BytesIO(body))
         except Exception as exc:  # noqa: BLE001 - any parse failure is the same fault for us
             raise self._fail(
-                TapProtocolError(f"{result.job_url}: not a UWS job document ({one_line(exc, 120)})"),
+                TapProtocolError(
+                    f"{result.job_url}: not a UWS job document ({one_line(exc, 120)})"
+                ),
                 result,
             ) from None
 
     # --- HTTP helpers ---------------------------------------------------------------------
 
-    def _request(self, method: str, url: str, result: QueryResult, t0: float, *,
-                 read_timeout: float | None = None, **kwargs):
+    def _request(
+        self,
+        method: str,
+        url: str,
+        result: QueryResult,
+        t0: float,
+        *,
+        read_timeout: float | None = None,
+        **kwargs,
+    ):
         import requests
 
         remaining = self.timeout - (time.perf_counter() - t0)
         if remaining <= 0:
-            raise self._fail(TapTimeout(f"query timed out after {self.timeout:g} s ({url})"), result)
+            raise self._fail(
+                TapTimeout(f"query timed out after {self.timeout:g} s ({url})"), result
+            )
         read = min(remaining, read_timeout) if read_timeout else remaining
         try:
             return getattr(self.session(), method)(
                 url, timeout=(min(CONNECT_TIMEOUT, remaining), max(read, 0.001)), **kwargs
             )
+        except requests.exceptions.ConnectTimeout as exc:
+            raise self._fail(TapConnectionError(connection_message(exc, url)), result) from None
         except requests.exceptions.ConnectionError as exc:
-            if isinstance(exc, requests.exceptions.ConnectTimeout):
-                raise self._fail(TapConnectionError(connection_message(exc, url)), result) from None
             raise self._fail(TapConnectionError(connection_message(exc, url)), result) from None
         except requests.exceptions.Timeout:
-            if read_timeout and read < read_timeout:
+            if read_timeout and time.perf_counter() - t0 < self.timeout - 0.05:
+                # The deadline is still ahead: the server sat on a long-poll past its WAIT.
+                wait = int(read_timeout - CONNECT_TIMEOUT)
                 raise self._fail(
-                    TapTimeout(f"query timed out after {self.timeout:g} s ({url})"), result
+                    TapProtocolError(f"{url}: no answer to a {wait} s WAIT long-poll"), result
                 ) from None
-            if read_timeout:
-                raise self._fail(
-                    TapProtocolError(f"{url}: no answer to a WAIT={int(read_timeout - CONNECT_TIMEOUT)} s long-poll"),
-                    result,
-                ) from None
-            raise self._fail(TapTimeout(f"query timed out after {self.timeout:g} s ({url})"), result) from None
+            raise self._fail(
+                TapTimeout(f"query timed out after {self.timeout:g} s ({url})"), result
+            ) from None
         except requests.exceptions.RequestException as exc:
             raise self._fail(TapConnectionError(connection_message(exc, url)), result) from None
 
@@ -392,7 +418,9 @@ class TapClient:
         if message:
             raise self._fail(TapQueryError(message), result)
         raise self._fail(
-            TapHTTPError(f"HTTP {response.status_code} {response.reason or ''} from {url}".replace("  ", " ")),
+            TapHTTPError(
+                f"HTTP {response.status_code} {response.reason or ''} from {url}".replace("  ", " ")
+            ),
             result,
         )
 
@@ -430,14 +458,13 @@ class TapClient:
         return exc
 
 
-async def execute_async_friendly(client: TapClient, adql: str, use_async: bool = False,
-                                 executor=None) -> QueryResult:
+async def execute_async_friendly(
+    client: TapClient, adql: str, use_async: bool = False, executor=None
+) -> QueryResult:
     """``client.execute`` from asyncio without blocking the loop (runs in a thread).
 
     The default executor has few threads (min(32, cores + 4)); a load of many concurrent
     queries should pass its own ``ThreadPoolExecutor(max_workers=N)``.
     """
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
-        executor, functools.partial(client.execute, adql, use_async)
-    )
+    return await loop.run_in_executor(executor, functools.partial(client.execute, adql, use_async))

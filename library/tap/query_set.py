@@ -40,8 +40,17 @@ DEFAULTS = {
     "mag_window": 0.1,
     "objects_count": 12,
 }
-NUMBER_KEYS = ("min_ra", "max_ra", "min_dec", "max_dec", "min_radius", "radius_range",
-               "radius_near_range", "flux_window", "mag_window")
+NUMBER_KEYS = (
+    "min_ra",
+    "max_ra",
+    "min_dec",
+    "max_dec",
+    "min_radius",
+    "radius_range",
+    "radius_near_range",
+    "flux_window",
+    "mag_window",
+)
 
 
 def list_shipped() -> list[str]:
@@ -70,8 +79,12 @@ def _check_params(params: dict, path: Path) -> dict:
             raise UserError(f"{path}: key {key!r} must be a number, got {merged[key]!r}")
     for key in ("flux_range", "mag_range"):
         value = merged[key]
-        if (not isinstance(value, list | tuple) or len(value) != 2
-                or not all(isinstance(v, int | float) for v in value) or value[0] > value[1]):
+        if (
+            not isinstance(value, list | tuple)
+            or len(value) != 2
+            or not all(isinstance(v, int | float) for v in value)
+            or value[0] > value[1]
+        ):
             raise UserError(f"{path}: key {key!r} must be [low, high], got {value!r}")
     if merged["min_ra"] >= merged["max_ra"] or merged["min_dec"] >= merged["max_dec"]:
         raise UserError(f"{path}: min_ra/max_ra and min_dec/max_dec must be increasing bounds")
@@ -124,18 +137,22 @@ class QuerySet:
         templates = {p.stem: p.read_text() for p in sorted(path.glob("*.sql"))}
         if not templates:
             raise UserError(f"{path}: no *.sql templates in the query set")
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
-                                 keep_trailing_newline=True)
+        env = jinja2.Environment(
+            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+        )
         compiled = {}
         for name, source in templates.items():
             try:
                 compiled[name] = env.from_string(source)
             except jinja2.TemplateSyntaxError as exc:
-                raise UserError(f"{path / (name + '.sql')} line {exc.lineno}: {exc.message}") from None
+                raise UserError(
+                    f"{path / (name + '.sql')} line {exc.lineno}: {exc.message}"
+                ) from None
         lenient = jinja2.Environment(autoescape=False, keep_trailing_newline=True)
         sketches = {name: lenient.from_string(source) for name, source in templates.items()}
-        return cls(path=path, params=params, templates=templates,
-                   _compiled=compiled, _sketches=sketches)
+        return cls(
+            path=path, params=params, templates=templates, _compiled=compiled, _sketches=sketches
+        )
 
     @property
     def active(self) -> list[str]:

@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 OPERATION = "tap_query"
 
 
-def plan(query_set: QuerySet, seed: int, count: int, concurrency: int) -> list[list[tuple[str, str]]]:
+def plan(
+    query_set: QuerySet, seed: int, count: int, concurrency: int
+) -> list[list[tuple[str, str]]]:
     """The queries of each worker, drawn from one seeded generator in a fixed order."""
     rng = random.Random(seed)
     return [[query_set.generate(rng) for _ in range(count)] for _ in range(concurrency)]
@@ -54,8 +56,12 @@ def run(
         index = 0
         for worker, items in enumerate(queries):
             for template, adql in items:
-                f.write(json.dumps({"index": index, "worker": worker, "template": template,
-                                    "adql": adql}) + "\n")
+                f.write(
+                    json.dumps(
+                        {"index": index, "worker": worker, "template": template, "adql": adql}
+                    )
+                    + "\n"
+                )
                 index += 1
 
     results: list[tuple[int, str, QueryResult]] = []
@@ -67,9 +73,15 @@ def run(
         for template, adql in queries[worker]:
             result = client.execute(adql, use_async=use_async)
             recorder.record(
-                OPERATION, result.start_us, int(result.total_s * 1e6), result.success,
-                monkey=monkey, target=template, error_class=result.error_class,
-                error=result.error, rows=result.rows,
+                OPERATION,
+                result.start_us,
+                int(result.total_s * 1e6),
+                result.success,
+                monkey=monkey,
+                target=template,
+                error_class=result.error_class,
+                error=result.error,
+                rows=result.rows,
             )
             with lock:
                 results.append((worker, template, result))
@@ -90,15 +102,17 @@ def run(
             row.pop("adql")
             f.write(json.dumps({"worker": worker, "template": template, **row}) + "\n")
     summary = summarize(results, duration, start)
-    summary.update({
-        "service": client.url,
-        "query_set": str(query_set.path),
-        "mode": "async" if use_async else "sync",
-        "seed": seed,
-        "concurrency": concurrency,
-        "count_per_worker": count,
-        "skipped": dict(query_set.skipped),
-    })
+    summary.update(
+        {
+            "service": client.url,
+            "query_set": str(query_set.path),
+            "mode": "async" if use_async else "sync",
+            "seed": seed,
+            "concurrency": concurrency,
+            "count_per_worker": count,
+            "skipped": dict(query_set.skipped),
+        }
+    )
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out_dir / "summary.txt").write_text(format_summary(summary))
     return summary

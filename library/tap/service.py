@@ -36,8 +36,9 @@ def resolve_url(service: str | None) -> str:
 
 def read_token(token_file: Path | None) -> str | None:
     """The bearer token from --token-file, else from $BOSUN_TOKEN_FILE; None when neither."""
-    path = token_file or (Path(os.environ["BOSUN_TOKEN_FILE"])
-                          if os.environ.get("BOSUN_TOKEN_FILE") else None)
+    path = token_file or (
+        Path(os.environ["BOSUN_TOKEN_FILE"]) if os.environ.get("BOSUN_TOKEN_FILE") else None
+    )
     if path is None:
         return None
     try:

@@ -49,8 +49,10 @@ def expected_cone_ids(objects, ra, dec, radius) -> set[int]:
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 def test_cone_query_returns_exactly_the_catalogue_rows(tap_url, objects, use_async):
     ra, dec, radius = CONE
-    adql = (f"SELECT objectId FROM sandbox.objects WHERE "
-            f"CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra}, {dec}, {radius})) = 1")
+    adql = (
+        f"SELECT objectId FROM sandbox.objects WHERE "
+        f"CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {ra}, {dec}, {radius})) = 1"
+    )
     result = TapClient(tap_url, timeout=60).run(adql, use_async=use_async, keep_table=True)
     got = {int(v) for v in result.table.to_table()["objectId"]}
     assert got == expected_cone_ids(objects, ra, dec, radius)
@@ -66,8 +68,10 @@ def test_join_returns_the_sources_of_one_object(tap_url, objects):
     object_id = int(objects["objectId"][1234])
     sources = catalogue.sources(objects)
     expected = int((sources["objectId"] == object_id).sum())
-    adql = (f"SELECT s.sourceId FROM sandbox.objects AS o JOIN sandbox.sources AS s "
-            f"ON o.objectId = s.objectId WHERE o.objectId = {object_id}")
+    adql = (
+        f"SELECT s.sourceId FROM sandbox.objects AS o JOIN sandbox.sources AS s "
+        f"ON o.objectId = s.objectId WHERE o.objectId = {object_id}"
+    )
     assert TapClient(tap_url).run(adql).rows == expected >= 1
 
 
@@ -130,8 +134,13 @@ def test_wrong_path_names_status_and_url(tap_url):
 
 def test_query_command_writes_the_result(tap_url, tmp_path):
     with env.using_artifact_dir(tmp_path):
-        result = run.run_toolbox("tap", "query", service=tap_url, use_async=True,
-                                 adql="SELECT TOP 3 objectId, ra, dec FROM sandbox.objects")
+        result = run.run_toolbox(
+            "tap",
+            "query",
+            service=tap_url,
+            use_async=True,
+            adql="SELECT TOP 3 objectId, ra, dec FROM sandbox.objects",
+        )
     assert result["rows"] == 3 and result["mode"] == "async" and result["job_deleted"]
     (cmd_dir,) = tmp_path.glob("*__tap__query")
     assert (cmd_dir / "result.vot").stat().st_size > 0
@@ -161,8 +170,15 @@ def _events(cmd_dir):
 
 def test_query_set_at_concurrency_10_records_every_query(tap_url, tmp_path):
     with env.using_artifact_dir(tmp_path):
-        summary = run.run_toolbox("tap", "run_query_set", service=tap_url, query_set="sandbox",
-                                  count=4, concurrency=10, seed=123)
+        summary = run.run_toolbox(
+            "tap",
+            "run_query_set",
+            service=tap_url,
+            query_set="sandbox",
+            count=4,
+            concurrency=10,
+            seed=123,
+        )
     (cmd_dir,) = tmp_path.glob("*__tap__run_query_set")
     assert summary["count"] == 40 and summary["failures"] == 0
     events = _events(cmd_dir)
@@ -176,7 +192,9 @@ def test_query_set_at_concurrency_10_records_every_query(tap_url, tmp_path):
     assert (cmd_dir / "seed").read_text().strip() == "123"
     on_disk = json.loads((cmd_dir / "summary.json").read_text())
     assert sum(t["count"] for t in on_disk["templates"].values()) == 40
-    assert all(t["p50_ms"] > 0 and t["p95_ms"] >= t["p50_ms"] for t in on_disk["templates"].values())
+    assert all(
+        t["p50_ms"] > 0 and t["p95_ms"] >= t["p50_ms"] for t in on_disk["templates"].values()
+    )
     assert "p50 ms" in (cmd_dir / "summary.txt").read_text()
 
 
@@ -192,8 +210,9 @@ def test_same_seed_renders_the_same_queries(tap_url, tmp_path):
 
 def test_async_query_set_run(tap_url, tmp_path):
     with env.using_artifact_dir(tmp_path):
-        summary = run.run_toolbox("tap", "run_query_set", service=tap_url, count=2,
-                                  concurrency=3, seed=5, use_async=True)
+        summary = run.run_toolbox(
+            "tap", "run_query_set", service=tap_url, count=2, concurrency=3, seed=5, use_async=True
+        )
     assert summary["mode"] == "async" and summary["count"] == 6 and summary["failures"] == 0
     (cmd_dir,) = tmp_path.glob("*__tap__run_query_set")
     rows = [json.loads(line) for line in (cmd_dir / "results.jsonl").read_text().splitlines()]
@@ -204,15 +223,19 @@ def test_discovery_skips_templates_whose_tables_are_missing(tap_url, tmp_path):
     qs_dir = tmp_path / "mixed"
     qs_dir.mkdir()
     (qs_dir / "params.yaml").write_text("min_ra: 55\nmax_ra: 65\nmin_dec: -35\nmax_dec: -28\n")
-    (qs_dir / "here.sql").write_text(textwrap.dedent("""\
-        SELECT '{{ query_id }}' AS q, objectId FROM sandbox.objects
-        WHERE CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {{ ra }}, {{ dec }}, {{ radius }})) = 1
-        """))
+    (qs_dir / "here.sql").write_text(
+        textwrap.dedent("""\
+        SELECT '{{ query_id }}' AS q, objectId FROM sandbox.objects WHERE
+        CONTAINS(POINT('ICRS', ra, dec), CIRCLE('ICRS', {{ ra }}, {{ dec }}, {{ radius }})) = 1
+        """)
+    )
     (qs_dir / "elsewhere.sql").write_text(
-        "SELECT * FROM dp02_dc2_catalogs.Object WHERE objectId = {{ object }}\n")
+        "SELECT * FROM dp02_dc2_catalogs.Object WHERE objectId = {{ object }}\n"
+    )
     with env.using_artifact_dir(tmp_path / "art"):
-        summary = run.run_toolbox("tap", "run_query_set", service=tap_url, query_set=str(qs_dir),
-                                  count=5, seed=1)
+        summary = run.run_toolbox(
+            "tap", "run_query_set", service=tap_url, query_set=str(qs_dir), count=5, seed=1
+        )
     assert summary["failures"] == 0 and summary["count"] == 5
     assert set(summary["templates"]) == {"here"}
     assert "dp02_dc2_catalogs.Object not in the service" in summary["skipped"]["elsewhere"]
@@ -222,8 +245,9 @@ def test_discovery_skips_templates_whose_tables_are_missing(tap_url, tmp_path):
 
 def test_dp02_set_runs_only_what_the_sandbox_has(tap_url, tmp_path):
     with env.using_artifact_dir(tmp_path):
-        summary = run.run_toolbox("tap", "run_query_set", service=tap_url, query_set="dp0.2",
-                                  count=2, seed=1)
+        summary = run.run_toolbox(
+            "tap", "run_query_set", service=tap_url, query_set="dp0.2", count=2, seed=1
+        )
     assert set(summary["templates"]) == {"tap-schema"} and summary["failures"] == 0
     assert len(summary["skipped"]) == 7
 
@@ -234,6 +258,7 @@ def test_failures_fail_the_command_with_the_first_error(tap_url, tmp_path):
     (qs_dir / "params.yaml").write_text("{}\n")
     (qs_dir / "typo.sql").write_text("SELECT nosuchcolumn FROM sandbox.objects\n")
     with env.using_artifact_dir(tmp_path / "art"), pytest.raises(UserError) as err:
-        run.run_toolbox("tap", "run_query_set", service=tap_url, query_set=str(qs_dir),
-                        count=2, seed=1)
+        run.run_toolbox(
+            "tap", "run_query_set", service=tap_url, query_set=str(qs_dir), count=2, seed=1
+        )
     assert "2 of 2 queries failed" in str(err.value) and "nosuchcolumn" in str(err.value)

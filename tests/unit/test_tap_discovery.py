@@ -14,8 +14,10 @@ AVAILABLE = ["sandbox.objects", "sandbox.sources", "tap_schema.tables", "tap_sch
     ("adql", "tables"),
     [
         ("SELECT * FROM sandbox.objects WHERE ra > 1", {"sandbox.objects"}),
-        ("SELECT a.x FROM sandbox.objects AS a JOIN sandbox.sources AS s ON a.id = s.id",
-         {"sandbox.objects", "sandbox.sources"}),
+        (
+            "SELECT a.x FROM sandbox.objects AS a JOIN sandbox.sources AS s ON a.id = s.id",
+            {"sandbox.objects", "sandbox.sources"},
+        ),
         ("SELECT 1 FROM dp2.Object o1, dp2.Object o2 WHERE o1.id <> o2.id", {"dp2.Object"}),
         ("select table_name from TAP_SCHEMA.tables", {"TAP_SCHEMA.tables"}),
         ("SELECT * FROM t1 LEFT OUTER JOIN t2 ON t1.a = t2.a GROUP BY x", {"t1", "t2"}),
@@ -40,7 +42,7 @@ def test_missing_tables_is_case_insensitive_and_accepts_unqualified_names():
 def test_votable_error_message_is_one_line():
     body = (
         b"<?xml version='1.0'?><VOTABLE><RESOURCE type=\"results\">"
-        b"<INFO name=\"QUERY_STATUS\" value=\"ERROR\">Could not parse\n  your query: "
+        b'<INFO name="QUERY_STATUS" value="ERROR">Could not parse\n  your query: '
         b"Expected &quot;SELECT&quot;</INFO></RESOURCE></VOTABLE>"
     )
     assert votable_error(body) == 'Could not parse your query: Expected "SELECT"'

@@ -71,8 +71,14 @@ def test_polygons_are_valid_and_inside_the_bounds():
             assert p["min_ra"] <= ra <= p["max_ra"] and p["min_dec"] <= dec <= p["max_dec"]
         assert len(set(vertices)) == n
         # Same orientation as mobu's (north, then east): negative signed area in (ra, dec).
-        area = sum(vertices[i][0] * vertices[(i + 1) % n][1] - vertices[(i + 1) % n][0]
-                   * vertices[i][1] for i in range(n)) / 2
+        area = (
+            sum(
+                vertices[i][0] * vertices[(i + 1) % n][1]
+                - vertices[(i + 1) % n][0] * vertices[i][1]
+                for i in range(n)
+            )
+            / 2
+        )
         assert area < 0
         # Convex: every turn goes the same way, so no edge can cross another.
         turns = []
@@ -110,8 +116,11 @@ def test_cones_stay_inside_the_bounds():
 
 
 def test_undefined_variable_names_template_variable_and_fix(tmp_path):
-    path = write_set(tmp_path, "min_ra: 1\nmax_ra: 2\nmin_dec: 1\nmax_dec: 2\n",
-                     {"lookup": "SELECT * FROM t WHERE id = {{ object }}\n"})
+    path = write_set(
+        tmp_path,
+        "min_ra: 1\nmax_ra: 2\nmin_dec: 1\nmax_dec: 2\n",
+        {"lookup": "SELECT * FROM t WHERE id = {{ object }}\n"},
+    )
     qs = QuerySet.load(path)
     with pytest.raises(UserError) as err:
         qs.check_renders()
