@@ -16,6 +16,7 @@ class Shared:
         self.endpoints = dict(endpoints or {})
         self._session = None
         self.extras: dict[str, Any] = {}
+        self.cache: dict[str, Any] = {}
 
     def http(self):
         """The process-wide aiohttp session, created on first use inside the running loop."""
@@ -30,6 +31,41 @@ class Shared:
                 auto_decompress=True,
             )
         return self._session
+
+    def connector(self):
+        """The shared connector of the shared session, for clients that make their own."""
+        return self.http().connector
+
+    def platform(self):
+        """The hub and its tokens (`--hub-url`/`--token-file`, else environment, else sandbox)."""
+        if "platform" not in self.cache:
+            from pathlib import Path
+
+            from library.jupyter.platform import resolve
+
+            token_file = self.endpoints.get("token_file")
+            self.cache["platform"] = resolve(
+                self.endpoints.get("hub_url"), Path(token_file) if token_file else None
+            )
+        return self.cache["platform"]
+
+    def tap_url(self) -> str:
+        if "tap_url" not in self.cache:
+            from library.tap.service import resolve_url
+
+            self.cache["tap_url"] = resolve_url(self.endpoints.get("tap_url"))
+        return self.cache["tap_url"]
+
+    def threads(self):
+        """Threads for blocking clients (pyvo). Uncapped in practice: the default executor's
+        min(32, cores + 4) workers would silently cap the concurrent queries of a flock."""
+        if "threads" not in self.cache:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.cache["threads"] = ThreadPoolExecutor(
+                max_workers=4096, thread_name_prefix="flock-io"
+            )
+        return self.cache["threads"]
 
     def token(self, env_name: str | None = None) -> str | None:
         """A token from the named environment variable, else the platform token, else None."""
@@ -47,6 +83,10 @@ class Shared:
                 if hasattr(result, "__await__"):
                     await result
         self.extras.clear()
+        threads = self.cache.pop("threads", None)
+        if threads is not None:
+            # Queries still running in threads finish on their own timeout; do not wait.
+            threads.shutdown(wait=False, cancel_futures=True)
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -1,0 +1,113 @@
+"""The lab lifecycle that Nublado businesses share: spawn, kernel, refresh, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from library.flock.businesses.base import Business
+
+
+class FlockRecorder:
+    """The recorder interface the Jupyter client calls, with this monkey's flock and business."""
+
+    def __init__(self, ctx) -> None:
+        self._rec = ctx.recorder
+        self._flock = ctx.flock
+        self._business = ctx.business
+
+    def timed(self, operation: str, monkey: str = "", target: str = "", **_: object):
+        return self._rec.timed(
+            operation, monkey, target, flock=self._flock, business=self._business
+        )
+
+    def record(
+        self,
+        operation,
+        start_us,
+        duration_us,
+        success=True,
+        monkey="",
+        target="",
+        error_class="",
+        error="",
+        rows=-1,
+        **_: object,
+    ) -> None:
+        self._rec.record(
+            operation,
+            start_us,
+            duration_us,
+            success,
+            monkey,
+            target,
+            error_class,
+            error,
+            rows,
+            self._flock,
+            self._business,
+        )
+
+
+class LabBusiness(Business):
+    """Spawns the user's lab at startup, refreshes it every `max_executions`, deletes it last."""
+
+    hub = None
+    lab = None
+    kernel = None
+
+    async def startup(self) -> None:
+        from library.jupyter.hub import HubClient
+
+        platform = self.ctx.shared.platform()
+        self.recorder = FlockRecorder(self.ctx)
+        self.hub = HubClient(
+            platform.hub_url,
+            platform.admin_token,
+            connector=self.ctx.shared.connector(),
+            recorder=self.recorder,
+        )
+        self.lab = await self.hub.lab_session(
+            self.ctx.username, platform.token_for(self.ctx.username)
+        )
+        await self._spawn()
+
+    async def _spawn(self) -> None:
+        image = self.options.image if isinstance(self.options.image, str) else None
+        await self.lab.spawn_lab(timeout=self.options.spawn_timeout, image=image)
+        self.kernel = await self.lab.open_kernel()
+
+    async def refresh(self) -> None:
+        """mobu's cycle: after max_executions the lab is deleted (if delete_lab) and respawned."""
+        await self._close_kernel()
+        if self.options.delete_lab:
+            await self.lab.delete_lab(timeout=self.options.delete_timeout)
+        await self._spawn()
+
+    async def _close_kernel(self) -> None:
+        if self.kernel is not None:
+            kernel, self.kernel = self.kernel, None
+            # The lab is deleted next: a kernel that will not close cleanly does not matter.
+            with contextlib.suppress(Exception):
+                await kernel.aclose()
+
+    async def idle(self) -> None:
+        cycle_done = self.executions % self.options.max_executions == 0
+        await asyncio.sleep(
+            self.options.idle_time if cycle_done else self.options.execution_idle_time
+        )
+        if cycle_done:
+            await self.refresh()
+
+    async def shutdown(self) -> None:
+        try:
+            await self._close_kernel()
+            if self.lab is not None and self.options.delete_lab:
+                await self.lab.delete_lab(timeout=self.options.delete_timeout)
+        finally:
+            if self.lab is not None:
+                await self.lab.aclose()
+                self.lab = None
+            if self.hub is not None:
+                await self.hub.aclose()
+                self.hub = None

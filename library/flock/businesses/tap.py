@@ -1,0 +1,76 @@
+"""TAPQueryRunner (a list of queries, or a query set) and TAPQuerySetRunner (a query set).
+
+pyvo is synchronous, so each query runs in a thread of the run's own pool (sized so that it never
+caps a flock). Cancelling a monkey abandons the wait at once; the query in its thread ends on its
+own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from library.flock.businesses.base import Business
+
+
+class TAPQueryRunner(Business):
+    async def startup(self) -> None:
+        from library.tap.client import TapClient
+
+        opts = self.options
+        self.rng = random.Random()
+        self.query_set = None
+        queries = getattr(opts, "queries", None)
+        if queries:
+            self.queries = list(queries)
+        else:
+            self.query_set = await asyncio.to_thread(self._load_set, opts.query_set or "dp0.2")
+        url = self.ctx.shared.tap_url()
+        self.client = TapClient(url, token=self.ctx.shared.token(), timeout=opts.timeout)
+
+    @staticmethod
+    def _load_set(name: str):
+        from library.tap.query_set import QuerySet
+
+        query_set = QuerySet.load(name)
+        query_set.check_renders()
+        return query_set
+
+    def _next(self) -> tuple[str, str]:
+        if self.query_set is not None:
+            return self.query_set.generate(self.rng, self.ctx.username)
+        index = self.rng.randrange(len(self.queries))
+        return f"query-{index + 1}", self.queries[index]
+
+    async def execute(self) -> bool:
+        name, adql = self._next()
+        loop = asyncio.get_running_loop()
+        use_async = not self.options.sync
+        result = await loop.run_in_executor(
+            self.ctx.shared.threads(), self.client.execute, adql, use_async
+        )
+        self.ctx.recorder.record(
+            "tap_query",
+            result.start_us,
+            int(result.total_s * 1e6),
+            result.success,
+            self.ctx.username,
+            name,
+            result.error_class,
+            result.error[:200],
+            result.rows,
+            self.ctx.flock,
+            self.ctx.business,
+        )
+        if not result.success:
+            raise TAPQueryFailed(f"{name}: {result.error_class}: {result.error}"[:300])
+        self.executions += 1
+        return False
+
+
+class TAPQuerySetRunner(TAPQueryRunner):
+    pass
+
+
+class TAPQueryFailed(Exception):
+    """A query of the flock failed (the event row carries the TAP error class)."""
