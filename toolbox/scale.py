@@ -18,6 +18,8 @@ def run(
     scheduler: str | None = None,
     count: int | None = None,
     option: list[str] | None = None,
+    start_batch_size: int | None = None,
+    start_batch_wait: str | None = None,
     min_success_pct: float = 95.0,
     webhook_url: str | None = None,
     hub_url: str | None = None,
@@ -41,6 +43,8 @@ def run(
         scheduler: Address of a Dask scheduler whose workers run the shards.
         count: Replace every flock's monkey count (flocks with ``user_spec`` only).
         option: Business option override for every flock, ``NAME=VALUE`` (YAML value).
+        start_batch_size: Replace every flock's start batch size (monkeys started at once).
+        start_batch_wait: Replace every flock's wait between two start batches (``30s``).
         min_success_pct: A flock below this success percentage fails its testcase and the command.
         webhook_url: Post the summary lines there as Slack-compatible JSON.
         hub_url: Hub base URL ($BOSUN_HUB_URL, else the sandbox).

@@ -80,6 +80,7 @@ class ScaleRun:
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        self._resolve_endpoints()
         (out_dir / "flocks.yaml").write_text(
             yaml.safe_dump(dump_flocks(self.flocks), sort_keys=False)
         )
