@@ -1,10 +1,12 @@
 """Timing events: one row per timed operation, kept in memory columns, flushed to Parquet.
 
 The schema and the API are a contract with the post-mortem (see docs/architecture.md). Rows are
-appended to `array` columns with the strings dictionary-coded, because that costs well under a
-microsecond per row and turns into an Arrow table without touching each row again; a list of
-tuples would be cheaper to append to but costs half a second per million rows to convert, with
-the GIL held, which would stall the event loop that records them.
+appended to `array` columns, because those turn into an Arrow table without touching each row
+again; a list of tuples would be cheaper to append to but costs half a second per million rows
+to convert, with the GIL held, which would stall the event loop that records them. The strings
+of a row (flock, business, operation, target, error class, error) repeat in few combinations,
+so a row stores one code for the combination and one for the monkey: two dictionary lookups
+and six appends per row.
 
 A full chunk is handed to a writer thread, so the Parquet encoding (which releases the GIL) does
 not block the loop that keeps recording.
@@ -61,15 +63,15 @@ def _mask(text: str) -> str:
 
 
 class _Codes(dict):
-    """String -> small int, assigning the next code to a string seen for the first time."""
+    """Key -> small int, assigning the next code to a key seen for the first time."""
 
     __slots__ = ("values",)
 
     def __init__(self) -> None:
         super().__init__()
-        self.values: list[str] = []
+        self.values: list = []
 
-    def __missing__(self, key: str) -> int:
+    def __missing__(self, key) -> int:
         code = len(self.values)
         self.values.append(key)
         self[key] = code
@@ -164,17 +166,8 @@ class Recorder:
         self.chunk_rows = chunk_rows
         self.rows_recorded = 0
         self.files: list[Path] = []
-        self._codes = {name: _Codes() for name in STRING_COLUMNS}
-        (
-            self._c_flock,
-            self._c_monkey,
-            self._c_business,
-            self._c_operation,
-            self._c_target,
-            self._c_error_class,
-        ) = (self._codes[name] for name in STRING_COLUMNS)
-        self._own_flock = self._c_flock[flock]
-        self._own_business = self._c_business[business]
+        self._monkeys = _Codes()
+        self._combos = _Codes()  # (flock, business, operation, target, error_class, error)
         self._lock = threading.RLock()
         if threadsafe:
             self.record = self._record_locked  # type: ignore[method-assign]
@@ -187,18 +180,13 @@ class Recorder:
         self._columns = (
             array("q"),  # start_us
             array("q"),  # duration_us
-            array("i"),  # flock
-            array("i"),  # monkey
-            array("i"),  # business
-            array("i"),  # operation
-            array("i"),  # target
-            array("i"),  # error_class
+            array("i"),  # monkey code
+            array("i"),  # combination code
             array("b"),  # success
-            [],  # error
             array("q"),  # rows
         )
         self._start = self._columns[0]
-        # Bound methods, unpacked in one step per row: cheaper than eleven attribute lookups.
+        # Bound methods, unpacked in one step per row: cheaper than six attribute lookups.
         self._appenders = tuple(column.append for column in self._columns)
 
     def __len__(self) -> int:
@@ -224,29 +212,23 @@ class Recorder:
         Safe from any number of tasks of one event loop (the body never awaits). A recorder
         built with `threadsafe=True` may also be shared by threads.
         """
-        (
-            a_start,
-            a_duration,
-            a_flock,
-            a_monkey,
-            a_business,
-            a_operation,
-            a_target,
-            a_error_class,
-            a_success,
-            a_error,
-            a_rows,
-        ) = self._appenders
+        a_start, a_duration, a_monkey, a_combo, a_success, a_rows = self._appenders
         a_start(start_us)
         a_duration(duration_us)
-        a_flock(self._own_flock if flock is None else self._c_flock[flock])
-        a_monkey(self._c_monkey[monkey])
-        a_business(self._own_business if business is None else self._c_business[business])
-        a_operation(self._c_operation[operation])
-        a_target(self._c_target[target])
-        a_error_class(self._c_error_class[error_class])
+        a_monkey(self._monkeys[monkey])
+        a_combo(
+            self._combos[
+                (
+                    self.flock if flock is None else flock,
+                    self.business if business is None else business,
+                    operation,
+                    target,
+                    error_class,
+                    error,
+                )
+            ]
+        )
         a_success(success)
-        a_error(error)
         a_rows(rows)
         if len(self._start) >= self.chunk_rows:
             self.flush(wait=False)
@@ -304,7 +286,7 @@ class Recorder:
                 return None
             columns = self._columns
             # Snapshot the dictionaries: later rows may add codes while the writer runs.
-            dictionaries = {name: list(codes.values) for name, codes in self._codes.items()}
+            dictionaries = (list(self._monkeys.values), list(self._combos.values))
             self._new_columns()
         path = self._claim_path()
         if wait:
@@ -404,25 +386,37 @@ def _to_table(columns, dictionaries, shard: int) -> pa.Table:
     import numpy as np
     import pyarrow as pa
 
-    start, duration, *string_codes, success, error, rows = columns
+    start, duration, monkey, combo, success, rows = columns
+    monkeys, combos = dictionaries
     n = len(start)
-    codes = dict(zip(STRING_COLUMNS, string_codes, strict=True))
-    arrays = [
-        pa.array(np.frombuffer(start, dtype=np.int64)),
-        pa.array(np.frombuffer(duration, dtype=np.int64)),
-    ]
-    for name in STRING_COLUMNS:
-        arrays.append(
-            pa.DictionaryArray.from_arrays(
-                pa.array(np.frombuffer(codes[name], dtype=np.int32)),
-                pa.array(dictionaries[name], type=pa.string()),
-            )
+    combo_codes = np.frombuffer(combo, dtype=np.int32)
+    # Split the combinations into one dictionary per column, then map every row's combination
+    # code to that column's code with one vectorised take.
+    fields = ("flock", "business", "operation", "target", "error_class", "error")
+    per_field = {}
+    for position, name in enumerate(fields):
+        values: dict[str, int] = {}
+        mapping = np.fromiter(
+            (values.setdefault(key[position], len(values)) for key in combos),
+            dtype=np.int32,
+            count=len(combos),
         )
-    arrays.append(pa.array(np.frombuffer(success, dtype=np.int8).astype(bool)))
-    arrays.append(pa.array(error, type=pa.string()))
-    arrays.append(pa.array(np.frombuffer(rows, dtype=np.int64)))
-    arrays.append(pa.array(np.full(n, shard, dtype=np.int16)))
-    return pa.Table.from_arrays(arrays, schema=schema())
+        per_field[name] = pa.DictionaryArray.from_arrays(
+            pa.array(mapping[combo_codes]), pa.array(list(values), type=pa.string())
+        )
+    arrays = {
+        "start_us": pa.array(np.frombuffer(start, dtype=np.int64)),
+        "duration_us": pa.array(np.frombuffer(duration, dtype=np.int64)),
+        "monkey": pa.DictionaryArray.from_arrays(
+            pa.array(np.frombuffer(monkey, dtype=np.int32)), pa.array(monkeys, type=pa.string())
+        ),
+        **per_field,
+        "success": pa.array(np.frombuffer(success, dtype=np.int8).astype(bool)),
+        "rows": pa.array(np.frombuffer(rows, dtype=np.int64)),
+        "shard": pa.array(np.full(n, shard, dtype=np.int16)),
+    }
+    arrays["error"] = arrays["error"].dictionary_decode()
+    return pa.Table.from_arrays([arrays[name] for name in COLUMNS], schema=schema())
 
 
 def read_events(path: str | os.PathLike[str]) -> pa.Table:
