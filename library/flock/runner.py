@@ -64,6 +64,22 @@ class ScaleRun:
                 raise UserError(f"--duration: {exc}") from None
         return cls(flocks, seconds, {k: v for k, v in (endpoints or {}).items() if v})
 
+    def _resolve_endpoints(self) -> None:
+        """Find the platform once, up front: a missing service is one clear error before any
+        monkey starts, not a failure per monkey (and every shard gets the same answer)."""
+        from library.flock.businesses import main_operation
+
+        needs = {main_operation(f.business.type) for f in self.flocks}
+        if "tap_query" in needs and not self.endpoints.get("tap_url"):
+            from library.tap.service import resolve_url
+
+            self.endpoints["tap_url"] = resolve_url(None)
+        if needs & {"execute_code", "notebook"}:
+            from library.flock.shared import Shared
+
+            platform = Shared(self.endpoints).platform()
+            self.endpoints.setdefault("hub_url", platform.hub_url)
+
     def execute(
         self,
         out_dir: Path,
