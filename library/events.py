@@ -108,6 +108,10 @@ class _Timed:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            # Cancellation (a run stopping), Ctrl-C, interpreter exit: the operation did not
+            # fail, it was abandoned; counting it would charge the platform for our stop.
+            return False
         duration = (time.perf_counter_ns() - self._t0) // 1000
         if exc_type is None:
             self._rec.record(

@@ -155,3 +155,22 @@ def test_threadsafe_recorder_keeps_rows_aligned(tmp_path):
 def test_reading_an_empty_dir_gives_an_empty_table(tmp_path):
     assert read_events(tmp_path).num_rows == 0
     assert Recorder(tmp_path).flush() is None
+
+
+def test_an_abandoned_operation_is_not_a_failure(tmp_path):
+    rec = Recorder(tmp_path, flock="f")
+
+    async def main():
+        async def request():
+            with rec.timed("http_request"):
+                await asyncio.sleep(10)
+
+        task = asyncio.create_task(request())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    rec.close()
+    assert read_events(tmp_path).num_rows == 0
