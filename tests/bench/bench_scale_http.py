@@ -68,17 +68,20 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, backl
 """
 
 ENGINE_RUNNER = """
-import json, resource, sys, time
+import json, resource, sys
 sys.path.insert(0, {repo!r})
 from library.flock.runner import ScaleRun
-flocks, out, duration, workers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-run = ScaleRun.prepare(flocks, duration=duration)
-run.execute(out, workers=int(workers) or None, live=False, min_success_pct=0)
-summary = json.load(open(out + "/summary.json"))
-usage = resource.getrusage(resource.RUSAGE_SELF)
-children = resource.getrusage(resource.RUSAGE_CHILDREN)
-summary["cpu_s"] = usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
-print(json.dumps(summary))
+
+# Dask starts its workers by spawning: this file is imported again in each of them.
+if __name__ == "__main__":
+    flocks, out, duration, workers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    run = ScaleRun.prepare(flocks, duration=duration)
+    run.execute(out, workers=int(workers) or None, live=False, min_success_pct=0)
+    summary = json.load(open(out + "/summary.json"))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    summary["cpu_s"] = usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+    print(json.dumps(summary))
 """
 
 LOCUSTFILE = """
