@@ -46,9 +46,16 @@ TERMINAL_PHASES = {"COMPLETED", "ERROR", "ABORTED"}
 ACTIVE_PHASES = {"PENDING", "QUEUED", "EXECUTING", "HELD", "SUSPENDED", "UNKNOWN"}
 CHUNK = 64 * 1024
 WAIT_MODES = ("hybrid", "long-poll", "poll")
+# Hybrid waiting: for the first FAST_POLL_S seconds, poll with a gap of 10 % of the time
+# elapsed (at least 50 ms, at most 250 ms), so a short query is seen finished within
+# max(50 ms, 10 %); after that, long-poll. The window bounds the extra requests a slow query
+# costs the server (about 35); servers that answer WAIT on a coarse clock (DaCHS re-checks
+# once a second) would otherwise add up to a second to every short query.
 FIRST_POLL_S = 0.05
 POLL_GROWTH = 1.3
-FAST_POLL_S = 1.5
+FAST_POLL_SHARE = 0.1
+FAST_POLL_MAX_S = 0.25
+FAST_POLL_S = 5.0
 
 
 @dataclass
@@ -233,7 +240,7 @@ class TapClient:
         ``long-poll``: a chain of ``GET job?WAIT=N&PHASE=P``. Servers answer those on their own
         clock (DaCHS re-checks once a second), so a short query would wait for the next tick;
         ``hybrid`` (the default) therefore polls quickly with a growing interval for the first
-        ``FAST_POLL_S`` seconds and long-polls after that. ``poll`` never sends WAIT.
+        ``FAST_POLL_S`` seconds (gaps of 10 % of the time elapsed) and long-polls after that. ``poll`` never sends WAIT.
         """
         phase, t_exec = "PENDING", None
         backoff = FIRST_POLL_S
@@ -283,8 +290,11 @@ class TapClient:
             # A server that honours WAIT holds the request until the phase changes; one that
             # answers at once with the same phase ignores WAIT, so fall back to short polls.
             if not wait or (not changed and now - asked < 0.5):
-                time.sleep(min(backoff, max(0.0, self.timeout - (now - t0))))
-                backoff = min(backoff * POLL_GROWTH, 1.0)
+                if self.wait_mode == "hybrid" and not wait:
+                    gap = min(max(FIRST_POLL_S, FAST_POLL_SHARE * (now - t_run)), FAST_POLL_MAX_S)
+                else:
+                    gap, backoff = backoff, min(backoff * POLL_GROWTH, 1.0)
+                time.sleep(min(gap, max(0.0, self.timeout - (now - t0))))
 
     def _job_error(self, job, result: QueryResult, t0: float) -> str:
         message = ""

@@ -162,7 +162,10 @@ def test_long_poll_returns_when_the_job_completes(serve):
     assert all(w is not None for w in waits)
 
 
-def test_hybrid_polls_fast_at_first_then_long_polls(serve):
+def test_hybrid_polls_fast_at_first_then_long_polls(serve, monkeypatch):
+    from library.tap import client
+
+    monkeypatch.setattr(client, "FAST_POLL_S", 1.0)
     fake = FakeTap(run_s=2.5)
     url = serve(fake)
     result = TapClient(url).run("SELECT 1", use_async=True)
@@ -171,6 +174,13 @@ def test_hybrid_polls_fast_at_first_then_long_polls(serve):
     assert not any("WAIT" in r[2] for r in gets[:3])
     assert "WAIT" in gets[-1][2]
     assert len(gets) < 20
+
+
+def test_hybrid_sees_a_short_job_finish_within_a_tenth_of_a_second(serve):
+    fake = FakeTap(run_s=1.2, honour_wait=False)
+    url = serve(fake)
+    result = TapClient(url).run("SELECT 1", use_async=True)
+    assert 1.2 <= result.executing_s < 1.35
 
 
 def test_server_ignoring_wait_gets_backoff_polls_not_a_busy_loop(serve):

@@ -87,6 +87,8 @@ def test():
             log.info("the sandbox has no TAP service of its own: its TAP count is skipped")
             extra["tap"] = False
     run.run_toolbox_from_config("sandbox", "check", extra=extra)
+    if config.project.get_config("tests.tap.enabled") and _tap_url():
+        run.run_toolbox_from_config("tap", "run_query_set")
 
     if not config.project.get_config("tests.labs.enabled"):
         return
