@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 from library.toolbox import command
 
@@ -18,7 +19,7 @@ def query(
     timeout: float = 60.0,
     max_rows: int | None = None,
     max_bytes: int = 200 * 1024 * 1024,
-    wait_mode: str = "hybrid",
+    wait_mode: Literal["hybrid", "long-poll", "poll"] = "hybrid",
     token_file: Path | None = None,
 ) -> dict:
     """Run one ADQL query and report its rows and timing.
@@ -77,7 +78,7 @@ def run_query_set(
     timeout: float = 60.0,
     max_rows: int | None = None,
     max_bytes: int = 200 * 1024 * 1024,
-    wait_mode: str = "hybrid",
+    wait_mode: Literal["hybrid", "long-poll", "poll"] = "hybrid",
     token_file: Path | None = None,
     max_failures: int = 0,
 ) -> dict:
