@@ -168,3 +168,42 @@ def test_dask_two_workers_merge_events_from_both_shards(tmp_path):
     assert summary["shards"] == 2 and summary["dead_shards"] == []
     assert summary["flocks"]["empty"]["started"] == 40
     assert len(list((out / "health").glob("*.parquet"))) == 2
+
+
+def test_a_dead_shard_is_reported_and_its_monkeys_count_as_failed(tmp_path):
+    import dask
+    from distributed import Client, LocalCluster
+
+    from library.flock.runner import ScaleRun
+
+    flocks = write_flocks(tmp_path / "flocks.yaml", [{
+        "name": "empty", "count": 10, "user_spec": {"username_prefix": "bot-dead"},
+        "business": {"type": "EmptyLoop", "options": {"idle_time": "200ms"}},
+    }])
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster, Client(cluster) as client:
+        pids = client.run(os.getpid)
+        victim = pids[sorted(pids)[1]]  # the worker that runs shard 1
+
+        def kill_later():
+            time.sleep(6)  # after the common start (3 s) and some work
+            os.kill(victim, signal.SIGKILL)
+
+        import threading
+
+        threading.Thread(target=kill_later, daemon=True).start()
+        result = ScaleRun.prepare(flocks, duration="10s").execute(
+            tmp_path / "out", scheduler=cluster.scheduler_address, live=False,
+        )
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [d["shard"] for d in summary["dead_shards"]] == [1]
+    flock = summary["flocks"]["empty"]
+    assert flock["failures"] == 5  # shard 1's monkeys: bot-dead02, 04, ... 10
+    dead = [r for r in read_events(tmp_path / "out").to_pylist()
+            if r["error_class"] == "ShardDied"]
+    assert sorted(r["monkey"] for r in dead) == [f"bot-dead{i:02d}" for i in range(2, 11, 2)]
+    assert "shard 1 died" in (tmp_path / "out" / "summary.txt").read_text()
+    assert result["flocks"]["empty"]["failures"] == 5
+    assert flock["success_pct"] < 100.0
