@@ -207,3 +207,53 @@ def test_a_dead_shard_is_reported_and_its_monkeys_count_as_failed(tmp_path):
     assert "shard 1 died" in (tmp_path / "out" / "summary.txt").read_text()
     assert result["flocks"]["empty"]["failures"] == 5
     assert flock["success_pct"] < 100.0
+
+
+def test_notebook_runner_list_runs_its_notebooks_once_and_the_run_ends(sandbox, tmp_path):
+    import nbformat
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    cells = {"first.ipynb": "x = 6 * 7\nprint(x)", "second.ipynb": "assert 1 + 1 == 2",
+             "skipped.ipynb": "raise RuntimeError('must not run')"}
+    for name, code in cells.items():
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code),
+                                             nbformat.v4.new_markdown_cell("done")])
+        nbformat.write(nb, notebooks / name)
+    flocks = write_flocks(tmp_path / "flocks.yaml", [{
+        "name": "notebooks", "count": 1, "users": [{"username": "bot-scalenb"}],
+        "business": {"type": "NotebookRunnerList", "options": {
+            "notebooks_dir": str(notebooks), "notebooks_to_run": ["first.ipynb", "second.ipynb"],
+            "execution_idle_time": "100ms", "spawn_timeout": "120s"}},
+    }])
+    proc = scale_cli(tmp_path, "--flocks", str(flocks), "--duration", "5m")
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    out = command_dir(tmp_path / "artifacts")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "finished"
+    rows = read_events(out).to_pylist()
+    assert [r["target"] for r in rows if r["operation"] == "notebook"] == ["first.ipynb",
+                                                                          "second.ipynb"]
+    assert all(r["success"] for r in rows if r["operation"] in ("notebook", "cell"))
+    assert [r["operation"] for r in rows].count("delete_lab") == 1
+    assert running_labs(sandbox, "bot-scalenb") == []
+
+
+def test_tap_query_runner_with_a_query_list(sandbox, tmp_path):
+    flocks = write_flocks(tmp_path / "flocks.yaml", [{
+        "name": "tapq", "count": 2, "user_spec": {"username_prefix": "bot-scaletapq"},
+        "business": {"type": "TAPQueryRunner", "options": {
+            "queries": ["SELECT TOP 5 objectId FROM sandbox.objects",
+                        "SELECT COUNT(*) AS n FROM sandbox.objects"],
+            "idle_time": "200ms"}},
+    }])
+    proc = scale_cli(tmp_path, "--flocks", str(flocks), "--duration", "4s",
+                     "--tap-url", sandbox.tap_url)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    queries = [r for r in read_events(command_dir(tmp_path / "artifacts")).to_pylist()
+               if r["operation"] == "tap_query"]
+    assert len(queries) >= 4 and all(r["success"] for r in queries)
+    assert {r["rows"] for r in queries if r["target"] == "query-1"} <= {5}
+    assert {r["rows"] for r in queries if r["target"] == "query-2"} <= {1}
