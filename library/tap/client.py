@@ -14,7 +14,6 @@ call ``execute_async_friendly`` (or ``loop.run_in_executor``) so that queries ru
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import threading
@@ -239,8 +238,8 @@ class TapClient:
 
         ``long-poll``: a chain of ``GET job?WAIT=N&PHASE=P``. Servers answer those on their own
         clock (DaCHS re-checks once a second), so a short query would wait for the next tick;
-        ``hybrid`` (the default) therefore polls quickly with a growing interval for the first
-        ``FAST_POLL_S`` seconds (gaps of 10 % of the time elapsed) and long-polls after that. ``poll`` never sends WAIT.
+        ``hybrid`` (the default) therefore polls for the first ``FAST_POLL_S`` seconds, with
+        gaps of 10 % of the time elapsed, and long-polls after that. ``poll`` never sends WAIT.
         """
         phase, t_exec = "PENDING", None
         backoff = FIRST_POLL_S
@@ -476,5 +475,7 @@ async def execute_async_friendly(
     The default executor has few threads (min(32, cores + 4)); a load of many concurrent
     queries should pass its own ``ThreadPoolExecutor(max_workers=N)``.
     """
+    import asyncio
+
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(executor, functools.partial(client.execute, adql, use_async))

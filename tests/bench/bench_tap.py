@@ -51,8 +51,10 @@ def server_time(url: str, adql: str) -> float:
 
     session = requests.Session()
     job = session.post(
-        f"{url}/async", data={"LANG": "ADQL", "REQUEST": "doQuery", "QUERY": adql},
-        allow_redirects=False, timeout=30,
+        f"{url}/async",
+        data={"LANG": "ADQL", "REQUEST": "doQuery", "QUERY": adql},
+        allow_redirects=False,
+        timeout=30,
     ).headers["Location"]
     try:
         session.post(f"{job}/phase", data={"PHASE": "RUN"}, allow_redirects=False, timeout=30)
@@ -73,8 +75,10 @@ def test_async_latency_by_wait_strategy(tap_url, query):
     adql = QUERIES[query]
     timings: dict[str, list[float]] = {"sync (anchor)": [], "server": []}
     phases: dict[str, dict[str, list[float]]] = {}
-    strategies = {"hybrid": TapClient(tap_url, wait_mode="hybrid"),
-                  "long-poll": TapClient(tap_url, wait_mode="long-poll")}
+    strategies = {
+        "hybrid": TapClient(tap_url, wait_mode="hybrid"),
+        "long-poll": TapClient(tap_url, wait_mode="long-poll"),
+    }
     service = pyvo.dal.TAPService(tap_url)
     sync = TapClient(tap_url)
     for _ in range(REPEATS):
@@ -93,16 +97,25 @@ def test_async_latency_by_wait_strategy(tap_url, query):
 
     anchor = statistics.median(timings["sync (anchor)"])
     server = statistics.median(timings["server"])
-    print(f"\nasync latency of {query!r}, median of {REPEATS}; anchor = sync {anchor * 1000:.0f} ms; "
-          f"server RUN->COMPLETED (20 ms polls) {server * 1000:.0f} ms")
+    print(
+        f"\nasync latency of {query!r}, median of {REPEATS}; "
+        f"anchor = sync {anchor * 1000:.0f} ms; "
+        f"server RUN->COMPLETED (20 ms polls) {server * 1000:.0f} ms"
+    )
     for name, values in timings.items():
         med = statistics.median(values)
-        print(f"  {name:16} {med * 1000:7.0f} ms  x{med / anchor:5.1f} of sync  "
-              f"excess over server {(med - server) * 1000:+6.0f} ms")
+        print(
+            f"  {name:16} {med * 1000:7.0f} ms  x{med / anchor:5.1f} of sync  "
+            f"excess over server {(med - server) * 1000:+6.0f} ms"
+        )
     for name in strategies:
-        print(f"  {name:16} phases (median ms): " + ", ".join(
-            f"{phase} {statistics.median(phases[name][phase]) * 1000:.0f}"
-            for phase in ("submit_s", "queued_s", "executing_s", "fetch_s", "delete_s")))
+        print(
+            f"  {name:16} phases (median ms): "
+            + ", ".join(
+                f"{phase} {statistics.median(phases[name][phase]) * 1000:.0f}"
+                for phase in ("submit_s", "queued_s", "executing_s", "fetch_s", "delete_s")
+            )
+        )
 
 
 @pytest.mark.parametrize("concurrency", [1, 10, 50])
@@ -126,5 +139,7 @@ def test_sync_throughput(tap_url, concurrency, _throughput={}):  # noqa: B006 - 
     p50 = statistics.median(r.total_s for r in results) * 1000
     anchor = _throughput.get(1)
     ratio = f"x{rate / anchor:.2f} of concurrency 1" if anchor else "(anchor not measured)"
-    print(f"\nsync throughput, concurrency {concurrency:2}: {len(results)} queries in "
-          f"{elapsed:.1f} s = {rate:.1f} queries/s {ratio}; p50 {p50:.0f} ms")
+    print(
+        f"\nsync throughput, concurrency {concurrency:2}: {len(results)} queries in "
+        f"{elapsed:.1f} s = {rate:.1f} queries/s {ratio}; p50 {p50:.0f} ms"
+    )
