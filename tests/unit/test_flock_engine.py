@@ -242,3 +242,24 @@ def test_signal_handlers_exist_only_during_the_run(tmp_path):
     after_in_loop = asyncio.run(main())
     assert seen["during"] is True and after_in_loop is False
     assert signal.getsignal(signal.SIGINT) == before
+
+
+def test_the_live_table_shows_each_flock(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from library.flock.live import _table, snapshot
+
+    engine = Engine(flocks(count=3), tmp_path, RunSettings(live=False))
+    engine.started_wall = time.time() - 10
+    stats = engine.stats["f"]
+    stats.successes, stats.failures = 97, 3
+    stats.recent_ms.extend([10.0] * 90 + [100.0] * 10)
+    (row,) = snapshot(engine)
+    assert row["success_pct"] == 97.0 and row["p50_ms"] == 10.0 and row["p95_ms"] == 100.0
+    assert 9.0 <= row["ops_s"] <= 10.0
+    console = Console(file=io.StringIO(), width=140)
+    console.print(_table(engine))
+    text = console.file.getvalue()
+    assert "f (fake_op)" in text and "97.00" in text
