@@ -26,9 +26,17 @@ def _inputs():
     for i in range(N):
         start += rng.randrange(0, 200)
         ok = rng.random() > 0.01
-        rows.append((ops[i % 10], start, int(rng.lognormvariate(10, 0.6)), ok,
-                     monkeys[rng.randrange(1000)], "" if ok else "TimeoutError",
-                     "" if ok else "GET /api: timed out after 30 s"))
+        rows.append(
+            (
+                ops[i % 10],
+                start,
+                int(rng.lognormvariate(10, 0.6)),
+                ok,
+                monkeys[rng.randrange(1000)],
+                "" if ok else "TimeoutError",
+                "" if ok else "GET /api: timed out after 30 s",
+            )
+        )
     return rows
 
 

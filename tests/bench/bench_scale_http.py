@@ -128,8 +128,20 @@ def nginx(tmp_path_factory):
     d = tmp_path_factory.mktemp("nginx")
     port = _free_port()
     (d / "nginx.conf").write_text(NGINX_CONF.format(d=d, port=port))
-    proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, binary, "-p", str(d), "-c",
-                             str(d / "nginx.conf"), "-g", "daemon off;"])
+    proc = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            SERVER_CORE,
+            binary,
+            "-p",
+            str(d),
+            "-c",
+            str(d / "nginx.conf"),
+            "-g",
+            "daemon off;",
+        ]
+    )
     try:
         _wait_port(port)
         yield f"http://127.0.0.1:{port}/"
@@ -142,8 +154,9 @@ def slow_server(tmp_path_factory):
     d = tmp_path_factory.mktemp("slow")
     (d / "slow.py").write_text(SLOW_SERVER)
     port = _free_port()
-    proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, sys.executable, str(d / "slow.py"),
-                             str(port)])
+    proc = subprocess.Popen(
+        ["taskset", "-c", SERVER_CORE, sys.executable, str(d / "slow.py"), str(port)]
+    )
     try:
         _wait_port(port)
         yield f"http://127.0.0.1:{port}/slow"
@@ -177,30 +190,47 @@ class PeakRSS:
         return self.peak / 2**20
 
 
-def run_engine(tmp: Path, name: str, flock: dict, duration: int, workers: int = 0,
-               pin: bool = True) -> dict:
+def run_engine(
+    tmp: Path, name: str, flock: dict, duration: int, workers: int = 0, pin: bool = True
+) -> dict:
     import yaml
 
     d = tmp / name
     d.mkdir()
     (d / "flocks.yaml").write_text(yaml.safe_dump([flock]))
     (d / "runner.py").write_text(ENGINE_RUNNER.format(repo=str(REPO)))
-    cmd = [sys.executable, str(d / "runner.py"), str(d / "flocks.yaml"), str(d / "out"),
-           f"{duration}s", str(workers)]
+    cmd = [
+        sys.executable,
+        str(d / "runner.py"),
+        str(d / "flocks.yaml"),
+        str(d / "out"),
+        f"{duration}s",
+        str(workers),
+    ]
     if pin:
         cmd = ["taskset", "-c", CLIENT_CORE, *cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env=dict(os.environ, CI="1"))
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=dict(os.environ, CI="1"),
+    )
     rss = PeakRSS(proc.pid)
     out, _ = proc.communicate(timeout=duration + 120)
     peak = rss.stop()
     assert proc.returncode == 0, out
     summary = json.loads(out.strip().splitlines()[-1])
     ops = summary["flocks"][flock["name"]]["operations"]["http_request"]
-    return {"requests": ops["count"], "failures": ops["failures"],
-            "rps": ops["count"] / summary["duration_s"], "p50_ms": ops["p50_ms"],
-            "cpu_ms_per_req": 1000 * summary["cpu_s"] / max(1, ops["count"]),
-            "rss_mib": peak, "client_bound": summary["client_bound"]}
+    return {
+        "requests": ops["count"],
+        "failures": ops["failures"],
+        "rps": ops["count"] / summary["duration_s"],
+        "p50_ms": ops["p50_ms"],
+        "cpu_ms_per_req": 1000 * summary["cpu_s"] / max(1, ops["count"]),
+        "rss_mib": peak,
+        "client_bound": summary["client_bound"],
+    }
 
 
 def run_locust(tmp: Path, name: str, url: str, users: int, wait: float, duration: int) -> dict:
@@ -211,10 +241,30 @@ def run_locust(tmp: Path, name: str, url: str, users: int, wait: float, duration
     parts = urlsplit(url)
     (d / "locustfile.py").write_text(LOCUSTFILE.format(wait=wait, path=parts.path or "/"))
     locust = Path(sys.executable).parent / "locust"
-    cmd = ["taskset", "-c", CLIENT_CORE, str(locust), "-f", str(d / "locustfile.py"),
-           "--headless", "-u", str(users), "-r", str(users), "-t", f"{duration}s",
-           "--host", f"{parts.scheme}://{parts.netloc}", "--csv", str(d / "l"), "--only-summary",
-           "--loglevel", "ERROR", "--stop-timeout", "5"]
+    cmd = [
+        "taskset",
+        "-c",
+        CLIENT_CORE,
+        str(locust),
+        "-f",
+        str(d / "locustfile.py"),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{duration}s",
+        "--host",
+        f"{parts.scheme}://{parts.netloc}",
+        "--csv",
+        str(d / "l"),
+        "--only-summary",
+        "--loglevel",
+        "ERROR",
+        "--stop-timeout",
+        "5",
+    ]
     before = os.times()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rss = PeakRSS(proc.pid)
@@ -222,57 +272,88 @@ def run_locust(tmp: Path, name: str, url: str, users: int, wait: float, duration
     peak = rss.stop()
     after = os.times()
     cpu = (after.children_user - before.children_user) + (
-        after.children_system - before.children_system)
+        after.children_system - before.children_system
+    )
     with open(d / "l_stats.csv") as f:
         row = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
     requests = int(row["Request Count"])
-    return {"requests": requests, "failures": int(row["Failure Count"]),
-            "rps": float(row["Requests/s"]), "p50_ms": float(row["Median Response Time"]),
-            "cpu_ms_per_req": 1000 * cpu / max(1, requests), "rss_mib": peak,
-            "client_bound": None}
+    return {
+        "requests": requests,
+        "failures": int(row["Failure Count"]),
+        "rps": float(row["Requests/s"]),
+        "p50_ms": float(row["Median Response Time"]),
+        "cpu_ms_per_req": 1000 * cpu / max(1, requests),
+        "rss_mib": peak,
+        "client_bound": None,
+    }
 
 
 def _line(label: str, r: dict) -> str:
-    return (f"  {label:<26} {r['rps']:9,.0f} req/s  {r['cpu_ms_per_req']:6.3f} ms CPU/req"
-            f"  p50 {r['p50_ms']:7.1f} ms  peak RSS {r['rss_mib']:6.0f} MiB"
-            f"  failures {r['failures']}")
+    return (
+        f"  {label:<26} {r['rps']:9,.0f} req/s  {r['cpu_ms_per_req']:6.3f} ms CPU/req"
+        f"  p50 {r['p50_ms']:7.1f} ms  peak RSS {r['rss_mib']:6.0f} MiB"
+        f"  failures {r['failures']}"
+    )
 
 
 def test_http_loop_vs_locust_1000_users(nginx, tmp_path):
-    flock = {"name": "http", "count": 1000, "user_spec": {"username_prefix": "bot-b"},
-             "business": {"type": "HTTPLoop", "options": {"url": nginx, "idle_time": 0}}}
+    flock = {
+        "name": "http",
+        "count": 1000,
+        "user_spec": {"username_prefix": "bot-b"},
+        "business": {"type": "HTTPLoop", "options": {"url": nginx, "idle_time": 0}},
+    }
     ours = run_engine(tmp_path, "engine", flock, SHORT_S)
     theirs = run_locust(tmp_path, "locust", nginx, 1000, 0, SHORT_S)
-    print(f"\n1,000 users, no think time, client on core {CLIENT_CORE}, nginx on core "
-          f"{SERVER_CORE}, {SHORT_S} s")
+    print(
+        f"\n1,000 users, no think time, client on core {CLIENT_CORE}, nginx on core "
+        f"{SERVER_CORE}, {SHORT_S} s"
+    )
     print(_line("HTTPLoop (scale run)", ours))
     print(_line("Locust FastHttpUser", theirs))
-    print(f"  HTTPLoop / Locust: {ours['rps'] / theirs['rps']:.2f}x req/s, "
-          f"{theirs['cpu_ms_per_req'] / ours['cpu_ms_per_req']:.2f}x less CPU per request"
-          "   (goal >= 1.3x)")
+    print(
+        f"  HTTPLoop / Locust: {ours['rps'] / theirs['rps']:.2f}x req/s, "
+        f"{theirs['cpu_ms_per_req'] / ours['cpu_ms_per_req']:.2f}x less CPU per request"
+        "   (goal >= 1.3x)"
+    )
 
 
 def test_ten_thousand_users_on_a_50ms_endpoint(slow_server, tmp_path):
-    flock = {"name": "http", "count": 10_000, "user_spec": {"username_prefix": "bot-b"},
-             "start_batch_size": 2000, "start_batch_wait": "200ms",
-             "business": {"type": "HTTPLoop",
-                          "options": {"url": slow_server, "idle_time": 1, "timeout": 60}}}
+    flock = {
+        "name": "http",
+        "count": 10_000,
+        "user_spec": {"username_prefix": "bot-b"},
+        "start_batch_size": 2000,
+        "start_batch_wait": "200ms",
+        "business": {
+            "type": "HTTPLoop",
+            "options": {"url": slow_server, "idle_time": 1, "timeout": 60},
+        },
+    }
     ours = run_engine(tmp_path, "engine10k", flock, LONG_S)
     theirs = run_locust(tmp_path, "locust10k", slow_server, 10_000, 1, LONG_S)
     print(f"\n10,000 users, GET 50 ms then idle 1 s (ceiling ~9,500 req/s), {LONG_S} s incl. ramp")
     print(_line("HTTPLoop (scale run)", ours) + f"  client-bound {ours['client_bound']}")
     print(_line("Locust FastHttpUser", theirs))
-    print(f"  HTTPLoop / Locust: {ours['rps'] / theirs['rps']:.2f}x req/s   "
-          "(goals: >= 9,000 req/s, p50 <= 60 ms, peak RSS <= 400 MiB)")
+    print(
+        f"  HTTPLoop / Locust: {ours['rps'] / theirs['rps']:.2f}x req/s   "
+        "(goals: >= 9,000 req/s, p50 <= 60 ms, peak RSS <= 400 MiB)"
+    )
 
 
 def test_dask_two_workers_vs_one(nginx, tmp_path):
-    flock = {"name": "http", "count": 400, "user_spec": {"username_prefix": "bot-b"},
-             "business": {"type": "HTTPLoop", "options": {"url": nginx, "idle_time": 0}}}
+    flock = {
+        "name": "http",
+        "count": 400,
+        "user_spec": {"username_prefix": "bot-b"},
+        "business": {"type": "HTTPLoop", "options": {"url": nginx, "idle_time": 0}},
+    }
     one = run_engine(tmp_path, "dask1", flock, DASK_S, workers=1, pin=False)
     two = run_engine(tmp_path, "dask2", flock, DASK_S, workers=2, pin=False)
-    print(f"\nDask LocalCluster, 400 users, no think time, nginx on core {SERVER_CORE}, "
-          f"{DASK_S} s (the machine has {os.cpu_count()} cores, shared with nginx)")
+    print(
+        f"\nDask LocalCluster, 400 users, no think time, nginx on core {SERVER_CORE}, "
+        f"{DASK_S} s (the machine has {os.cpu_count()} cores, shared with nginx)"
+    )
     print(_line("1 worker", one))
     print(_line("2 workers", two))
     print(f"  2 workers / 1 worker: {two['rps'] / one['rps']:.2f}x req/s   (goal >= 1.8x)")

@@ -43,28 +43,47 @@ def hub_get(sandbox, path: str):
 def running_labs(sandbox, prefix: str, ready_only: bool = False) -> list[str]:
     """Users with a lab (pending or ready; only ready ones with `ready_only`)."""
     return [
-        u["name"] for u in hub_get(sandbox, "/users")
-        if u["name"].startswith(prefix) and u.get("servers")
+        u["name"]
+        for u in hub_get(sandbox, "/users")
+        if u["name"].startswith(prefix)
+        and u.get("servers")
         and (not ready_only or all(s.get("ready") for s in u["servers"].values()))
     ]
 
 
 def scale_cli(tmp_path: Path, *args: str, extra_env: dict | None = None) -> subprocess.Popen:
     env = dict(os.environ, ARTIFACT_DIR=str(tmp_path / "artifacts"), CI="1", **(extra_env or {}))
-    return subprocess.Popen([sys.executable, str(REPO / "run_toolbox.py"), "scale", "run", *args],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "run_toolbox.py"), "scale", "run", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_sigint_mid_run_deletes_every_lab_and_leaves_complete_events(sandbox, tmp_path):
-    flocks = write_flocks(tmp_path / "flocks.yaml", [{
-        "name": "python", "count": 2,
-        "user_spec": {"username_prefix": "bot-scalesig"},
-        "business": {"type": "NubladoPythonLoop",
-                     "options": {"code": "print(6*7)", "execution_idle_time": "200ms",
-                                 "max_executions": 1000, "spawn_timeout": "120s",
-                                 "delete_timeout": "60s"}},
-    }])
+    flocks = write_flocks(
+        tmp_path / "flocks.yaml",
+        [
+            {
+                "name": "python",
+                "count": 2,
+                "user_spec": {"username_prefix": "bot-scalesig"},
+                "business": {
+                    "type": "NubladoPythonLoop",
+                    "options": {
+                        "code": "print(6*7)",
+                        "execution_idle_time": "200ms",
+                        "max_executions": 1000,
+                        "spawn_timeout": "120s",
+                        "delete_timeout": "60s",
+                    },
+                },
+            }
+        ],
+    )
     proc = scale_cli(tmp_path, "--flocks", str(flocks), "--duration", "10m")
     deadline = time.monotonic() + 180
     while len(running_labs(sandbox, "bot-scalesig", ready_only=True)) < 2:
@@ -90,12 +109,21 @@ def test_sigint_mid_run_deletes_every_lab_and_leaves_complete_events(sandbox, tm
 
 
 def test_tap_query_set_flock(sandbox, tmp_path):
-    flocks = write_flocks(tmp_path / "flocks.yaml", [{
-        "name": "tap", "count": 4,
-        "user_spec": {"username_prefix": "bot-scaletap"},
-        "business": {"type": "TAPQuerySetRunner", "restart": True,
-                     "options": {"query_set": "sandbox", "idle_time": "500ms"}},
-    }])
+    flocks = write_flocks(
+        tmp_path / "flocks.yaml",
+        [
+            {
+                "name": "tap",
+                "count": 4,
+                "user_spec": {"username_prefix": "bot-scaletap"},
+                "business": {
+                    "type": "TAPQuerySetRunner",
+                    "restart": True,
+                    "options": {"query_set": "sandbox", "idle_time": "500ms"},
+                },
+            }
+        ],
+    )
     proc = scale_cli(tmp_path, "--flocks", str(flocks), "--duration", "8s")
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, output
@@ -109,15 +137,32 @@ def test_tap_query_set_flock(sandbox, tmp_path):
 
 
 def test_http_flock_against_the_hub_api(sandbox, tmp_path):
-    flocks = write_flocks(tmp_path / "flocks.yaml", [{
-        "name": "http", "count": 50,
-        "user_spec": {"username_prefix": "bot-scalehttp"},
-        "business": {"type": "HTTPLoop",
-                     "options": {"url": sandbox.hub_api_url.rstrip("/") + "/",
-                                 "token_env": "SCALE_TEST_TOKEN", "idle_time": "100ms"}},
-    }])
-    proc = scale_cli(tmp_path, "--flocks", str(flocks), "--duration", "4s",
-                     extra_env={"SCALE_TEST_TOKEN": sandbox.token})
+    flocks = write_flocks(
+        tmp_path / "flocks.yaml",
+        [
+            {
+                "name": "http",
+                "count": 50,
+                "user_spec": {"username_prefix": "bot-scalehttp"},
+                "business": {
+                    "type": "HTTPLoop",
+                    "options": {
+                        "url": sandbox.hub_api_url.rstrip("/") + "/",
+                        "token_env": "SCALE_TEST_TOKEN",
+                        "idle_time": "100ms",
+                    },
+                },
+            }
+        ],
+    )
+    proc = scale_cli(
+        tmp_path,
+        "--flocks",
+        str(flocks),
+        "--duration",
+        "4s",
+        extra_env={"SCALE_TEST_TOKEN": sandbox.token},
+    )
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, output
     out = command_dir(tmp_path / "artifacts")
@@ -130,12 +175,23 @@ def test_http_flock_against_the_hub_api(sandbox, tmp_path):
 
 
 def test_a_failing_http_flock_fails_the_command_and_its_testcase(sandbox, tmp_path):
-    flocks = write_flocks(tmp_path / "flocks.yaml", [{
-        "name": "noauth", "count": 3,
-        "user_spec": {"username_prefix": "bot-scalenoauth"},
-        "business": {"type": "HTTPLoop", "options": {
-            "url": sandbox.hub_api_url.rstrip("/") + "/users", "idle_time": "1s"}},
-    }])
+    flocks = write_flocks(
+        tmp_path / "flocks.yaml",
+        [
+            {
+                "name": "noauth",
+                "count": 3,
+                "user_spec": {"username_prefix": "bot-scalenoauth"},
+                "business": {
+                    "type": "HTTPLoop",
+                    "options": {
+                        "url": sandbox.hub_api_url.rstrip("/") + "/users",
+                        "idle_time": "1s",
+                    },
+                },
+            }
+        ],
+    )
     proc = scale_cli(tmp_path, "--flocks", str(flocks), "--duration", "2s")
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0
@@ -148,10 +204,17 @@ def test_a_failing_http_flock_fails_the_command_and_its_testcase(sandbox, tmp_pa
 
 
 def test_dask_two_workers_merge_events_from_both_shards(tmp_path):
-    flocks = write_flocks(tmp_path / "flocks.yaml", [{
-        "name": "empty", "count": 40, "user_spec": {"username_prefix": "bot-shard"},
-        "business": {"type": "EmptyLoop", "options": {"idle_time": "500ms"}},
-    }])
+    flocks = write_flocks(
+        tmp_path / "flocks.yaml",
+        [
+            {
+                "name": "empty",
+                "count": 40,
+                "user_spec": {"username_prefix": "bot-shard"},
+                "business": {"type": "EmptyLoop", "options": {"idle_time": "500ms"}},
+            }
+        ],
+    )
     proc = scale_cli(tmp_path, "--flocks", str(flocks), "--duration", "4s", "--workers", "2")
     output, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, output
@@ -176,14 +239,28 @@ def test_a_dead_shard_is_reported_and_its_monkeys_count_as_failed(tmp_path):
 
     from library.flock.runner import ScaleRun
 
-    flocks = write_flocks(tmp_path / "flocks.yaml", [{
-        "name": "empty", "count": 10, "user_spec": {"username_prefix": "bot-dead"},
-        "business": {"type": "EmptyLoop", "options": {"idle_time": "200ms"}},
-    }])
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None,
-    ) as cluster, Client(cluster) as client:
+    flocks = write_flocks(
+        tmp_path / "flocks.yaml",
+        [
+            {
+                "name": "empty",
+                "count": 10,
+                "user_spec": {"username_prefix": "bot-dead"},
+                "business": {"type": "EmptyLoop", "options": {"idle_time": "200ms"}},
+            }
+        ],
+    )
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         pids = client.run(os.getpid)
         victim = pids[sorted(pids)[1]]  # the worker that runs shard 1
 
@@ -195,14 +272,15 @@ def test_a_dead_shard_is_reported_and_its_monkeys_count_as_failed(tmp_path):
 
         threading.Thread(target=kill_later, daemon=True).start()
         result = ScaleRun.prepare(flocks, duration="10s").execute(
-            tmp_path / "out", scheduler=cluster.scheduler_address, live=False,
+            tmp_path / "out",
+            scheduler=cluster.scheduler_address,
+            live=False,
         )
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [d["shard"] for d in summary["dead_shards"]] == [1]
     flock = summary["flocks"]["empty"]
     assert flock["failures"] == 5  # shard 1's monkeys: bot-dead02, 04, ... 10
-    dead = [r for r in read_events(tmp_path / "out").to_pylist()
-            if r["error_class"] == "ShardDied"]
+    dead = [r for r in read_events(tmp_path / "out").to_pylist() if r["error_class"] == "ShardDied"]
     assert sorted(r["monkey"] for r in dead) == [f"bot-dead{i:02d}" for i in range(2, 11, 2)]
     assert "shard 1 died" in (tmp_path / "out" / "summary.txt").read_text()
     assert result["flocks"]["empty"]["failures"] == 5
@@ -214,18 +292,35 @@ def test_notebook_runner_list_runs_its_notebooks_once_and_the_run_ends(sandbox, 
 
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    cells = {"first.ipynb": "x = 6 * 7\nprint(x)", "second.ipynb": "assert 1 + 1 == 2",
-             "skipped.ipynb": "raise RuntimeError('must not run')"}
+    cells = {
+        "first.ipynb": "x = 6 * 7\nprint(x)",
+        "second.ipynb": "assert 1 + 1 == 2",
+        "skipped.ipynb": "raise RuntimeError('must not run')",
+    }
     for name, code in cells.items():
-        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code),
-                                             nbformat.v4.new_markdown_cell("done")])
+        nb = nbformat.v4.new_notebook(
+            cells=[nbformat.v4.new_code_cell(code), nbformat.v4.new_markdown_cell("done")]
+        )
         nbformat.write(nb, notebooks / name)
-    flocks = write_flocks(tmp_path / "flocks.yaml", [{
-        "name": "notebooks", "count": 1, "users": [{"username": "bot-scalenb"}],
-        "business": {"type": "NotebookRunnerList", "options": {
-            "notebooks_dir": str(notebooks), "notebooks_to_run": ["first.ipynb", "second.ipynb"],
-            "execution_idle_time": "100ms", "spawn_timeout": "120s"}},
-    }])
+    flocks = write_flocks(
+        tmp_path / "flocks.yaml",
+        [
+            {
+                "name": "notebooks",
+                "count": 1,
+                "users": [{"username": "bot-scalenb"}],
+                "business": {
+                    "type": "NotebookRunnerList",
+                    "options": {
+                        "notebooks_dir": str(notebooks),
+                        "notebooks_to_run": ["first.ipynb", "second.ipynb"],
+                        "execution_idle_time": "100ms",
+                        "spawn_timeout": "120s",
+                    },
+                },
+            }
+        ],
+    )
     proc = scale_cli(tmp_path, "--flocks", str(flocks), "--duration", "5m")
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
@@ -233,27 +328,46 @@ def test_notebook_runner_list_runs_its_notebooks_once_and_the_run_ends(sandbox, 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stop_reason"] == "finished"
     rows = read_events(out).to_pylist()
-    assert [r["target"] for r in rows if r["operation"] == "notebook"] == ["first.ipynb",
-                                                                          "second.ipynb"]
+    assert [r["target"] for r in rows if r["operation"] == "notebook"] == [
+        "first.ipynb",
+        "second.ipynb",
+    ]
     assert all(r["success"] for r in rows if r["operation"] in ("notebook", "cell"))
     assert [r["operation"] for r in rows].count("delete_lab") == 1
     assert running_labs(sandbox, "bot-scalenb") == []
 
 
 def test_tap_query_runner_with_a_query_list(sandbox, tmp_path):
-    flocks = write_flocks(tmp_path / "flocks.yaml", [{
-        "name": "tapq", "count": 2, "user_spec": {"username_prefix": "bot-scaletapq"},
-        "business": {"type": "TAPQueryRunner", "options": {
-            "queries": ["SELECT TOP 5 objectId FROM sandbox.objects",
-                        "SELECT COUNT(*) AS n FROM sandbox.objects"],
-            "idle_time": "200ms"}},
-    }])
-    proc = scale_cli(tmp_path, "--flocks", str(flocks), "--duration", "4s",
-                     "--tap-url", sandbox.tap_url)
+    flocks = write_flocks(
+        tmp_path / "flocks.yaml",
+        [
+            {
+                "name": "tapq",
+                "count": 2,
+                "user_spec": {"username_prefix": "bot-scaletapq"},
+                "business": {
+                    "type": "TAPQueryRunner",
+                    "options": {
+                        "queries": [
+                            "SELECT TOP 5 objectId FROM sandbox.objects",
+                            "SELECT COUNT(*) AS n FROM sandbox.objects",
+                        ],
+                        "idle_time": "200ms",
+                    },
+                },
+            }
+        ],
+    )
+    proc = scale_cli(
+        tmp_path, "--flocks", str(flocks), "--duration", "4s", "--tap-url", sandbox.tap_url
+    )
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, output
-    queries = [r for r in read_events(command_dir(tmp_path / "artifacts")).to_pylist()
-               if r["operation"] == "tap_query"]
+    queries = [
+        r
+        for r in read_events(command_dir(tmp_path / "artifacts")).to_pylist()
+        if r["operation"] == "tap_query"
+    ]
     assert len(queries) >= 4 and all(r["success"] for r in queries)
     assert {r["rows"] for r in queries if r["target"] == "query-1"} <= {5}
     assert {r["rows"] for r in queries if r["target"] == "query-2"} <= {1}
