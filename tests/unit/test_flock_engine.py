@@ -263,3 +263,35 @@ def test_the_live_table_shows_each_flock(tmp_path):
     console.print(_table(engine))
     text = console.file.getvalue()
     assert "f (fake_op)" in text and "97.00" in text
+
+
+def test_a_second_sigint_abandons_the_deletions_but_still_writes_events(tmp_path):
+    import os
+    import signal
+
+    class SlowDelete(Business):
+        async def execute(self):
+            loop = asyncio.get_running_loop()
+            if self.ctx.username == "bot-f01" and not self.executions:
+                loop.call_later(0.3, os.kill, os.getpid(), signal.SIGINT)
+                loop.call_later(0.8, os.kill, os.getpid(), signal.SIGINT)
+            self.executions += 1
+            with self.ctx.timed("fake_op"):
+                pass
+            return False
+
+        async def shutdown(self):
+            await asyncio.sleep(3600)  # a lab deletion that hangs
+
+        def shutdown_timeout(self):
+            return 3600.0
+
+    monkey.business_class = lambda name: SlowDelete
+    t0 = time.monotonic()
+    engine = Engine(flocks(count=2, idle_time=0.05), tmp_path, RunSettings(live=False))
+    result = asyncio.run(engine.run())
+    assert time.monotonic() - t0 < 5
+    assert result.stop_reason == "SIGINT"
+    rows = read_events(tmp_path).to_pylist()
+    assert [r["operation"] for r in rows].count("monkey_stop") == 2
+    assert [r["operation"] for r in rows].count("fake_op") >= 4
