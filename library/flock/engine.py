@@ -66,7 +66,7 @@ class Engine:
         self.out_dir = Path(out_dir)
         self.settings = settings
         self.recorder = Recorder(self.out_dir / "events", shard=settings.shard)
-        self.shared = Shared(settings.endpoints)
+        self.shared = Shared(settings.endpoints, monkeys=sum(f.count for f in flocks))
         self.stats = {flock.name: FlockStats(flock) for flock in flocks}
         self.tasks: list[asyncio.Task] = []
         self.health = HealthSampler(self.active_monkeys, settings.shard)

@@ -12,8 +12,9 @@ from typing import Any
 
 
 class Shared:
-    def __init__(self, endpoints: dict[str, Any] | None = None) -> None:
+    def __init__(self, endpoints: dict[str, Any] | None = None, monkeys: int = 0) -> None:
         self.endpoints = dict(endpoints or {})
+        self.monkeys = monkeys
         self._session = None
         self.extras: dict[str, Any] = {}
         self.cache: dict[str, Any] = {}
@@ -57,13 +58,14 @@ class Shared:
         return self.cache["tap_url"]
 
     def threads(self):
-        """Threads for blocking clients (pyvo). Uncapped in practice: the default executor's
-        min(32, cores + 4) workers would silently cap the concurrent queries of a flock."""
+        """Threads for blocking clients (pyvo), one available per monkey (threads start on
+        demand): the default executor's min(32, cores + 4) workers would silently cap the
+        concurrent queries of a flock."""
         if "threads" not in self.cache:
             from concurrent.futures import ThreadPoolExecutor
 
             self.cache["threads"] = ThreadPoolExecutor(
-                max_workers=4096, thread_name_prefix="flock-io"
+                max_workers=max(32, self.monkeys), thread_name_prefix="flock-io"
             )
         return self.cache["threads"]
 
