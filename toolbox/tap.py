@@ -128,9 +128,8 @@ def run_query_set(
         max_bytes=max_bytes,
         wait_mode=wait_mode,
     )
-    for name, note in discovery.apply(qs, client).items():
+    for name, note in discovery.prepare(qs, client).items():
         log.warning("%s: %s", name, note)
-    qs.check_renders()
     log.info(
         "query set %s: %d template(s) to run: %s (seed %d)",
         qs.name,

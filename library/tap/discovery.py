@@ -93,3 +93,11 @@ def apply(query_set, client: TapClient) -> dict[str, str]:
         query_set.skip(name, note)
         notes[name] = note
     return notes
+
+
+def prepare(query_set, client: TapClient) -> dict[str, str]:
+    """Discovery, then a render of every remaining template: what a runner calls once before
+    drawing queries (a set whose ids come from ``object_ids_query`` needs it to render)."""
+    notes = apply(query_set, client)
+    query_set.check_renders()
+    return notes
