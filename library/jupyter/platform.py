@@ -46,16 +46,10 @@ def resolve(hub_url: str | None = None, token_file: Path | None = None) -> Platf
         ep = sandbox.endpoints()
         hub_url = hub_url or ep.hub_url
         token_file = token_file or ep.token_file
-    try:
-        text = Path(token_file).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(
-            f"--token-file {token_file}: cannot read it ({exc.strerror}); "
-            "give a readable file holding a token"
-        ) from None
+    from library.tokens import read_secret_file
+
+    text = read_secret_file(token_file)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-    if not lines:
-        raise UserError(f"--token-file {token_file}: empty; put a token in it")
     if len(lines) == 1 and ":" not in lines[0]:
         register_secret(lines[0])
         return Platform(hub_url, admin_token=lines[0])

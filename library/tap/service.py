@@ -41,13 +41,7 @@ def read_token(token_file: Path | None) -> str | None:
     )
     if path is None:
         return None
-    try:
-        token = Path(path).read_text().strip()
-    except OSError as exc:
-        raise UserError(f"--token-file {path}: cannot read it ({exc.strerror})") from None
-    if not token:
-        raise UserError(f"--token-file {path}: the file is empty")
-    from library.redact import register_secret
+    from library.tokens import read_token as read_token_file
 
-    register_secret(token)
+    token = read_token_file(path)
     return token
