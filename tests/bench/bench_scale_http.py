@@ -81,6 +81,17 @@ if __name__ == "__main__":
     usage = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     summary["cpu_s"] = usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+    # Steady state: from 3 s after the first request to 1 s before the last one ended.
+    import numpy as np
+    from library.events import read_events
+    table = read_events(out + "/events")
+    ops = table.column("operation").to_numpy(zero_copy_only=False) == "http_request"
+    start = table.column("start_us").to_numpy()[ops]
+    duration = table.column("duration_us").to_numpy()[ops]
+    lo, hi = start.min() + 3_000_000, (start + duration).max() - 1_000_000
+    window = (start >= lo) & (start < hi)
+    summary["steady"] = dict(rps=float(window.sum() / ((hi - lo) / 1e6)),
+                             p50_ms=float(np.median(duration[window]) / 1000))
     print(json.dumps(summary))
 """
 
@@ -230,6 +241,7 @@ def run_engine(
         "cpu_ms_per_req": 1000 * summary["cpu_s"] / max(1, ops["count"]),
         "rss_mib": peak,
         "client_bound": summary["client_bound"],
+        "steady": summary["steady"],
     }
 
 
@@ -285,7 +297,24 @@ def run_locust(tmp: Path, name: str, url: str, users: int, wait: float, duration
         "cpu_ms_per_req": 1000 * cpu / max(1, requests),
         "rss_mib": peak,
         "client_bound": None,
+        "steady": _locust_steady(d / "l_stats_history.csv"),
     }
+
+
+def _locust_steady(path: Path) -> dict:
+    """Same window as the engine's: 3 s after the first second with requests, to 1 s before the
+    end, from Locust's per-second history."""
+    with open(path) as f:
+        rows = [r for r in csv.DictReader(f) if r["Name"] == "Aggregated"]
+    rows = [r for r in rows if int(r["Total Request Count"]) > 0]
+    first, last = int(rows[0]["Timestamp"]), int(rows[-1]["Timestamp"])
+    window = [r for r in rows if first + 3 <= int(r["Timestamp"]) <= last - 1]
+    if len(window) < 2:
+        return {"rps": float("nan"), "p50_ms": float("nan")}
+    count = int(window[-1]["Total Request Count"]) - int(window[0]["Total Request Count"])
+    seconds = int(window[-1]["Timestamp"]) - int(window[0]["Timestamp"])
+    medians = sorted(float(r["50%"]) for r in window if r["50%"] != "N/A")
+    return {"rps": count / seconds, "p50_ms": medians[len(medians) // 2]}
 
 
 def _line(label: str, r: dict) -> str:
@@ -293,6 +322,8 @@ def _line(label: str, r: dict) -> str:
         f"  {label:<26} {r['rps']:9,.0f} req/s  {r['cpu_ms_per_req']:6.3f} ms CPU/req"
         f"  p50 {r['p50_ms']:7.1f} ms  peak RSS {r['rss_mib']:6.0f} MiB"
         f"  failures {r['failures']}"
+        f"\n  {'':<26} steady state: {r['steady']['rps']:9,.0f} req/s"
+        f"  p50 {r['steady']['p50_ms']:7.1f} ms"
     )
 
 
