@@ -7,7 +7,6 @@ each request carries its own user's token, so sharing the pool does not mix iden
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 
@@ -72,7 +71,9 @@ class Shared:
     def token(self, env_name: str | None = None) -> str | None:
         """A token from the named environment variable, else the platform token, else None."""
         if env_name:
-            value = os.environ.get(env_name)
+            from library.tokens import token_from_env
+
+            value = token_from_env(env_name)
             if value:
                 return value
         return self.endpoints.get("token")
