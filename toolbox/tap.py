@@ -38,17 +38,9 @@ def query(
         token_file: File holding a bearer token (default: $BOSUN_TOKEN_FILE, else none).
     """
     from library import env
-    from library.tap import service as svc
-    from library.tap.client import TapClient
 
-    client = TapClient(
-        svc.resolve_url(service),
-        token=svc.read_token(token_file),
-        timeout=timeout,
-        max_rows=max_rows,
-        max_bytes=max_bytes,
-        wait_mode=wait_mode,
-    )
+    client = _client(service, token_file, timeout, max_rows=max_rows, max_bytes=max_bytes,
+                     wait_mode=wait_mode)
     out = env.artifact_dir()
     (out / "query.adql").write_text(adql.rstrip() + "\n")
     result = client.run(adql, use_async=use_async, keep_table=True)
@@ -111,8 +103,6 @@ def run_query_set(
     from library import env
     from library.errors import CheckFailed, UserError
     from library.tap import discovery, runner
-    from library.tap import service as svc
-    from library.tap.client import TapClient
     from library.tap.query_set import QuerySet
 
     if count < 1 or concurrency < 1:
@@ -120,14 +110,8 @@ def run_query_set(
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
     qs = QuerySet.load(query_set)
-    client = TapClient(
-        svc.resolve_url(service),
-        token=svc.read_token(token_file),
-        timeout=timeout,
-        max_rows=max_rows,
-        max_bytes=max_bytes,
-        wait_mode=wait_mode,
-    )
+    client = _client(service, token_file, timeout, max_rows=max_rows, max_bytes=max_bytes,
+                     wait_mode=wait_mode)
     for name, note in discovery.prepare(qs, client).items():
         log.warning("%s: %s", name, note)
     log.info(
@@ -181,11 +165,18 @@ def tables(
         timeout: Seconds the query may take.
     """
     from library.tap import discovery
-    from library.tap import service as svc
-    from library.tap.client import TapClient
 
-    client = TapClient(svc.resolve_url(service), token=svc.read_token(token_file), timeout=timeout)
+    client = _client(service, token_file, timeout)
     names = discovery.service_tables(client)
     for name in names:
         print(name)
     return {"service": client.url, "tables": names}
+
+
+def _client(service, token_file, timeout, **limits):
+    """A TAP client for the service given, else $BOSUN_TAP_URL, else the running sandbox."""
+    from library.tap import service as svc
+    from library.tap.client import TapClient
+
+    return TapClient(svc.resolve_url(service), token=svc.read_token(token_file), timeout=timeout,
+                     **limits)
