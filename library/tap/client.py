@@ -397,7 +397,7 @@ class TapClient:
 
         chunks, size = [], 0
         try:
-            for chunk in response.iter_content(CHUNK):
+            for chunk in _arriving(response):
                 size += len(chunk)
                 if size > self.max_bytes:
                     response.close()
@@ -415,6 +415,11 @@ class TapClient:
                         result,
                     )
                 chunks.append(chunk)
+        except requests.exceptions.Timeout:
+            raise self._fail(
+                TapTimeout(f"query timed out after {self.timeout:g} s while reading {url}"),
+                result,
+            ) from None
         except requests.exceptions.RequestException as exc:
             raise self._fail(TapConnectionError(connection_message(exc, url)), result) from None
         result.bytes += size
@@ -465,6 +470,32 @@ class TapClient:
     def _fail(exc: TapError, result: QueryResult) -> TapError:
         exc.result = result
         return exc
+
+
+def _arriving(response):
+    """The body in pieces as they arrive, so that the deadline is checked between any two.
+
+    ``iter_content(n)`` returns only once n bytes (or the end) came in: a service trickling its
+    body a few bytes at a time kept a query running long past its timeout. ``read1`` returns
+    whatever has arrived; each wait for more is bounded by the read timeout of the request.
+    """
+    import requests
+    import urllib3
+
+    raw = response.raw
+    if not hasattr(raw, "read1"):
+        yield from response.iter_content(CHUNK)
+        return
+    while True:
+        try:
+            chunk = raw.read1(CHUNK, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise requests.exceptions.ReadTimeout(exc) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise requests.exceptions.ConnectionError(exc) from None
+        if not chunk:
+            return
+        yield chunk
 
 
 async def execute_async_friendly(

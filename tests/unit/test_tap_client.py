@@ -220,3 +220,44 @@ def test_maxrec_is_sent(serve):
     url = serve(fake)
     TapClient(url, max_rows=7).run("SELECT 1")
     assert fake.requests[0][2]["MAXREC"] == ["7"]
+
+
+def test_a_trickling_body_ends_the_query_at_its_timeout_not_at_the_body_end():
+    """A service sending its body a few bytes at a time must not hold a query past its timeout."""
+    from library.tap.errors import TapTimeout
+
+    state = {"sent_all": False, "client_left": threading.Event()}
+
+    class Trickle(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml")
+            # A declared length (no chunked encoding): the client reads towards a known end.
+            self.send_header("Content-Length", "6000")
+            self.end_headers()
+            try:
+                for _ in range(600):  # 10 bytes every 50 ms: 30 s of body at most
+                    self.wfile.write(b"<!-- x -->")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                state["sent_all"] = True
+            except OSError:
+                state["client_left"].set()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/tap"
+        with pytest.raises(TapTimeout, match="while reading"):
+            TapClient(url, timeout=1).run("SELECT 1")
+        assert not state["sent_all"]  # the client gave up while the body was still coming
+        assert state["client_left"].wait(10)
+    finally:
+        server.shutdown()
+        server.server_close()
