@@ -136,7 +136,15 @@ class StepResult:
 @contextlib.contextmanager
 def _signals_raise() -> Iterator[None]:
     """Turn SIGINT/SIGTERM into ``Interrupted`` for the duration of the run only."""
+    from library import run
+
+    # Work running in threads (a Parallel block's scale runs) cannot receive the exception:
+    # it watches the stop request instead, stops cleanly and writes its artifacts.
+    request = run.StopRequest()
+    token = run.using_stop_request(request)
+
     def handler(signum, _frame):
+        request.set(signal.Signals(signum).name)
         raise Interrupted(signum)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -145,6 +153,7 @@ def _signals_raise() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        run._stop_request.reset(token)
 
 
 class Console:

@@ -22,6 +22,41 @@ from library.errors import UserError
 log = logging.getLogger(__name__)
 
 
+class StopRequest:
+    """A request to stop, shared by a launcher and every task it runs (threads included)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._event = threading.Event()
+        self.reason: str | None = None
+
+    def set(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+# The launcher's stop request. A context variable, so that the threads of a Parallel block
+# (which run in a copy of the caller's context) see the very same request.
+_stop_request: contextvars.ContextVar[StopRequest | None] = contextvars.ContextVar(
+    "bosun_stop_request", default=None
+)
+
+
+def stop_request() -> StopRequest | None:
+    """The stop request of the current launcher (``ci/run``), or None outside one."""
+    return _stop_request.get()
+
+
+def using_stop_request(request: StopRequest):
+    """Make REQUEST the current stop request; returns the token for ``_stop_request.reset``."""
+    return _stop_request.set(request)
+
+
 class CommandFailed(UserError):
     """A shell command exited non-zero."""
 

@@ -42,7 +42,7 @@ class RunSettings:
     shards: int = 1
     start_at: float | None = None  # wall-clock epoch seconds at which every shard starts
     live: bool | None = None  # None: a live view when running in the main thread
-    stop_check: Callable[[], bool] | None = None
+    stop_check: Callable[[], bool | str | None] | None = None
     endpoints: dict[str, Any] = field(default_factory=dict)
     handle_signals: bool = True
 
@@ -194,8 +194,9 @@ class Engine:
             if all(s.done() for s in starters) and all(t.done() for t in self.tasks):
                 self.request_stop("finished")
                 break
-            if self.settings.stop_check is not None and self.settings.stop_check():
-                self.request_stop("stopped")
+            if self.settings.stop_check is not None and (why := self.settings.stop_check()):
+                # A string names the reason (SIGINT, SIGTERM from a launcher).
+                self.request_stop(why if isinstance(why, str) else "stopped")
                 break
             if now >= next_flush:
                 # Periodic flushes bound what a killed process loses.

@@ -103,12 +103,17 @@ class ScaleRun:
         extra: dict[str, Any] = {}
         if workers is None and scheduler is None:
             from library.flock.engine import RunSettings, run_flocks
+            from library.run import stop_request
 
+            request = stop_request()  # ci/run's SIGINT/SIGTERM, when running in its threads
             result = run_flocks(
                 self.flocks,
                 out_dir,
                 RunSettings(
-                    duration=self.duration, live=None if live else False, endpoints=self.endpoints
+                    duration=self.duration,
+                    live=None if live else False,
+                    endpoints=self.endpoints,
+                    stop_check=None if request is None else (lambda: request.reason),
                 ),
             )
             start, end = result.start, result.end

@@ -295,3 +295,48 @@ def test_a_second_sigint_abandons_the_deletions_but_still_writes_events(tmp_path
     rows = read_events(tmp_path).to_pylist()
     assert [r["operation"] for r in rows].count("monkey_stop") == 2
     assert [r["operation"] for r in rows].count("fake_op") >= 4
+
+
+def test_a_launcher_stop_request_stops_a_scale_run_in_a_parallel_thread(tmp_path):
+    """ci/run's SIGINT is raised in its main thread; scale runs of a Parallel block run in
+    threads and must stop on the launcher's stop request instead of running their duration."""
+    import threading
+
+    import yaml
+
+    from library import env, run
+    from library.flock.runner import ScaleRun
+
+    flocks = tmp_path / "flocks.yaml"
+    flocks.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "empty",
+                    "count": 3,
+                    "user_spec": {"username_prefix": "bot-stopreq"},
+                    "business": {"type": "EmptyLoop", "options": {"idle_time": "100ms"}},
+                }
+            ]
+        )
+    )
+    results = {}
+
+    def scale(name):
+        results[name] = ScaleRun.prepare(flocks, duration="10m").execute(
+            tmp_path / name, live=False, min_success_pct=0
+        )
+
+    request = run.StopRequest()
+    token = run.using_stop_request(request)
+    try:
+        threading.Timer(1.0, request.set, args=("SIGINT",)).start()
+        with env.using_artifact_dir(tmp_path), run.Parallel("campaign") as parallel:
+            parallel.delayed(scale, "a")
+            parallel.delayed(scale, "b")
+    finally:
+        run._stop_request.reset(token)
+    assert {name: r["stop_reason"] for name, r in results.items()} == {"a": "SIGINT", "b": "SIGINT"}
+    for name in ("a", "b"):
+        rows = read_events(tmp_path / name).to_pylist()
+        assert [r["operation"] for r in rows].count("monkey_stop") == 3
