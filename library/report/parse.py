@@ -1,0 +1,419 @@
+"""Read an artifact tree into columnar tables.
+
+Any directory works: a whole `ci/run` tree, one `scale run`, one command. Events are read
+column-wise with pyarrow and kept as numpy arrays; strings stay dictionary codes so that every
+later grouping is an integer operation. Nothing here looks at events one row at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPORT_DIR_NAME = "report"
+# Columns the report needs; `monkey`, `business` and `shard` are left on disk to save memory.
+_NUMERIC = ("start_us", "duration_us", "rows")
+_CATEGORICAL = ("flock", "operation", "target", "error_class")
+_HEALTH = ("time_us", "loop_lag_max_ms", "loop_lag_p99_ms", "cpu_percent", "rss_bytes",
+           "active_monkeys", "shard")
+
+
+@dataclass
+class Categorical:
+    """A string column as int32 codes into `categories`."""
+
+    codes: Any
+    categories: list[str]
+
+    def code_of(self, value: str) -> int:
+        try:
+            return self.categories.index(value)
+        except ValueError:
+            return -1
+
+
+@dataclass
+class Events:
+    """All timing events of a tree, one numpy array per column."""
+
+    start_us: Any
+    duration_us: Any
+    success: Any
+    rows: Any
+    flock: Categorical
+    operation: Categorical
+    target: Categorical
+    error_class: Categorical
+    # Which command dir each row came from (relative path), for sweeps and per-run splits.
+    source: Categorical
+    # One example message per error class (the first failure seen), read from failing rows only.
+    error_examples: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.start_us.shape[0])
+
+
+@dataclass
+class Command:
+    """One toolbox call, from its result.json."""
+
+    path: str  # relative to the run root
+    group: str
+    command: str
+    suffix: str
+    status: str
+    start: str | None
+    end: str | None
+    duration_s: float | None
+    error: str | None
+    failure_file: str | None
+    log_file: str | None
+
+
+@dataclass
+class SweepPoint:
+    path: str  # relative dir holding settings.yaml
+    settings: dict[str, Any]
+    finished: bool
+    exit_code: int | None
+
+
+@dataclass
+class Run:
+    """Everything the report knows about one artifact tree."""
+
+    root: Path
+    project: str | None = None
+    step: str | None = None
+    presets: list[str] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    has_config: bool = False
+    exit_code: int | None = None
+    finished: bool = False
+    failures_file: str | None = None
+    commands: list[Command] = field(default_factory=list)
+    events: Events | None = None
+    health: dict[str, Any] | None = None
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+    sweep: list[SweepPoint] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # files that could not be read
+
+    @property
+    def client_bound(self) -> list[str]:
+        """Reasons of every scale run that marked itself client-bound."""
+        out = []
+        for summary in self.summaries:
+            if summary.get("client_bound"):
+                reason = summary.get("client_bound_reason") or "the load client saturated"
+                out.append(f"{summary['_path']}: {reason}")
+        return out
+
+    @property
+    def start_end(self) -> tuple[str | None, str | None]:
+        starts = [c.start for c in self.commands if c.start]
+        ends = [c.end for c in self.commands if c.end]
+        starts += [s["start"] for s in self.summaries if s.get("start")]
+        ends += [s["end"] for s in self.summaries if s.get("end")]
+        if not starts and self.events is not None and len(self.events):
+            from datetime import UTC, datetime
+
+            def iso(us):
+                return datetime.fromtimestamp(int(us) / 1e6, UTC).isoformat(timespec="seconds")
+
+            end_us = (self.events.start_us + self.events.duration_us).max()
+            return iso(self.events.start_us.min()), iso(end_us)
+        return (min(starts) if starts else None, max(ends) if ends else None)
+
+    @property
+    def result(self) -> str:
+        if self.exit_code is not None:
+            return "success" if self.exit_code == 0 else f"failure (exit code {self.exit_code})"
+        if any(c.status != "success" for c in self.commands):
+            return "failure"
+        if self.commands:
+            return "success" if self.finished else "unfinished"
+        return "unknown"
+
+
+def read_run(root: str | os.PathLike[str]) -> Run:
+    """Parse `root`; unreadable files are listed in `Run.problems`, never raised."""
+    root = Path(root)
+    run = Run(root=root)
+    event_files: list[Path] = []
+    health_files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        if here == root:
+            # The report's own output is not input.
+            dirnames[:] = [d for d in dirnames if d != REPORT_DIR_NAME]
+        dirnames.sort()
+        names = set(filenames)
+        if here.name == "events":
+            event_files += [here / f for f in sorted(filenames) if f.endswith(".parquet")]
+            continue
+        if here.name == "health":
+            health_files += [here / f for f in sorted(filenames) if f.endswith(".parquet")]
+            continue
+        if "result.json" in names:
+            _read_command(run, here)
+        if "summary.json" in names:
+            data = _json(run, here / "summary.json")
+            if isinstance(data, dict):
+                data["_path"] = _rel(root, here)
+                run.summaries.append(data)
+        if "settings.yaml" in names and here != root:
+            settings = _yaml(run, here / "settings.yaml")
+            if isinstance(settings, dict):
+                run.sweep.append(SweepPoint(_rel(root, here), settings, "FINISHED" in names,
+                                            _int_file(here / "exit_code")))
+    _read_root(run)
+    run.events = read_events(run, event_files)
+    run.health = read_health(run, health_files)
+    return run
+
+
+def _rel(root: Path, path: Path) -> str:
+    rel = path.relative_to(root).as_posix()
+    return rel if rel != "." else ""
+
+
+def _json(run: Run, path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        run.problems.append(f"{_rel(run.root, path)}: {err}")
+        return None
+
+
+def _yaml(run: Run, path: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        run.problems.append(f"{_rel(run.root, path)}: {' '.join(str(err).split())}")
+        return None
+
+
+def _int_file(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_command(run: Run, here: Path) -> None:
+    data = _json(run, here / "result.json")
+    if not isinstance(data, dict):
+        return
+    rel = _rel(run.root, here)
+    failure = here / "FAILURE"
+    log = here / "log.txt"
+    duration = data.get("duration_s")
+    run.commands.append(Command(
+        path=rel,
+        group=str(data.get("group") or ""),
+        command=str(data.get("command") or ""),
+        suffix=str(data.get("suffix") or ""),
+        status=str(data.get("status") or "unknown"),
+        start=data.get("start"),
+        end=data.get("end"),
+        duration_s=float(duration) if isinstance(duration, int | float) else None,
+        error=data.get("error"),
+        failure_file=f"{rel}/FAILURE".lstrip("/") if failure.exists() else None,
+        log_file=f"{rel}/log.txt".lstrip("/") if log.exists() else None,
+    ))
+
+
+def _read_root(run: Run) -> None:
+    root = run.root
+    run.has_config = (root / "config.yaml").exists()
+    presets = root / "presets_applied"
+    if presets.exists():
+        try:
+            text = presets.read_text()
+        except OSError as err:
+            run.problems.append(f"presets_applied: {err}")
+            text = ""
+        run.presets = [line.strip().lstrip("- ").strip() for line in text.splitlines()
+                       if line.strip() and not line.lstrip().startswith("#")]
+    overrides = root / "variable_overrides.yaml"
+    if overrides.exists():
+        data = _yaml(run, overrides)
+        if isinstance(data, dict):
+            run.overrides = data
+    run.exit_code = _int_file(root / "exit_code")
+    run.finished = (root / "FINISHED").exists()
+    if (root / "FAILURES").exists():
+        run.failures_file = "FAILURES"
+    run.project, run.step = _identity(run)
+
+
+def _identity(run: Run) -> tuple[str | None, str | None]:
+    """Project and step as recorded by the CI launcher, when it left them."""
+    for name in ("ci_run.yaml", "run.yaml", "ci.yaml"):
+        path = run.root / name
+        if path.exists():
+            data = _yaml(run, path)
+            if isinstance(data, dict):
+                return data.get("project"), data.get("step")
+    if run.has_config:
+        data = _yaml(run, run.root / "config.yaml")
+        if isinstance(data, dict):
+            project = data.get("project")
+            if isinstance(project, dict):
+                project = project.get("name")
+            if isinstance(project, str):
+                return project, None
+    return None, None
+
+
+def read_events(run: Run, files: list[Path]) -> Events:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    numeric: dict[str, list] = {name: [] for name in _NUMERIC}
+    success: list = []
+    categorical: dict[str, list] = {name: [] for name in _CATEGORICAL}
+    merged: dict[str, dict[str, int]] = {name: {} for name in _CATEGORICAL}
+    sources: list = []
+    source_names: list[str] = []
+    examples: dict[str, str] = {}
+    for path in files:
+        try:
+            pf = pq.ParquetFile(path)
+            present = set(pf.schema_arrow.names)
+            missing = {"start_us", "duration_us"} - present
+            if missing:
+                run.problems.append(f"{_rel(run.root, path)}: no column {sorted(missing)[0]}; "
+                                    "not an events file")
+                continue
+            wanted = [c for c in (*_NUMERIC, "success", *_CATEGORICAL) if c in present]
+            table = pf.read(columns=wanted)
+        except (OSError, pa.ArrowException) as err:
+            run.problems.append(f"{_rel(run.root, path)}: {' '.join(str(err).split())}")
+            continue
+        n = table.num_rows
+        if n == 0:
+            continue
+        for name in _NUMERIC:
+            if name in present:
+                col = pc.fill_null(table[name], -1 if name == "rows" else 0)
+                numeric[name].append(col.to_numpy().astype(np.int64, copy=False))
+            else:
+                numeric[name].append(np.full(n, -1 if name == "rows" else 0, np.int64))
+        ok = (pc.fill_null(table["success"], False).to_numpy(zero_copy_only=False)
+              if "success" in present else np.ones(n, bool))
+        success.append(ok)
+        for name in _CATEGORICAL:
+            categorical[name].append(_global_codes(
+                table[name] if name in present else None, n, merged[name]))
+        command_dir = path.parent.parent
+        source_names.append(_rel(run.root, command_dir))
+        sources.append(np.full(n, len(source_names) - 1, np.int32))
+        if not ok.all():
+            _collect_examples(pf, present, ok, examples)
+
+    def cat(name: str) -> Categorical:
+        values = categorical[name]
+        codes = np.concatenate(values) if values else np.zeros(0, np.int32)
+        return Categorical(codes, list(merged[name]))
+
+    def num(name: str):
+        values = numeric[name]
+        return np.concatenate(values) if values else np.zeros(0, np.int64)
+
+    return Events(
+        start_us=num("start_us"),
+        duration_us=num("duration_us"),
+        success=np.concatenate(success) if success else np.zeros(0, bool),
+        rows=num("rows"),
+        flock=cat("flock"),
+        operation=cat("operation"),
+        target=cat("target"),
+        error_class=cat("error_class"),
+        source=Categorical(np.concatenate(sources) if sources else np.zeros(0, np.int32),
+                           source_names),
+        error_examples=examples,
+    )
+
+
+def _global_codes(column, n: int, merged: dict[str, int]):
+    """Codes of `column` in the run-wide dictionary `merged` (extended in place)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column is None:
+        code = merged.setdefault("", len(merged))
+        return np.full(n, code, np.int32)
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    dictionary = column.dictionary.to_pylist()
+    indices = column.indices
+    if indices.null_count:
+        dictionary.append(None)
+        indices = pc.fill_null(indices, len(dictionary) - 1)
+    mapping = np.fromiter(
+        (merged.setdefault("" if v is None else str(v), len(merged)) for v in dictionary),
+        np.int32, len(dictionary))
+    local = indices.to_numpy(zero_copy_only=False)
+    return mapping[local] if len(mapping) else np.zeros(n, np.int32)
+
+
+def _collect_examples(pf, present: set[str], ok, examples: dict[str, str]) -> None:
+    """First message per error class of a file; only one row per class is turned into Python."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if "error" not in present:
+        return
+    failing = np.flatnonzero(~ok)
+    cols = ["error"] + (["error_class"] if "error_class" in present else [])
+    table = pf.read(columns=cols)
+    if "error_class" in cols:
+        column = table["error_class"].combine_chunks()
+        if not pa.types.is_dictionary(column.type):
+            column = pc.dictionary_encode(column)
+        codes = pc.fill_null(column.indices, -1).to_numpy(zero_copy_only=False)
+        _, first = np.unique(codes[failing], return_index=True)
+        picked = failing[first]
+        classes = table["error_class"].take(pa.array(picked)).cast(pa.string()).to_pylist()
+    else:
+        picked = failing[:1]
+        classes = [""]
+    messages = table["error"].take(pa.array(picked)).to_pylist()
+    for cls, message in zip(classes, messages, strict=True):
+        examples.setdefault(cls or "", message or "")
+
+
+def read_health(run: Run, files: list[Path]) -> dict[str, Any] | None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts: dict[str, list] = {name: [] for name in _HEALTH}
+    for path in files:
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowException) as err:
+            run.problems.append(f"{_rel(run.root, path)}: {' '.join(str(err).split())}")
+            continue
+        if "time_us" not in table.column_names or table.num_rows == 0:
+            continue
+        for name in _HEALTH:
+            if name in table.column_names:
+                parts[name].append(
+                    table[name].to_numpy().astype(np.float64 if name != "time_us" else np.int64))
+            else:
+                parts[name].append(np.full(table.num_rows, np.nan if name != "shard" else 0.0))
+    if not parts["time_us"]:
+        return None
+    return {name: np.concatenate(values) for name, values in parts.items()}

@@ -1,0 +1,347 @@
+"""Group, bin and take percentiles of events with numpy, never a Python loop over rows.
+
+Percentiles of many groups at once: sort `group * M + value` once (one int64 sort instead of a
+sort per group), then every group is a contiguous slice and each percentile is an index into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Engine bookkeeping rather than work done against the platform: counted, not plotted as latency.
+LIFECYCLE = frozenset({"monkey_start", "monkey_stop"})
+PERCENTILES = (50.0, 95.0, 99.0)
+CDF_POINTS = 101
+_BIN_WIDTHS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
+MAX_BINS = 300
+
+
+def grouped_sorted(group, values, n_groups: int):
+    """(values sorted within each group, offsets) where group g is `sorted[off[g]:off[g+1]]`."""
+    import numpy as np
+
+    counts = np.bincount(group, minlength=n_groups) if len(group) else np.zeros(n_groups, int)
+    offsets = np.zeros(n_groups + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    if not len(values):
+        return np.zeros(0, np.int64), offsets
+    values = np.maximum(values, 0)
+    span = int(values.max()) + 1
+    if n_groups * span < 2**62:
+        key = group.astype(np.int64)
+        key *= span
+        key += values
+        key.sort()
+        key -= np.repeat(np.arange(n_groups, dtype=np.int64) * span, counts)
+        return key, offsets
+    order = np.lexsort((values, group))
+    return values[order], offsets
+
+
+def group_quantiles(sorted_values, offsets, qs):
+    """Linear-interpolated quantiles (0..1) of every group: array (n_groups, len(qs)), NaN if empty."""
+    import numpy as np
+
+    qs = np.asarray(qs, float)
+    n = np.diff(offsets)
+    out = np.full((len(n), len(qs)), np.nan)
+    has = n > 0
+    if not has.any():
+        return out
+    first = offsets[:-1][has, None].astype(float)
+    pos = first + qs[None, :] * (n[has, None] - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, offsets[1:][has, None] - 1)
+    frac = pos - lo
+    values = sorted_values.astype(float)
+    out[has] = values[lo] * (1 - frac) + values[hi] * frac
+    return out
+
+
+@dataclass
+class Bins:
+    t0_us: int
+    width_s: int
+    n: int
+    index: Any  # bin of every event
+
+    def centers_s(self):
+        import numpy as np
+
+        return (np.arange(self.n) + 0.5) * self.width_s
+
+    def of(self, time_us):
+        import numpy as np
+
+        return np.clip((time_us - self.t0_us) // (self.width_s * 1_000_000), 0, self.n - 1)
+
+
+def time_bins(start_us, lo_us: int | None = None, hi_us: int | None = None) -> Bins:
+    """Bins of a width that keeps the plotted series under MAX_BINS points.
+
+    `lo_us`/`hi_us` widen the span to cover other series (engine health) drawn on the same axis.
+    """
+    import numpy as np
+
+    bounds = [v for v in (lo_us, hi_us) if v is not None]
+    if len(start_us):
+        bounds += [int(start_us.min()), int(start_us.max())]
+    if not bounds:
+        return Bins(0, 1, 0, np.zeros(0, np.int64))
+    t0, t1 = min(bounds), max(bounds)
+    span_s = (t1 - t0) / 1e6
+    width = next((w for w in _BIN_WIDTHS_S if span_s / w <= MAX_BINS), _BIN_WIDTHS_S[-1])
+    n = int(span_s // width) + 1
+    index = (start_us - t0) // (width * 1_000_000)
+    return Bins(t0, width, n, index)
+
+
+def _ms(us):
+    return None if us != us else round(float(us) / 1000.0, 3)  # NaN -> None for JSON
+
+
+def summary(events) -> list[dict[str, Any]]:
+    """One row per (flock, operation): count, success %, p50/p95/p99/max ms, CDF points.
+
+    Latency percentiles are over every event of the group, failed ones included: a timeout that
+    took 30 s is latency a user saw.
+    """
+    import numpy as np
+
+    if events is None or not len(events):
+        return []
+    n_ops = len(events.operation.categories)
+    key = events.flock.codes.astype(np.int64) * n_ops + events.operation.codes
+    present, group = np.unique(key, return_inverse=True)
+    group = group.astype(np.int64)
+    n_groups = len(present)
+    counts = np.bincount(group, minlength=n_groups)
+    failures = np.bincount(group, weights=~events.success, minlength=n_groups)
+    values, offsets = grouped_sorted(group, events.duration_us, n_groups)
+    cdf_q = np.linspace(0, 1, CDF_POINTS)
+    quant = group_quantiles(values, offsets, [p / 100 for p in PERCENTILES] + list(cdf_q))
+    maxima = values[offsets[1:] - 1]
+    means = np.bincount(group, weights=events.duration_us, minlength=n_groups) / counts
+    rows = []
+    for g, k in enumerate(present):
+        flock = events.flock.categories[int(k) // n_ops]
+        op = events.operation.categories[int(k) % n_ops]
+        count = int(counts[g])
+        rows.append({
+            "flock": flock, "operation": op, "key": f"{flock}/{op}" if flock else op,
+            "count": count, "failures": int(failures[g]),
+            "success_pct": round(100.0 * float(count - failures[g]) / count, 3),
+            "p50_ms": _ms(quant[g, 0]), "p95_ms": _ms(quant[g, 1]), "p99_ms": _ms(quant[g, 2]),
+            "max_ms": _ms(maxima[g]), "mean_ms": _ms(means[g]),
+            "cdf_ms": [_ms(v) for v in quant[g, len(PERCENTILES):]],
+        })
+    rows.sort(key=lambda r: (r["flock"], -r["count"]))
+    return rows
+
+
+def plotted_operations(events, limit: int = 8) -> list[int]:
+    """Codes of the busiest operations that carry latency, busiest first."""
+    import numpy as np
+
+    counts = np.bincount(events.operation.codes, minlength=len(events.operation.categories))
+    order = np.argsort(-counts, kind="stable")
+    keep = [int(c) for c in order
+            if counts[c] and events.operation.categories[c] not in LIFECYCLE]
+    return keep[:limit]
+
+
+def over_time(events, bins: Bins, ops: list[int]) -> dict[str, dict[str, Any]]:
+    """Per operation: successes/s, failures/s and p50/p95/p99 ms of every time bin."""
+    import numpy as np
+
+    if not ops:
+        return {}
+    remap = np.full(len(events.operation.categories), -1, np.int64)
+    remap[ops] = np.arange(len(ops))
+    slot = remap[events.operation.codes]
+    keep = slot >= 0
+    slot, b = slot[keep], bins.index[keep]
+    ok, dur = events.success[keep], events.duration_us[keep]
+    group = slot * bins.n + b
+    n_groups = len(ops) * bins.n
+    okc = np.bincount(group, weights=ok, minlength=n_groups).reshape(len(ops), bins.n)
+    allc = np.bincount(group, minlength=n_groups).reshape(len(ops), bins.n)
+    values, offsets = grouped_sorted(group, dur, n_groups)
+    quant = group_quantiles(values, offsets, [p / 100 for p in PERCENTILES]) / 1000.0
+    quant = quant.reshape(len(ops), bins.n, len(PERCENTILES))
+    out = {}
+    for i, code in enumerate(ops):
+        out[events.operation.categories[code]] = {
+            "ok_per_s": okc[i] / bins.width_s,
+            "fail_per_s": (allc[i] - okc[i]) / bins.width_s,
+            "p50": quant[i, :, 0], "p95": quant[i, :, 1], "p99": quant[i, :, 2],
+        }
+    return out
+
+
+def failures_by_class(events, bins: Bins, limit: int = 8) -> tuple[list[str], Any]:
+    """(class names, counts array (classes, bins)); classes past `limit` become "other"."""
+    import numpy as np
+
+    failed = ~events.success
+    if not failed.any():
+        return [], np.zeros((0, bins.n))
+    codes = events.error_class.codes[failed]
+    n_cls = len(events.error_class.categories)
+    totals = np.bincount(codes, minlength=n_cls)
+    order = [int(c) for c in np.argsort(-totals, kind="stable") if totals[c]]
+    top, rest = order[:limit], order[limit:]
+    slot = np.full(n_cls, len(top), np.int64)
+    slot[top] = np.arange(len(top))
+    n_slots = len(top) + (1 if rest else 0)
+    counts = np.bincount(slot[codes] * bins.n + bins.index[failed],
+                         minlength=(len(top) + 1) * bins.n).reshape(len(top) + 1, bins.n)
+    names = [events.error_class.categories[c] or "(no class)" for c in top]
+    if rest:
+        names.append("other")
+    return names, counts[:n_slots]
+
+
+def error_table(events) -> list[dict[str, Any]]:
+    """Failures per (operation, error class) with one example message, most frequent first."""
+    import numpy as np
+
+    failed = ~events.success
+    if events is None or not failed.any():
+        return []
+    n_cls = len(events.error_class.categories)
+    key = events.operation.codes[failed].astype(np.int64) * n_cls + events.error_class.codes[failed]
+    present, counts = np.unique(key, return_counts=True)
+    rows = []
+    for k, c in zip(present, counts, strict=True):
+        cls = events.error_class.categories[int(k) % n_cls]
+        rows.append({"operation": events.operation.categories[int(k) // n_cls],
+                     "error_class": cls or "(no class)", "count": int(c),
+                     "example": events.error_examples.get(cls, "")})
+    rows.sort(key=lambda r: -r["count"])
+    return rows
+
+
+def by_target(events, operations: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per target of the given operations: count, failures, p50/p95/max ms, mean rows."""
+    import numpy as np
+
+    codes = [events.operation.code_of(op) for op in operations]
+    codes = [c for c in codes if c >= 0]
+    if events is None or not codes:
+        return []
+    mask = np.isin(events.operation.codes, codes)
+    if not mask.any():
+        return []
+    n_ops = len(events.operation.categories)
+    key = events.target.codes[mask].astype(np.int64) * n_ops + events.operation.codes[mask]
+    present, group = np.unique(key, return_inverse=True)
+    group = group.astype(np.int64)
+    n = len(present)
+    dur = events.duration_us[mask]
+    counts = np.bincount(group, minlength=n)
+    failures = np.bincount(group, weights=~events.success[mask], minlength=n)
+    rows_arr = events.rows[mask]
+    has_rows = rows_arr >= 0
+    row_sum = np.bincount(group, weights=np.where(has_rows, rows_arr, 0), minlength=n)
+    row_n = np.bincount(group, weights=has_rows, minlength=n)
+    values, offsets = grouped_sorted(group, dur, n)
+    quant = group_quantiles(values, offsets, [0.05, 0.25, 0.5, 0.75, 0.95])
+    maxima = values[offsets[1:] - 1]
+    out = []
+    for g, k in enumerate(present):
+        out.append({
+            "operation": events.operation.categories[int(k) % n_ops],
+            "target": events.target.categories[int(k) // n_ops] or "(none)",
+            "count": int(counts[g]), "failures": int(failures[g]),
+            "p5_ms": _ms(quant[g, 0]), "p25_ms": _ms(quant[g, 1]), "p50_ms": _ms(quant[g, 2]),
+            "p75_ms": _ms(quant[g, 3]), "p95_ms": _ms(quant[g, 4]), "max_ms": _ms(maxima[g]),
+            "mean_rows": round(float(row_sum[g] / row_n[g]), 1) if row_n[g] else None,
+        })
+    out.sort(key=lambda r: -(r["p95_ms"] or 0))
+    return out
+
+
+def active_monkeys(run, bins: Bins):
+    """Active monkeys per bin: from engine health when present, else from start/stop events."""
+    import numpy as np
+
+    if bins.n == 0:
+        return None
+    health = run.health
+    if health is not None and np.isfinite(health["active_monkeys"]).any():
+        b = bins.of(health["time_us"])
+        shards = health["shard"].astype(np.int64)
+        shards -= shards.min()
+        n_sh = int(shards.max()) + 1
+        values = np.nan_to_num(health["active_monkeys"])
+        # Each shard reports its own count; take each shard's peak in the bin, then add shards.
+        peak = np.zeros(n_sh * bins.n)
+        np.maximum.at(peak, shards * bins.n + b, values)
+        return peak.reshape(n_sh, bins.n).sum(axis=0)
+    ev = run.events
+    start, stop = ev.operation.code_of("monkey_start"), ev.operation.code_of("monkey_stop")
+    if start < 0:
+        return None
+    delta = np.where(ev.operation.codes == start, 1, 0) - np.where(ev.operation.codes == stop, 1, 0)
+    per_bin = np.bincount(bins.index, weights=delta, minlength=bins.n)
+    return np.cumsum(per_bin)
+
+
+def health_series(health, bins: Bins) -> dict[str, Any] | None:
+    """Per bin: worst loop lag (max, p99) and the busiest shard's CPU %."""
+    import numpy as np
+
+    if health is None or bins.n == 0:
+        return None
+    b = bins.of(health["time_us"])
+    out = {}
+    for name in ("loop_lag_max_ms", "loop_lag_p99_ms", "cpu_percent"):
+        values = health[name]
+        series = np.full(bins.n, -np.inf)
+        finite = np.isfinite(values)
+        np.maximum.at(series, b[finite], values[finite])
+        series[~np.isfinite(series)] = np.nan
+        out[name] = series
+    return out
+
+
+def sweep_rows(run) -> tuple[list[str], list[dict[str, Any]]]:
+    """(swept keys, one row per sweep point with its settings and per-operation p50/p95/success)."""
+    import numpy as np
+
+    if not run.sweep:
+        return [], []
+    keys = sorted({k for point in run.sweep for k in point.settings})
+    ev = run.events
+    rows = []
+    for point in sorted(run.sweep, key=lambda p: p.path):
+        row = {"path": point.path, "settings": point.settings, "finished": point.finished,
+               "exit_code": point.exit_code, "operations": {}}
+        if ev is not None and len(ev):
+            prefix = point.path + "/"
+            inside = np.array([s == point.path or s.startswith(prefix)
+                               for s in ev.source.categories], bool)
+            mask = inside[ev.source.codes] if len(inside) else np.zeros(len(ev), bool)
+            for stat in summary(_subset(ev, mask)):
+                if stat["operation"] in LIFECYCLE:
+                    continue
+                row["operations"][stat["key"]] = {
+                    k: stat[k] for k in ("count", "success_pct", "p50_ms", "p95_ms", "p99_ms")}
+        rows.append(row)
+    return keys, rows
+
+
+def _subset(events, mask):
+    from dataclasses import replace
+
+    from library.report.parse import Categorical
+
+    def cat(c):
+        return Categorical(c.codes[mask], c.categories)
+
+    return replace(events, start_us=events.start_us[mask], duration_us=events.duration_us[mask],
+                   success=events.success[mask], rows=events.rows[mask], flock=cat(events.flock),
+                   operation=cat(events.operation), target=cat(events.target),
+                   error_class=cat(events.error_class), source=cat(events.source))
