@@ -27,7 +27,7 @@ import sys
 import time
 import traceback
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -51,6 +51,7 @@ class Interrupted(BaseException):
 
 
 # ---------------------------------------------------------------------------- trigger text
+
 
 @dataclass
 class Trigger:
@@ -82,15 +83,19 @@ def parse_trigger(text: str, source: str = "trigger") -> Trigger:
             trigger.variables.update(config.parse_var(rest, f"{where}: /var"))
         elif directive in ("/only", "/skip"):
             if rest not in (*STEPS,):
-                raise UserError(f"{where}: {directive} takes one of {', '.join(STEPS)}, got {rest!r}")
+                raise UserError(
+                    f"{where}: {directive} takes one of {', '.join(STEPS)}, got {rest!r}"
+                )
             (trigger.only if directive == "/only" else trigger.skip).append(rest)
         else:
-            raise UserError(f"{where}: unknown directive {directive!r} "
-                            "(known: /test, /var, /only, /skip)")
+            raise UserError(
+                f"{where}: unknown directive {directive!r} (known: /test, /var, /only, /skip)"
+            )
     return trigger
 
 
 # ---------------------------------------------------------------------------- steps
+
 
 def load_test_module(project: str) -> ModuleType:
     path = config.project_testing_dir(project) / "test.py"
@@ -114,8 +119,10 @@ def plan(step: str, trigger: Trigger, module: ModuleType, project: str) -> list[
         steps = [s for s in SEQUENCE[step] if s in known]
     elif step in STEPS:
         if step not in known:
-            raise UserError(f"project {project!r} has no step {step!r} "
-                            f"(its test.py defines: {', '.join(known) or 'none'})")
+            raise UserError(
+                f"project {project!r} has no step {step!r} "
+                f"(its test.py defines: {', '.join(known) or 'none'})"
+            )
         steps = [step]
     else:
         raise UserError(f"unknown step {step!r} (use one of {', '.join([*STEPS, *SEQUENCE])})")
@@ -173,7 +180,9 @@ class Console:
             print(text, flush=True)
 
 
-def run_steps(steps: list[str], module: ModuleType, console: Console) -> tuple[list[StepResult], int]:
+def run_steps(
+    steps: list[str], module: ModuleType, console: Console
+) -> tuple[list[StepResult], int]:
     results: list[StepResult] = []
     interrupted: Interrupted | None = None
     last_cleanup = len(steps) - 1 if steps and steps[-1] == "cleanup" and len(steps) > 1 else None
@@ -192,20 +201,26 @@ def run_steps(steps: list[str], module: ModuleType, console: Console) -> tuple[l
             except Exception as err:
                 result.status, result.error = "failure", redact.redact_text(toolbox._one_line(err))
                 if not isinstance(err, UserError):
-                    (step_dir / "FAILURE").write_text(redact.redact_text(
-                        f"step {name} failed: {result.error}\n\n{traceback.format_exc()}"))
+                    (step_dir / "FAILURE").write_text(
+                        redact.redact_text(
+                            f"step {name} failed: {result.error}\n\n{traceback.format_exc()}"
+                        )
+                    )
             result.duration_s = time.perf_counter() - start
             results.append(result)
             if result.status == "success":
                 console.line(f"    {name}: passed in {result.duration_s:.1f} s", "green")
             else:
-                console.line(f"    {name}: FAILED in {result.duration_s:.1f} s: {result.error}", "red")
+                console.line(
+                    f"    {name}: FAILED in {result.duration_s:.1f} s: {result.error}", "red"
+                )
     if interrupted is not None:
         return results, 128 + interrupted.signum
     return results, 0 if all(r.status == "success" for r in results) else 1
 
 
 # ---------------------------------------------------------------------------- run root files
+
 
 def _toolbox_calls(root: Path) -> list[dict[str, Any]]:
     calls = []
@@ -227,8 +242,9 @@ def write_junit(root: Path, project: str, results: list[StepResult]) -> None:
 
     def case(classname: str, name: str, seconds: float, error: str | None) -> None:
         nonlocal cases, failures
-        element = ET.SubElement(suite, "testcase", classname=classname, name=name,
-                                time=f"{seconds:.3f}")
+        element = ET.SubElement(
+            suite, "testcase", classname=classname, name=name, time=f"{seconds:.3f}"
+        )
         cases += 1
         if error:
             failures += 1
@@ -251,7 +267,9 @@ def write_junit(root: Path, project: str, results: list[StepResult]) -> None:
         for element in tree.iter("testcase"):
             suite.append(element)
             cases += 1
-            failures += int(element.find("failure") is not None or element.find("error") is not None)
+            failures += int(
+                element.find("failure") is not None or element.find("error") is not None
+            )
     suite.set("tests", str(cases))
     suite.set("failures", str(failures))
     ET.indent(suite)
@@ -290,43 +308,78 @@ def _post_mortem(root: Path, console: Console) -> str | None:
 
 # ---------------------------------------------------------------------------- entry point
 
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def launch(project: str, step: str, presets: list[str], variables: list[str],
-           trigger_text: str | None, trigger_source: str) -> int:
+def launch(
+    project: str,
+    step: str,
+    presets: list[str],
+    variables: list[str],
+    trigger_text: str | None,
+    trigger_source: str,
+) -> int:
     """Run a project's step(s); returns the exit code (0 pass, 1 fail, 128+N on signal N)."""
     trigger = parse_trigger(trigger_text, trigger_source) if trigger_text else Trigger()
     if trigger.project and trigger.project != project:
-        raise UserError(f"{trigger_source}: '/test' names project {trigger.project!r} "
-                        f"but ci/run was called for {project!r}")
+        raise UserError(
+            f"{trigger_source}: '/test' names project {trigger.project!r} "
+            f"but ci/run was called for {project!r}"
+        )
     overrides = [("trigger", trigger.variables)] if trigger.variables else []
     overrides += [("cli", config.parse_var(text)) for text in variables]
     root = env.artifact_dir()
-    cfg = config.load(project, presets=[*presets, *trigger.presets], overrides=overrides,
-                      overrides_file=root / config.OVERRIDES_FILE)
+    cfg = config.load(
+        project,
+        presets=[*presets, *trigger.presets],
+        overrides=overrides,
+        overrides_file=root / config.OVERRIDES_FILE,
+    )
     cfg.write_snapshot(root)
     module = load_test_module(project)
     steps = plan(step, trigger, module, project)
     console = Console()
-    console.line(f"bosun ci: project {project}, step {step} ({' -> '.join(steps) or 'nothing'}), "
-                 f"presets: {', '.join(cfg.presets_applied) or 'none'}; artifacts: {root}")
+    console.line(
+        f"bosun ci: project {project}, step {step} ({' -> '.join(steps) or 'nothing'}), "
+        f"presets: {', '.join(cfg.presets_applied) or 'none'}; artifacts: {root}"
+    )
     started = _now()
     with config.using(cfg), toolbox.logging_to(root / "ci.log"), _signals_raise():
         results, code = run_steps(steps, module, console)
     report_error = _post_mortem(root, console)
     write_junit(root, project, results)
     write_failures(root)
-    (root / "run.json").write_text(json.dumps({
-        "project": project, "step": step, "steps": [r.name for r in results],
-        "presets": cfg.presets_applied, "overrides": redact.redact_data(cfg.overrides),
-        "job": trigger.job, "start": started, "end": _now(),
-        "result": "success" if code == 0 else "failure", "exit_code": code,
-        "step_results": [{"name": r.name, "dir": r.dir.name, "status": r.status,
-                          "duration_s": round(r.duration_s, 3), "error": r.error} for r in results],
-        "report_error": report_error,
-    }, indent=2) + "\n")
+    (root / "run.json").write_text(
+        json.dumps(
+            {
+                "project": project,
+                "step": step,
+                "steps": [r.name for r in results],
+                "presets": cfg.presets_applied,
+                "overrides": redact.redact_data(cfg.overrides),
+                "job": trigger.job,
+                "start": started,
+                "end": _now(),
+                "result": "success" if code == 0 else "failure",
+                "exit_code": code,
+                "step_results": [
+                    {
+                        "name": r.name,
+                        "dir": r.dir.name,
+                        "status": r.status,
+                        "duration_s": round(r.duration_s, 3),
+                        "error": r.error,
+                    }
+                    for r in results
+                ],
+                "report_error": report_error,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     (root / "exit_code").write_text(f"{code}\n")
     (root / "FINISHED").write_text(_now() + "\n")
     verdict = "PASSED" if code == 0 else "FAILED"
@@ -338,13 +391,19 @@ def main(argv: list[str] | None = None) -> int:
     from library.cli import setup_console_logging
 
     parser = argparse.ArgumentParser(
-        prog="ci/run", description="Run a project's steps as a CI job.",
+        prog="ci/run",
+        description="Run a project's steps as a CI job.",
         epilog="Trigger text (from --trigger-file or $BOSUN_TRIGGER): '/test JOB PROJECT "
-               "[PRESET ...]', '/var key: value', '/only STEP', '/skip STEP'.")
+        "[PRESET ...]', '/var key: value', '/only STEP', '/skip STEP'.",
+    )
     parser.add_argument("project", help="project under projects/")
     parser.add_argument("step", help=f"one of {', '.join([*STEPS, *SEQUENCE])}")
-    parser.add_argument("--preset", action="append", default=[], help="preset to apply (repeatable)")
-    parser.add_argument("--var", action="append", default=[], help="override 'key: value' (repeatable)")
+    parser.add_argument(
+        "--preset", action="append", default=[], help="preset to apply (repeatable)"
+    )
+    parser.add_argument(
+        "--var", action="append", default=[], help="override 'key: value' (repeatable)"
+    )
     parser.add_argument("--trigger-file", type=Path, help="file holding the trigger text")
 
     def one_line_error(message: str) -> None:
@@ -376,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if os.environ.get("BOSUN_DEBUG") == "1":
             raise
-        print(f"error: internal error: {toolbox._one_line(err)} (BOSUN_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
+        print(
+            f"error: internal error: {toolbox._one_line(err)} (BOSUN_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
-

@@ -24,9 +24,14 @@ FROM_CONFIG_HELP = "Run a command with its arguments from the project's command_
 
 
 def _print_groups() -> None:
-    lines = [f"Usage: {PROG} GROUP COMMAND [OPTIONS]", f"       {PROG} from_config GROUP COMMAND "
-             "[--project P | --config F] [--preset P]... [--var 'k: v']... [--show-args]",
-             f"       {PROG} GROUP --help", "", "Groups:"]
+    lines = [
+        f"Usage: {PROG} GROUP COMMAND [OPTIONS]",
+        f"       {PROG} from_config GROUP COMMAND "
+        "[--project P | --config F] [--preset P]... [--var 'k: v']... [--show-args]",
+        f"       {PROG} GROUP --help",
+        "",
+        "Groups:",
+    ]
     names = toolbox.group_names()
     width = max([len(n) for n in names] + [len("from_config")])
     for name in names:
@@ -48,8 +53,9 @@ def setup_console_logging(verbose: bool = False) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                               "%H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        )
     handler.setLevel(level)
     handler._bosun_console = True  # type: ignore[attr-defined]
     handler.addFilter(toolbox.RedactingFilter())
@@ -61,6 +67,7 @@ def setup_console_logging(verbose: bool = False) -> None:
 
 
 # ---------------------------------------------------------------------------- typer plumbing
+
 
 def _usage_errors():
     try:
@@ -89,25 +96,43 @@ def _typer_signature(fn: Callable) -> inspect.Signature:
         help_text = doc.args.get(p.name)
         flag = p.name.replace("_", "-")
         if p.kind is inspect.Parameter.POSITIONAL_ONLY:
-            default = typer.Argument(... if required else p.default, help=help_text,
-                                     show_default=not required, metavar=p.name.upper())
+            default = typer.Argument(
+                ... if required else p.default,
+                help=help_text,
+                show_default=not required,
+                metavar=p.name.upper(),
+            )
         elif annotation is bool:
             decls = [f"--{flag}/--no-{flag}", *aliases.get(p.name, ())]
             default = typer.Option(False if required else p.default, *decls, help=help_text)
         else:
             decls = [f"--{flag}", *aliases.get(p.name, ())]
-            default = typer.Option(... if required else p.default, *decls, help=help_text,
-                                   show_default=not required and p.default is not None)
-        params.append(inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                        default=default, annotation=annotation))
+            default = typer.Option(
+                ... if required else p.default,
+                *decls,
+                help=help_text,
+                show_default=not required and p.default is not None,
+            )
+        params.append(
+            inspect.Parameter(
+                p.name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=default,
+                annotation=annotation,
+            )
+        )
     return inspect.Signature(params)
 
 
 def _typer_app(group: str, commands: dict[str, Callable], runner: Callable[[str, dict], Any]):
     import typer
 
-    app = typer.Typer(add_completion=False, no_args_is_help=True, help=toolbox.group_summary(group),
-                      pretty_exceptions_enable=False)
+    app = typer.Typer(
+        add_completion=False,
+        no_args_is_help=True,
+        help=toolbox.group_summary(group),
+        pretty_exceptions_enable=False,
+    )
     # A callback keeps typer in group mode even when the group has a single command.
     app.callback()(lambda: None)
     for name, fn in commands.items():
@@ -156,6 +181,7 @@ def _run_click(app, argv: Sequence[str], prog: str) -> int:
 
 # ---------------------------------------------------------------------------- entry points
 
+
 def _run_group(group: str, argv: Sequence[str]) -> int:
     commands = toolbox.load_group(group)
 
@@ -165,11 +191,19 @@ def _run_group(group: str, argv: Sequence[str]) -> int:
     return _run_click(_typer_app(group, commands, runner), argv, f"{PROG} {group}")
 
 
-def from_config(group: str, /, command: str, project: str | None = None,
-                config: Path | None = None, prefix: str | None = None,
-                suffix: str | None = None, extra: str | None = None,
-                preset: list[str] | None = None, var: list[str] | None = None,
-                show_args: bool = False) -> None:
+def from_config(
+    group: str,
+    /,
+    command: str,
+    project: str | None = None,
+    config: Path | None = None,
+    prefix: str | None = None,
+    suffix: str | None = None,
+    extra: str | None = None,
+    preset: list[str] | None = None,
+    var: list[str] | None = None,
+    show_args: bool = False,
+) -> None:
     """Run a toolbox command with its arguments from the project's command_args.yaml.j2.
 
     Args:
@@ -203,8 +237,9 @@ def from_config(group: str, /, command: str, project: str | None = None,
             logging.getLogger("toolbox").debug("result: %s", result)
 
 
-def load_config_from_cli(project: str | None, config_file: Path | None, presets: list[str],
-                         variables: list[str]):
+def load_config_from_cli(
+    project: str | None, config_file: Path | None, presets: list[str], variables: list[str]
+):
     """Load a project config from CLI options (``$ARTIFACT_DIR/variable_overrides.yaml`` last)."""
     from library import config as cfgmod
 
@@ -212,8 +247,9 @@ def load_config_from_cli(project: str | None, config_file: Path | None, presets:
     overrides_file = None
     if os.environ.get("ARTIFACT_DIR"):
         overrides_file = Path(os.environ["ARTIFACT_DIR"]) / cfgmod.OVERRIDES_FILE
-    return cfgmod.load(project, config_file, presets=presets, overrides=overrides,
-                       overrides_file=overrides_file)
+    return cfgmod.load(
+        project, config_file, presets=presets, overrides=overrides, overrides_file=overrides_file
+    )
 
 
 def _run_from_config(argv: Sequence[str]) -> int:
@@ -231,8 +267,9 @@ def _run_from_config(argv: Sequence[str]) -> int:
     signature = _typer_signature(fn)
     # GROUP and COMMAND are both positional on the command line.
     params = list(signature.parameters.values())
-    params[1] = params[1].replace(default=typer.Argument(..., help=doc.args["command"],
-                                                         metavar="COMMAND"))
+    params[1] = params[1].replace(
+        default=typer.Argument(..., help=doc.args["command"], metavar="COMMAND")
+    )
     callback.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     callback.__annotations__ = {}
     app.command(name="from_config", help=doc.summary)(callback)
@@ -265,7 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # a bug: one line here, the traceback in FAILURE or on request
         if verbose:
             raise
-        print(f"error: internal error: {toolbox._one_line(err)} "
-              "(the command's FAILURE file has the traceback; BOSUN_DEBUG=1 shows it here)",
-              file=sys.stderr)
+        print(
+            f"error: internal error: {toolbox._one_line(err)} "
+            "(the command's FAILURE file has the traceback; BOSUN_DEBUG=1 shows it here)",
+            file=sys.stderr,
+        )
         return 1

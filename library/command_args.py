@@ -35,9 +35,12 @@ def render(path: Path, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     try:
         source = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file (the project has no command arguments template)") from None
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             autoescape=False)  # noqa: S701 - renders YAML, not HTML
+        raise ConfigError(
+            f"{path}: no such file (the project has no command arguments template)"
+        ) from None
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
+    )  # noqa: S701 - renders YAML, not HTML
     try:
         template = env.from_string(source)
         template.filename = str(path)
@@ -60,7 +63,9 @@ def render(path: Path, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return rendered
 
 
-def entry_key(group: str, command: str, prefix: str | None = None, suffix: str | None = None) -> str:
+def entry_key(
+    group: str, command: str, prefix: str | None = None, suffix: str | None = None
+) -> str:
     key = f"{group} {command}"
     if prefix:
         key = f"{prefix}/{key}"
@@ -69,9 +74,16 @@ def entry_key(group: str, command: str, prefix: str | None = None, suffix: str |
     return key
 
 
-def resolve(path: Path, data: dict[str, Any], group: str, command: str, *,
-            prefix: str | None = None, suffix: str | None = None,
-            extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def resolve(
+    path: Path,
+    data: dict[str, Any],
+    group: str,
+    command: str,
+    *,
+    prefix: str | None = None,
+    suffix: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The arguments for one command: template entry, then ``extra`` on top."""
     entries = render(path, data)
     key = entry_key(group, command, prefix, suffix)
@@ -82,6 +94,8 @@ def resolve(path: Path, data: dict[str, Any], group: str, command: str, *,
     args.update(extra or {})
     missing = [k for k, v in args.items() if v == SET_AT_RUNTIME]
     if missing:
-        raise ConfigError(f"{path}: {key!r} argument '{missing[0]}' is {SET_AT_RUNTIME}: "
-                          "the caller must supply it (extra={...} or --extra)")
+        raise ConfigError(
+            f"{path}: {key!r} argument '{missing[0]}' is {SET_AT_RUNTIME}: "
+            "the caller must supply it (extra={...} or --extra)"
+        )
     return args

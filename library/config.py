@@ -34,9 +34,11 @@ OVERRIDES_FILE = "variable_overrides.yaml"
 _MISSING = object()
 
 _current: contextvars.ContextVar[ProjectConfig | None] = contextvars.ContextVar(
-    "bosun_project_config", default=None)
-_frozen: contextvars.ContextVar[str | None] = contextvars.ContextVar("bosun_config_frozen",
-                                                                     default=None)
+    "bosun_project_config", default=None
+)
+_frozen: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "bosun_config_frozen", default=None
+)
 
 
 def __getattr__(name: str):
@@ -64,16 +66,21 @@ def project_testing_dir(project: str) -> Path:
     path = projects_dir() / project / "testing"
     if "/" in project or project.startswith(".") or not (path / "config.yaml").is_file():
         known = ", ".join(available_projects()) or "none"
-        raise ConfigError(f"unknown project {project!r}: no projects/{project}/testing/config.yaml "
-                          f"(available: {known})")
+        raise ConfigError(
+            f"unknown project {project!r}: no projects/{project}/testing/config.yaml "
+            f"(available: {known})"
+        )
     return path
 
 
 # ---------------------------------------------------------------------------- dotted keys
 
+
 def _split(key: str) -> list[str]:
     if not isinstance(key, str) or not key or any(part == "" for part in key.split(".")):
-        raise ConfigError(f"invalid config key {key!r}: expected dotted names like 'tests.tap.count'")
+        raise ConfigError(
+            f"invalid config key {key!r}: expected dotted names like 'tests.tap.count'"
+        )
     return key.split(".")
 
 
@@ -137,6 +144,7 @@ def nearest_key(data: Any, key: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------- the config
+
 
 @dataclass
 class _State:
@@ -213,8 +221,10 @@ class ProjectConfig:
         """Set an existing key (a dict or list value replaces the subtree)."""
         frozen_by = _frozen.get()
         if frozen_by is not None:
-            raise ConfigError(f"set_config({key!r}) refused inside the Parallel block {frozen_by!r}: "
-                              "set the config before the block")
+            raise ConfigError(
+                f"set_config({key!r}) refused inside the Parallel block {frozen_by!r}: "
+                "set the config before the block"
+            )
         with self._transaction() as state:
             self._assign(state, key, value, source, context="config")
 
@@ -227,13 +237,17 @@ class ProjectConfig:
                         state.presets_applied.append(op[1])
                     else:
                         _, key, value, preset = op
-                        self._assign(state, key, value, f"preset:{preset}", context=f"preset {preset!r}")
+                        self._assign(
+                            state, key, value, f"preset:{preset}", context=f"preset {preset!r}"
+                        )
 
     def apply_overrides(self, overrides: Mapping[str, Any], source: str) -> None:
-        """Apply ``dotted.key: value`` overrides from one source (``cli``, ``trigger``, ``file``)."""
+        """Apply ``dotted.key: value`` overrides from one source (cli, trigger, file)."""
         with self._transaction() as state:
             for key, value in overrides.items():
-                self._assign(state, str(key), value, f"var:{source}", context=f"override ({source})")
+                self._assign(
+                    state, str(key), value, f"var:{source}", context=f"override ({source})"
+                )
                 state.overrides[str(key)] = copy.deepcopy(value)
 
     def validate(self, schema_path: Path | None = None) -> None:
@@ -249,7 +263,9 @@ class ProjectConfig:
         try:
             schema = json.loads(schema_path.read_text())
         except json.JSONDecodeError as err:
-            raise ConfigError(f"{schema_path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}") from None
+            raise ConfigError(
+                f"{schema_path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}"
+            ) from None
         validator = jsonschema.Draft202012Validator(schema)
         errors = sorted(validator.iter_errors(self._state.data), key=lambda e: list(e.path))
         if errors:
@@ -266,7 +282,8 @@ class ProjectConfig:
         yamlio.dump_file(redact.redact_data(self._state.data), directory / "config.yaml")
         yamlio.dump_file(self.provenance(), directory / "config_provenance.yaml")
         (directory / "presets_applied").write_text(
-            "".join(f"{name}\n" for name in self._state.presets_applied))
+            "".join(f"{name}\n" for name in self._state.presets_applied)
+        )
         yamlio.dump_file(redact.redact_data(self._state.overrides), directory / OVERRIDES_FILE)
 
     # -- internals
@@ -292,8 +309,10 @@ class ProjectConfig:
         parent = _lookup(state.data, ".".join(parts[:-1])) if len(parts) > 1 else state.data
         last = parts[-1]
         if parent is _MISSING or _step(parent, last) is _MISSING:
-            raise ConfigError(self._unknown_key_message(key, context, state.data)
-                              + "; a preset or override can only set keys the config already has")
+            raise ConfigError(
+                self._unknown_key_message(key, context, state.data)
+                + "; a preset or override can only set keys the config already has"
+            )
         value = copy.deepcopy(value)
         if isinstance(parent, dict):
             parent[last] = value
@@ -313,24 +332,28 @@ class ProjectConfig:
         if not isinstance(name, str) or name not in presets:
             known = ", ".join(sorted(presets)) or "none"
             chain = f" (extended by {stack[-1]!r})" if stack else ""
-            raise ConfigError(f"unknown preset {name!r}{chain} in {self._where()} "
-                              f"(available: {known})")
+            raise ConfigError(
+                f"unknown preset {name!r}{chain} in {self._where()} (available: {known})"
+            )
         if name in stack:
-            cycle = " -> ".join([*stack[stack.index(name):], name])
+            cycle = " -> ".join([*stack[stack.index(name) :], name])
             raise ConfigError(f"preset cycle in {self._where()}: {cycle}")
         body = presets[name]
         if body is None:
             body = {}
         if not isinstance(body, dict):
-            raise ConfigError(f"preset {name!r} in {self._where()} must be a mapping of "
-                              f"'dotted.key: value', not {type(body).__name__}")
+            raise ConfigError(
+                f"preset {name!r} in {self._where()} must be a mapping of "
+                f"'dotted.key: value', not {type(body).__name__}"
+            )
         ops: list[tuple] = []
         marked = False
         for key, value in body.items():
             if key == "extends":
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                    raise ConfigError(f"preset {name!r}: 'extends' must be a list of preset names, "
-                                      f"got {value!r}")
+                    raise ConfigError(
+                        f"preset {name!r}: 'extends' must be a list of preset names, got {value!r}"
+                    )
                 for parent in value:
                     ops.extend(self._preset_ops(parent, [*stack, name]))
             else:
@@ -345,6 +368,7 @@ class ProjectConfig:
 
 # ---------------------------------------------------------------------------- loading
 
+
 def parse_var(text: str, source: str = "--var") -> dict[str, Any]:
     """Parse one ``'key: value'`` override as YAML data (never as a template)."""
     data = yamlio.loads(text, f"{source} {text!r}")
@@ -353,9 +377,14 @@ def parse_var(text: str, source: str = "--var") -> dict[str, Any]:
     return data
 
 
-def load(project: str | None = None, config_file: str | Path | None = None, *,
-         presets: Iterable[str] = (), overrides: Iterable[tuple[str, Mapping[str, Any]]] = (),
-         overrides_file: Path | None = None) -> ProjectConfig:
+def load(
+    project: str | None = None,
+    config_file: str | Path | None = None,
+    *,
+    presets: Iterable[str] = (),
+    overrides: Iterable[tuple[str, Mapping[str, Any]]] = (),
+    overrides_file: Path | None = None,
+) -> ProjectConfig:
     """Load a project config and apply presets then overrides (each layer all-or-nothing).
 
     ``overrides`` is a sequence of ``(source, mapping)`` applied in order; ``overrides_file``
@@ -384,8 +413,10 @@ def current() -> ProjectConfig:
     """The current project config; an error when none is loaded."""
     cfg = _current.get()
     if cfg is None:
-        raise ConfigError("no project config is loaded: use --project NAME or --config FILE "
-                          "(or ci/run PROJECT STEP)")
+        raise ConfigError(
+            "no project config is loaded: use --project NAME or --config FILE "
+            "(or ci/run PROJECT STEP)"
+        )
     return cfg
 
 

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from library.errors import UserError
 
-_current: contextvars.ContextVar[Path | None] = contextvars.ContextVar("bosun_artifact_dir",
-                                                                        default=None)
+_current: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "bosun_artifact_dir", default=None
+)
 _NUMBERED = re.compile(r"^(\d{3,})__")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=@-]+")
 
@@ -52,10 +53,14 @@ def artifact_dir() -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UserError(f"ARTIFACT_DIR {path}: cannot create it ({err.strerror}); "
-                        "set ARTIFACT_DIR to a writable directory") from None
+        raise UserError(
+            f"ARTIFACT_DIR {path}: cannot create it ({err.strerror}); "
+            "set ARTIFACT_DIR to a writable directory"
+        ) from None
     if not os.access(path, os.W_OK):
-        raise UserError(f"ARTIFACT_DIR {path}: not writable; set ARTIFACT_DIR to a writable directory")
+        raise UserError(
+            f"ARTIFACT_DIR {path}: not writable; set ARTIFACT_DIR to a writable directory"
+        )
     return path
 
 

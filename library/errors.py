@@ -29,9 +29,17 @@ def storage_error_message(err: OSError) -> str | None:
     """One line for a write that failed for lack of space or permission, else None."""
     import errno
 
-    if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
-                         errno.ENOTDIR):
+    if err.errno not in (
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOTDIR,
+    ):
         return None
     where = err.filename or "the artifact dir"
-    return (f"cannot write {where}: {err.strerror}; free some space or set ARTIFACT_DIR to a "
-            "writable directory (what was written before is kept)")
+    return (
+        f"cannot write {where}: {err.strerror}; free some space or set ARTIFACT_DIR to a "
+        "writable directory (what was written before is kept)"
+    )

@@ -16,19 +16,25 @@ from typing import Any
 
 MASK = "***"
 
-_SECRET_NAME = re.compile(r"(token|secret|password|passwd|credential|api[_-]?key|authorization|cookie)",
-                          re.IGNORECASE)
+_SECRET_NAME = re.compile(
+    r"(token|secret|password|passwd|credential|api[_-]?key|authorization|cookie)", re.IGNORECASE
+)
 # Shapes of secrets that may show up in text before anyone registered them.
 _TEXT_PATTERNS = [
     re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:token|bearer|basic)\s+)[^\s\"',}]+"),
     re.compile(r"(?i)((?:^|[?&\s])(?:token|access_token|api_key)=)[^&\s\"']+"),
-    re.compile(r"(?i)([\"']?(?:token|password|secret|api_key)[\"']?\s*[:=]\s*[\"'])[^\"']+(?=[\"'])"),
+    re.compile(
+        r"(?i)([\"']?(?:token|password|secret|api_key)[\"']?\s*[:=]\s*[\"'])[^\"']+(?=[\"'])"
+    ),
 ]
 _MIN_SECRET_LEN = 6  # shorter values would mask ordinary words
 
 # One registry shared by every context derived from the same root, so a token registered in a
 # worker thread is masked in the main thread's logs too.
-_registry: contextvars.ContextVar[set[str]] = contextvars.ContextVar("bosun_secrets", default=set())
+_registry: contextvars.ContextVar[set[str]] = contextvars.ContextVar(
+    "bosun_secrets",
+    default=set(),  # noqa: B039 - one set shared by every context, on purpose
+)
 
 
 def register_secret(value: str | None) -> None:

@@ -74,8 +74,9 @@ class ParallelFailed(UserError):
         super().__init__(f"parallel block {name!r}: {len(failures)} task(s) failed: {listed}")
 
 
-def run(cmd: str, capture_stdout: bool = False, check: bool = True,
-        timeout: float | None = None) -> subprocess.CompletedProcess:
+def run(
+    cmd: str, capture_stdout: bool = False, check: bool = True, timeout: float | None = None
+) -> subprocess.CompletedProcess:
     """Run a shell command; its output is appended to ``run.log`` in the current artifact dir.
 
     With ``capture_stdout`` the output is also returned in ``.stdout`` (text). A non-zero exit
@@ -86,8 +87,9 @@ def run(cmd: str, capture_stdout: bool = False, check: bool = True,
     log.info("run: %s", shown)
     start = time.perf_counter()
     try:
-        proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        proc = subprocess.run(
+            ["bash", "-c", cmd], capture_output=True, text=True, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired:
         raise CommandFailed(f"command timed out after {timeout} s: {shown}") from None
     duration = time.perf_counter() - start
@@ -100,32 +102,45 @@ def run(cmd: str, capture_stdout: bool = False, check: bool = True,
         proc.stdout = None
     if check and proc.returncode != 0:
         last = (proc.stderr or "").strip().splitlines()[-1:] or [""]
-        raise CommandFailed(f"command failed (exit {proc.returncode}): {shown}"
-                            + (f": {redact.redact_text(last[0])}" if last[0] else "")
-                            + f" (output in {log_path})")
+        raise CommandFailed(
+            f"command failed (exit {proc.returncode}): {shown}"
+            + (f": {redact.redact_text(last[0])}" if last[0] else "")
+            + f" (output in {log_path})"
+        )
     return proc
 
 
-def run_toolbox(group: str, command: str, /, *, artifact_dir_suffix: str | None = None,
-                **kwargs: Any) -> Any:
+def run_toolbox(
+    group: str, command: str, /, *, artifact_dir_suffix: str | None = None, **kwargs: Any
+) -> Any:
     """Run a toolbox command in-process with these arguments; returns its result."""
     return toolbox.invoke(group, command, kwargs, suffix=artifact_dir_suffix)
 
 
-def toolbox_args_from_config(group: str, command: str, prefix: str | None = None,
-                             suffix: str | None = None,
-                             extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def toolbox_args_from_config(
+    group: str,
+    command: str,
+    prefix: str | None = None,
+    suffix: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The arguments ``run_toolbox_from_config`` would pass, resolved from the current project."""
     cfg = config.current()
     if cfg.path is None:
         raise UserError("the current config has no file, so it has no command_args.yaml.j2")
     template = cfg.path.parent / command_args.TEMPLATE_NAME
-    return command_args.resolve(template, cfg.effective(), group, command, prefix=prefix,
-                                suffix=suffix, extra=extra)
+    return command_args.resolve(
+        template, cfg.effective(), group, command, prefix=prefix, suffix=suffix, extra=extra
+    )
 
 
-def run_toolbox_from_config(group: str, command: str, prefix: str | None = None,
-                            suffix: str | None = None, extra: dict[str, Any] | None = None) -> Any:
+def run_toolbox_from_config(
+    group: str,
+    command: str,
+    prefix: str | None = None,
+    suffix: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Any:
     """Run a toolbox command with its arguments from ``command_args.yaml.j2`` (``extra`` wins)."""
     args = toolbox_args_from_config(group, command, prefix, suffix, extra)
     return toolbox.invoke(group, command, args, suffix=suffix)
@@ -163,11 +178,13 @@ class Parallel:
         if not self.tasks:
             return False
         workers = self.max_workers or len(self.tasks)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers,
-                                                   thread_name_prefix=f"parallel-{self.name}") as pool:
+        with concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"parallel-{self.name}"
+        ) as pool:
             futures = {
-                pool.submit(contextvars.copy_context().run, self._run_task, fn, args, kwargs):
-                    _describe(fn, args, kwargs)
+                pool.submit(
+                    contextvars.copy_context().run, self._run_task, fn, args, kwargs
+                ): _describe(fn, args, kwargs)
                 for fn, args, kwargs in self.tasks
             }
             for future in concurrent.futures.as_completed(futures):
@@ -177,7 +194,8 @@ class Parallel:
         if self.failures:
             report = "\n\n".join(
                 f"task {task}:\n{''.join(traceback.format_exception(err))}"
-                for task, err in self.failures)
+                for task, err in self.failures
+            )
             (self.path / "FAILURE").write_text(redact.redact_text(report))
             error = ParallelFailed(self.name, self.failures)
             log.error("%s", error)
@@ -191,6 +209,10 @@ def _describe(fn: Callable, args: tuple, kwargs: dict) -> str:
         detail = " ".join(f"{k}={v}" for k, v in kwargs.items() if not redact.is_secret_name(k))
         return f"{args[0]} {args[1]}" + (f" ({detail})" if detail else "")
     name = getattr(fn, "__name__", repr(fn))
-    shown = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items()
-                                            if not redact.is_secret_name(k))])
+    shown = ", ".join(
+        [
+            *map(repr, args),
+            *(f"{k}={v!r}" for k, v in kwargs.items() if not redact.is_secret_name(k)),
+        ]
+    )
     return f"{name}({redact.redact_text(shown)})"

@@ -27,13 +27,19 @@ def read_secret_file(path: str | Path, option: str = "--token-file") -> str:
         raise UserError(f"{option} {path}: no such file; give a file holding a token") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or "not a text file"
-        raise UserError(f"{option} {path}: cannot read it ({reason}); give a readable file holding "
-                        "a token") from None
+        raise UserError(
+            f"{option} {path}: cannot read it ({reason}); give a readable file holding a token"
+        ) from None
     if not text.strip():
         raise UserError(f"{option} {path}: the file is empty; put a token in it")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s %s is readable by group or others (mode %03o): chmod 600 %s", option, path,
-                    stat.S_IMODE(mode), path)
+        log.warning(
+            "%s %s is readable by group or others (mode %03o): chmod 600 %s",
+            option,
+            path,
+            stat.S_IMODE(mode),
+            path,
+        )
     for line in text.splitlines():
         # A `user: token` line registers its token part; a bare line is the token itself.
         register_secret(line.partition(":")[2].strip() if ":" in line else line.strip())

@@ -42,8 +42,12 @@ class CommandOptions:
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def command(fn: Callable | None = None, *, record: bool = True,
-            aliases: dict[str, str | list[str]] | None = None):
+def command(
+    fn: Callable | None = None,
+    *,
+    record: bool = True,
+    aliases: dict[str, str | list[str]] | None = None,
+):
     """Mark a function as a toolbox command (``@command`` or ``@command(record=False)``).
 
     ``aliases`` adds CLI names to an option, e.g. ``{"parameters": "-p"}`` or
@@ -59,6 +63,7 @@ def command(fn: Callable | None = None, *, record: bool = True,
 
 
 # ---------------------------------------------------------------------------- discovery
+
 
 def group_names() -> list[str]:
     return sorted(p.stem for p in TOOLBOX_DIR.glob("*.py") if not p.stem.startswith("_"))
@@ -76,15 +81,20 @@ def load_group(group: str) -> dict[str, Callable]:
     if group not in group_names():
         raise UserError(f"unknown toolbox group {group!r} (available: {', '.join(group_names())})")
     module = importlib.import_module(f"toolbox.{group}")
-    return {name: fn for name, fn in vars(module).items()
-            if inspect.isfunction(fn) and hasattr(fn, _ATTR) and fn.__module__ == module.__name__}
+    return {
+        name: fn
+        for name, fn in vars(module).items()
+        if inspect.isfunction(fn) and hasattr(fn, _ATTR) and fn.__module__ == module.__name__
+    }
 
 
 def get_command(group: str, name: str) -> Callable:
     commands = load_group(group)
     if name not in commands:
-        raise UserError(f"unknown command {name!r} in toolbox group {group!r} "
-                        f"(available: {', '.join(commands) or 'none'})")
+        raise UserError(
+            f"unknown command {name!r} in toolbox group {group!r} "
+            f"(available: {', '.join(commands) or 'none'})"
+        )
     return commands[name]
 
 
@@ -93,6 +103,7 @@ def options_of(fn: Callable) -> CommandOptions:
 
 
 # ---------------------------------------------------------------------------- docstrings
+
 
 @dataclass
 class Doc:
@@ -131,6 +142,7 @@ def parse_docstring(fn: Callable) -> Doc:
 
 
 # ---------------------------------------------------------------------------- arguments
+
 
 def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
@@ -198,8 +210,10 @@ def bind_arguments(fn: Callable, group: str, name: str, kwargs: dict[str, Any]) 
     params = sig.parameters
     unknown = [k for k in kwargs if k not in params]
     if unknown:
-        raise UserError(f"{group} {name}: unknown argument '{unknown[0]}' "
-                        f"(arguments: {', '.join(params) or 'none'})")
+        raise UserError(
+            f"{group} {name}: unknown argument '{unknown[0]}' "
+            f"(arguments: {', '.join(params) or 'none'})"
+        )
     bound: dict[str, Any] = {}
     for pname, param in params.items():
         where = f"{group} {name}: argument '{pname}'"
@@ -211,13 +225,17 @@ def bind_arguments(fn: Callable, group: str, name: str, kwargs: dict[str, Any]) 
 
 
 def _call(fn: Callable, bound: dict[str, Any]) -> Any:
-    positional = [bound.pop(p.name) for p in inspect.signature(fn).parameters.values()
-                  if p.kind is inspect.Parameter.POSITIONAL_ONLY and p.name in bound]
+    positional = [
+        bound.pop(p.name)
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind is inspect.Parameter.POSITIONAL_ONLY and p.name in bound
+    ]
     return fn(*positional, **bound)
 
 
-def command_line(group: str, name: str, fn: Callable, bound: dict[str, Any],
-                 suffix: str | None = None) -> str:
+def command_line(
+    group: str, name: str, fn: Callable, bound: dict[str, Any], suffix: str | None = None
+) -> str:
     """A shell line that replays the call through ./run_toolbox.py (secrets masked)."""
     parts = ["./run_toolbox.py", group, name]
     params = inspect.signature(fn).parameters
@@ -250,8 +268,9 @@ def _scalar(value: Any) -> str:
 
 # ---------------------------------------------------------------------------- logging
 
-_log_target: contextvars.ContextVar[_LogFile | None] = contextvars.ContextVar("bosun_log_file",
-                                                                            default=None)
+_log_target: contextvars.ContextVar[_LogFile | None] = contextvars.ContextVar(
+    "bosun_log_file", default=None
+)
 
 
 class _LogFile:
@@ -325,6 +344,7 @@ def logging_to(path: Path) -> Iterator[None]:
 
 # ---------------------------------------------------------------------------- running
 
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
@@ -339,8 +359,9 @@ def _json_default(value: Any) -> Any:
     return repr(value)
 
 
-def invoke(group: str, name: str, kwargs: dict[str, Any] | None = None, *,
-           suffix: str | None = None) -> Any:
+def invoke(
+    group: str, name: str, kwargs: dict[str, Any] | None = None, *, suffix: str | None = None
+) -> Any:
     """Run a toolbox command in-process, inside its own numbered artifact dir.
 
     Returns the command's result. Raises what the command raised, after writing ``FAILURE``,
@@ -353,12 +374,15 @@ def invoke(group: str, name: str, kwargs: dict[str, Any] | None = None, *,
 
     dir_name = f"{group}__{name}" + (f"__{suffix}" if suffix else "")
     with env.NextArtifactDir(dir_name) as path, logging_to(path / "log.txt"):
-        yamlio.dump_file(redact.redact_data({k: _plain(v) for k, v in bound.items()}),
-                         path / "args.yaml")
+        yamlio.dump_file(
+            redact.redact_data({k: _plain(v) for k, v in bound.items()}), path / "args.yaml"
+        )
         script = path / "command.sh"
-        script.write_text("#!/bin/sh\n# Replays this toolbox call; masked secrets must be "
-                          f"supplied again.\ncd {shlex.quote(str(TOOLBOX_DIR.parent))} && "
-                          f"{command_line(group, name, fn, dict(bound), suffix)}\n")
+        script.write_text(
+            "#!/bin/sh\n# Replays this toolbox call; masked secrets must be "
+            f"supplied again.\ncd {shlex.quote(str(TOOLBOX_DIR.parent))} && "
+            f"{command_line(group, name, fn, dict(bound), suffix)}\n"
+        )
         script.chmod(0o755)
         log = logging.getLogger(f"toolbox.{group}")
         log.info("%s %s: started in %s", group, name, path)
@@ -379,16 +403,32 @@ def invoke(group: str, name: str, kwargs: dict[str, Any] | None = None, *,
                 message = redact.redact_text(_one_line(error))
                 tb = "".join(traceback.format_exception(error))
                 (path / "FAILURE").write_text(
-                    f"{group} {name} failed: {message}\n\n{redact.redact_text(tb)}")
+                    f"{group} {name} failed: {message}\n\n{redact.redact_text(tb)}"
+                )
                 log.error("%s %s: failed after %.2f s: %s", group, name, duration, message)
             else:
                 log.info("%s %s: finished in %.2f s", group, name, duration)
             (path / "exit_code").write_text(f"{exit_code_for(error)}\n")
-            (path / "result.json").write_text(json.dumps(redact.redact_data({
-                "group": group, "command": name, "suffix": suffix, "status": status,
-                "start": start_wall, "end": _now(), "duration_s": round(duration, 6),
-                "error": message, "result": result,
-            }), indent=2, default=_json_default) + "\n")
+            (path / "result.json").write_text(
+                json.dumps(
+                    redact.redact_data(
+                        {
+                            "group": group,
+                            "command": name,
+                            "suffix": suffix,
+                            "status": status,
+                            "start": start_wall,
+                            "end": _now(),
+                            "duration_s": round(duration, 6),
+                            "error": message,
+                            "result": result,
+                        }
+                    ),
+                    indent=2,
+                    default=_json_default,
+                )
+                + "\n"
+            )
 
 
 def _plain(value: Any) -> Any:

@@ -23,7 +23,9 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
             if key in seen:
                 mark = key_node.start_mark
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {seen[key].start_mark.line + 1})",
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first at line {seen[key].start_mark.line + 1})",
                     mark,
                 )
         except TypeError:
@@ -81,8 +83,9 @@ _Dumper.add_representer(str, _str_representer)
 
 def dumps(data: Any) -> str:
     """Serialise data as block-style YAML, keys in insertion order."""
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                     allow_unicode=True)
+    return yaml.dump(
+        data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
 
 
 def dump_file(data: Any, path: str | Path) -> None:

@@ -26,8 +26,15 @@ def run_cli(*args, env=None, cwd=REPO, timeout=120, input=None):
     """Run an entry point (./run_toolbox.py, ci/run) as a user would, in a subprocess."""
     full_env = {**os.environ, "CI": "true", **(env or {})}
     full_env.pop("BOSUN_DEBUG", None)
-    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=full_env, text=True,
-                          capture_output=True, timeout=timeout, input=input)
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=cwd,
+        env=full_env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        input=input,
+    )
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -9,8 +9,13 @@ from library.toolbox import command
 
 
 @command(record=False)
-def show(project: str | None = None, config: Path | None = None, preset: list[str] | None = None,
-         var: list[str] | None = None, explain: str | None = None) -> None:
+def show(
+    project: str | None = None,
+    config: Path | None = None,
+    preset: list[str] | None = None,
+    var: list[str] | None = None,
+    explain: str | None = None,
+) -> None:
     """Print the effective config (presets and overrides applied) as YAML on stdout.
 
     Secrets are masked. With --explain KEY, print instead the layers that set KEY (or the
@@ -28,8 +33,10 @@ def show(project: str | None = None, config: Path | None = None, preset: list[st
 
     cfg = load_config_from_cli(project, config, preset or [], var or [])
     if explain:
-        rows = [{"layer": layer, "key": leaf, "value": redact.redact_data(value, leaf)}
-                for layer, leaf, value in cfg.explain(explain)]
+        rows = [
+            {"layer": layer, "key": leaf, "value": redact.redact_data(value, leaf)}
+            for layer, leaf, value in cfg.explain(explain)
+        ]
         sys.stdout.write(yamlio.dumps(rows))
         return
     sys.stdout.write(yamlio.dumps(redact.redact_data(cfg.effective())))

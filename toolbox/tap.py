@@ -39,8 +39,9 @@ def query(
     """
     from library import env
 
-    client = _client(service, token_file, timeout, max_rows=max_rows, max_bytes=max_bytes,
-                     wait_mode=wait_mode)
+    client = _client(
+        service, token_file, timeout, max_rows=max_rows, max_bytes=max_bytes, wait_mode=wait_mode
+    )
     out = env.artifact_dir()
     (out / "query.adql").write_text(adql.rstrip() + "\n")
     result = client.run(adql, use_async=use_async, keep_table=True)
@@ -110,8 +111,9 @@ def run_query_set(
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
     qs = QuerySet.load(query_set)
-    client = _client(service, token_file, timeout, max_rows=max_rows, max_bytes=max_bytes,
-                     wait_mode=wait_mode)
+    client = _client(
+        service, token_file, timeout, max_rows=max_rows, max_bytes=max_bytes, wait_mode=wait_mode
+    )
     for name, note in discovery.prepare(qs, client).items():
         log.warning("%s: %s", name, note)
     log.info(
@@ -178,5 +180,6 @@ def _client(service, token_file, timeout, **limits):
     from library.tap import service as svc
     from library.tap.client import TapClient
 
-    return TapClient(svc.resolve_url(service), token=svc.read_token(token_file), timeout=timeout,
-                     **limits)
+    return TapClient(
+        svc.resolve_url(service), token=svc.read_token(token_file), timeout=timeout, **limits
+    )

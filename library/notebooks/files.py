@@ -23,10 +23,18 @@ def read_notebook(path: Path, as_version: int | None = 4):
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise UserError(f"{path}:{err.lineno}:{err.colno}: not a notebook: invalid JSON ({err.msg})") from None
+        raise UserError(
+            f"{path}:{err.lineno}:{err.colno}: not a notebook: invalid JSON ({err.msg})"
+        ) from None
     if not isinstance(data, dict) or "cells" not in data or "nbformat" not in data:
-        raise UserError(f"{path}: not a notebook: expected a JSON object with 'cells' and 'nbformat'")
+        raise UserError(
+            f"{path}: not a notebook: expected a JSON object with 'cells' and 'nbformat'"
+        )
     try:
-        return nbformat.reads(text, as_version=nbformat.NO_CONVERT if as_version is None else as_version)
+        return nbformat.reads(
+            text, as_version=nbformat.NO_CONVERT if as_version is None else as_version
+        )
     except Exception as err:  # nbformat raises several validation error types
-        raise UserError(f"{path}: not a valid notebook: {' '.join(str(err).split())[:200]}") from None
+        raise UserError(
+            f"{path}: not a valid notebook: {' '.join(str(err).split())[:200]}"
+        ) from None

@@ -54,6 +54,13 @@ FIRST_POLL_S = 0.05
 POLL_GROWTH = 1.3
 FAST_POLL_SHARE = 0.1
 FAST_POLL_MAX_S = 0.25
+
+
+def hybrid_gap(elapsed_s: float) -> float:
+    """Seconds to wait before the next short poll, ``elapsed_s`` into a job (hybrid mode)."""
+    return min(max(FIRST_POLL_S, FAST_POLL_SHARE * elapsed_s), FAST_POLL_MAX_S)
+
+
 FAST_POLL_S = 5.0
 
 
@@ -290,7 +297,7 @@ class TapClient:
             # answers at once with the same phase ignores WAIT, so fall back to short polls.
             if not wait or (not changed and now - asked < 0.5):
                 if self.wait_mode == "hybrid" and not wait:
-                    gap = min(max(FIRST_POLL_S, FAST_POLL_SHARE * (now - t_run)), FAST_POLL_MAX_S)
+                    gap = hybrid_gap(now - t_run)
                 else:
                     gap, backoff = backoff, min(backoff * POLL_GROWTH, 1.0)
                 time.sleep(min(gap, max(0.0, self.timeout - (now - t0))))

@@ -46,6 +46,8 @@ def test_spawn_to_ready(request, count):
     spawn = [r.duration_s for r in results]
     overhead = [r.client_overhead_s for r in results]
     share = [o / s for o, s in zip(overhead, spawn, strict=True)]
-    print(f"\n[labs x{count}] spawn-to-ready median {statistics.median(spawn):.2f} s, "
-          f"max {max(spawn):.2f} s; client overhead median {statistics.median(overhead)*1e3:.1f} ms"
-          f" = {statistics.median(share):.2%} of spawn time (max {max(share):.2%}; goal <= 5%)")
+    print(
+        f"\n[labs x{count}] spawn-to-ready median {statistics.median(spawn):.2f} s, "
+        f"max {max(spawn):.2f} s; client overhead median {statistics.median(overhead) * 1e3:.1f} ms"
+        f" = {statistics.median(share):.2%} of spawn time (max {max(share):.2%}; goal <= 5%)"
+    )

@@ -21,8 +21,11 @@ def _notebook(path):
     cell = new_code_cell("n = 3")
     cell.metadata["tags"] = ["parameters"]
     nb = new_notebook(cells=[cell, new_code_cell("print(sum(range(n)))"), new_code_cell("n * 2")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, path)
     return path
 
@@ -38,15 +41,18 @@ def test_run_local_vs_bare_papermill(tmp_path, monkeypatch):
     with env.NextArtifactDir("bench"):
         for i in range(REPEAT):  # interleaved, so drift of the machine hits both alike
             t = time.perf_counter()
-            papermill.execute_notebook(str(nb), str(tmp_path / f"out{i}.ipynb"),
-                                       parameters={"n": 5}, progress_bar=False)
+            papermill.execute_notebook(
+                str(nb), str(tmp_path / f"out{i}.ipynb"), parameters={"n": 5}, progress_bar=False
+            )
             bare.append(time.perf_counter() - t)
             t = time.perf_counter()
             run.run_toolbox("notebook", "run", path=nb, parameters=["n=5"])
             ours.append(time.perf_counter() - t)
     b, o = statistics.median(bare), statistics.median(ours)
-    print(f"\n[notebook run --where local] {o:.3f} s vs bare papermill {b:.3f} s: "
-          f"{o / b:.2f}x (goal <= 1.1x), median of {REPEAT}")
+    print(
+        f"\n[notebook run --where local] {o:.3f} s vs bare papermill {b:.3f} s: "
+        f"{o / b:.2f}x (goal <= 1.1x), median of {REPEAT}"
+    )
 
 
 def test_repo_in_one_kernel_vs_separate_papermill_runs(request, tmp_path, monkeypatch):
@@ -65,8 +71,16 @@ def test_repo_in_one_kernel_vs_separate_papermill_runs(request, tmp_path, monkey
         run.run_toolbox("notebook", "run_repo", source=str(repo), where="local")
         local = time.perf_counter() - t
         t = time.perf_counter()
-        run.run_toolbox("notebook", "run_repo", source=str(repo), where="lab",
-                        user=f"bot-bench-{uuid.uuid4().hex[:4]}", max_executions=10)
+        run.run_toolbox(
+            "notebook",
+            "run_repo",
+            source=str(repo),
+            where="lab",
+            user=f"bot-bench-{uuid.uuid4().hex[:4]}",
+            max_executions=10,
+        )
         lab = time.perf_counter() - t
-    print(f"\n[10 notebooks] one lab kernel (spawn + run + delete) {lab:.2f} s vs 10 separate "
-          f"papermill runs {local:.2f} s: {lab / local:.2f}x")
+    print(
+        f"\n[10 notebooks] one lab kernel (spawn + run + delete) {lab:.2f} s vs 10 separate "
+        f"papermill runs {local:.2f} s: {lab / local:.2f}x"
+    )

@@ -45,14 +45,31 @@ def test_cli_start_times(tmp_path):
     anchor = _wall([sys.executable, "-c", "pass"])
     help_time = _wall([sys.executable, "run_toolbox.py", "--help"])
     n_lines = _big_config(tmp_path / "config.yaml")
-    show_time = _wall([sys.executable, "run_toolbox.py", "config", "show", "--config",
-                       str(tmp_path / "config.yaml"), "--preset", "one", "--preset", "two",
-                       "--preset", "three"])
+    show_time = _wall(
+        [
+            sys.executable,
+            "run_toolbox.py",
+            "config",
+            "show",
+            "--config",
+            str(tmp_path / "config.yaml"),
+            "--preset",
+            "one",
+            "--preset",
+            "two",
+            "--preset",
+            "three",
+        ]
+    )
     print(f"\n[spine] anchor python -c pass: {anchor * 1000:.0f} ms")
-    print(f"[spine] ./run_toolbox.py --help: {help_time * 1000:.0f} ms "
-          f"({help_time / anchor:.1f}x anchor; goal <= 250 ms)")
-    print(f"[spine] config show, {n_lines}-line config, 3 presets: {show_time * 1000:.0f} ms "
-          f"({show_time / anchor:.1f}x anchor; goal <= 400 ms)")
+    print(
+        f"[spine] ./run_toolbox.py --help: {help_time * 1000:.0f} ms "
+        f"({help_time / anchor:.1f}x anchor; goal <= 250 ms)"
+    )
+    print(
+        f"[spine] config show, {n_lines}-line config, 3 presets: {show_time * 1000:.0f} ms "
+        f"({show_time / anchor:.1f}x anchor; goal <= 400 ms)"
+    )
 
 
 def test_in_process_call_vs_process_per_call(tmp_path):
@@ -63,9 +80,16 @@ def test_in_process_call_vs_process_per_call(tmp_path):
         for _ in range(n):
             run.run_toolbox("shell", "wait")
         per_call = (time.perf_counter() - start) / n
-    process = _wall([sys.executable, "run_toolbox.py", "shell", "wait"], repeat=5,
-                    env={"ARTIFACT_DIR": str(tmp_path / "proc"), "PATH": "/usr/bin:/bin"})
-    print(f"\n[spine] in-process run_toolbox no-op with artifact dir: {per_call * 1000:.2f} ms/call "
-          f"(goal <= 2 ms)")
-    print(f"[spine] anchor: new python run_toolbox.py process per call: {process * 1000:.0f} ms/call "
-          f"-> in-process is {process / per_call:.0f}x cheaper")
+    process = _wall(
+        [sys.executable, "run_toolbox.py", "shell", "wait"],
+        repeat=5,
+        env={"ARTIFACT_DIR": str(tmp_path / "proc"), "PATH": "/usr/bin:/bin"},
+    )
+    print(
+        f"\n[spine] in-process run_toolbox no-op with artifact dir: {per_call * 1000:.2f} ms/call "
+        f"(goal <= 2 ms)"
+    )
+    print(
+        f"[spine] anchor: new python run_toolbox.py process per call: {process * 1000:.0f} ms/call "
+        f"-> in-process is {process / per_call:.0f}x cheaper"
+    )

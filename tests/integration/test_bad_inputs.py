@@ -41,16 +41,33 @@ shell run/missing:
 shell run/runtime:
   cmd: SET_AT_RUNTIME
 """
-NOTEBOOK = json.dumps({"cells": [{"cell_type": "code", "source": "print(1)", "metadata": {},
-                                   "outputs": [], "execution_count": None}],
-                       "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                   "language": "python"}},
-                       "nbformat": 4, "nbformat_minor": 5})
+NOTEBOOK = json.dumps(
+    {
+        "cells": [
+            {
+                "cell_type": "code",
+                "source": "print(1)",
+                "metadata": {},
+                "outputs": [],
+                "execution_count": None,
+            }
+        ],
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+)
 
 
 def flock(**overrides) -> str:
-    body = {"name": "f1", "count": 1, "users": [{"username": "bot-user1"}],
-            "business": {"type": "EmptyLoop"}}
+    body = {
+        "name": "f1",
+        "count": 1,
+        "users": [{"username": "bot-user1"}],
+        "business": {"type": "EmptyLoop"},
+    }
     body.update(overrides)
     return json.dumps([{k: v for k, v in body.items() if v is not None}])
 
@@ -73,132 +90,368 @@ def tb(*args: str) -> list[str]:
 CFG = ["--config", "{tmp}/config.yaml"]
 CASES = [
     # -- YAML files
-    Case("yaml-tab", tb("config", "show", *CFG), ["config.yaml:2:1", "invalid YAML"],
-         {"config.yaml": "tests:\n\tcount: 1\n"}),
-    Case("yaml-duplicate-key", tb("config", "show", *CFG), ["config.yaml:3:3", "duplicate key 'count'"],
-         {"config.yaml": "tests:\n  count: 1\n  count: 2\n"}),
-    Case("yaml-unclosed", tb("config", "show", *CFG), ["config.yaml", "invalid YAML"],
-         {"config.yaml": "tests: [1, 2\n"}),
-    Case("yaml-top-level-list", tb("config", "show", *CFG), ["config.yaml", "must be a YAML mapping"],
-         {"config.yaml": "- 1\n- 2\n"}),
-    Case("config-missing-file", tb("config", "show", "--config", "{tmp}/nope.yaml"), ["nope.yaml: no such file"]),
+    Case(
+        "yaml-tab",
+        tb("config", "show", *CFG),
+        ["config.yaml:2:1", "invalid YAML"],
+        {"config.yaml": "tests:\n\tcount: 1\n"},
+    ),
+    Case(
+        "yaml-duplicate-key",
+        tb("config", "show", *CFG),
+        ["config.yaml:3:3", "duplicate key 'count'"],
+        {"config.yaml": "tests:\n  count: 1\n  count: 2\n"},
+    ),
+    Case(
+        "yaml-unclosed",
+        tb("config", "show", *CFG),
+        ["config.yaml", "invalid YAML"],
+        {"config.yaml": "tests: [1, 2\n"},
+    ),
+    Case(
+        "yaml-top-level-list",
+        tb("config", "show", *CFG),
+        ["config.yaml", "must be a YAML mapping"],
+        {"config.yaml": "- 1\n- 2\n"},
+    ),
+    Case(
+        "config-missing-file",
+        tb("config", "show", "--config", "{tmp}/nope.yaml"),
+        ["nope.yaml: no such file"],
+    ),
     Case("config-is-directory", tb("config", "show", "--config", "{tmp}"), ["is a directory"]),
-    Case("config-not-utf8", tb("config", "show", *CFG), ["config.yaml", "not a UTF-8"],
-         {"config.yaml": b"tests:\n  a: \xff\xfe\n"}),
-    Case("ci-presets-not-mapping", tb("config", "show", *CFG, "--preset", "x"), ["'ci_presets' must be a mapping"],
-         {"config.yaml": "tests: {a: 1}\nci_presets: [x]\n"}),
+    Case(
+        "config-not-utf8",
+        tb("config", "show", *CFG),
+        ["config.yaml", "not a UTF-8"],
+        {"config.yaml": b"tests:\n  a: \xff\xfe\n"},
+    ),
+    Case(
+        "ci-presets-not-mapping",
+        tb("config", "show", *CFG, "--preset", "x"),
+        ["'ci_presets' must be a mapping"],
+        {"config.yaml": "tests: {a: 1}\nci_presets: [x]\n"},
+    ),
     # -- projects, presets, keys
-    Case("unknown-project", tb("config", "show", "--project", "nope"), ["unknown project 'nope'", "example"]),
-    Case("project-and-config", tb("config", "show", "--project", "example", *CFG),
-         ["exactly one of --project NAME or --config FILE"], {"config.yaml": GOOD_CONFIG}),
-    Case("unknown-preset", tb("config", "show", *CFG, "--preset", "heavy"), ["unknown preset 'heavy'", "light"],
-         {"config.yaml": GOOD_CONFIG}),
-    Case("preset-cycle", tb("config", "show", *CFG, "--preset", "loop_a"), ["loop_a -> loop_b -> loop_a"],
-         {"config.yaml": GOOD_CONFIG}),
-    Case("preset-unknown-key", tb("config", "show", *CFG, "--preset", "typo"),
-         ["preset 'typo'", "'tests.cuont'", "'tests.count'"], {"config.yaml": GOOD_CONFIG}),
-    Case("preset-extends-not-list", tb("config", "show", *CFG, "--preset", "wrong_extends"),
-         ["'extends' must be a list"], {"config.yaml": GOOD_CONFIG}),
-    Case("preset-not-mapping", tb("config", "show", *CFG, "--preset", "listy"), ["preset 'listy'", "mapping"],
-         {"config.yaml": GOOD_CONFIG}),
-    Case("var-unknown-key", tb("config", "show", *CFG, "--var", "tests.conut: 1"),
-         ["'tests.conut'", "'tests.count'"], {"config.yaml": GOOD_CONFIG}),
-    Case("var-not-yaml", tb("config", "show", *CFG, "--var", "tests.count: [1"), ["--var", "invalid YAML"],
-         {"config.yaml": GOOD_CONFIG}),
-    Case("var-not-mapping", tb("config", "show", *CFG, "--var", "tests.count"), ["expected 'dotted.key: value'"],
-         {"config.yaml": GOOD_CONFIG}),
-    Case("explain-unknown-key", tb("config", "show", *CFG, "--explain", "tests.nme"), ["'tests.nme'", "tests.name"],
-         {"config.yaml": GOOD_CONFIG}),
-    Case("schema-violation", tb("config", "show", *CFG, "--var", "tests.count: many"),
-         ["config key tests.count", "'many' is not of type 'integer'"],
-         {"config.yaml": GOOD_CONFIG,
-          "config.schema.json": '{"properties": {"tests": {"properties": {"count": {"type": "integer"}}}}}'}),
+    Case(
+        "unknown-project",
+        tb("config", "show", "--project", "nope"),
+        ["unknown project 'nope'", "example"],
+    ),
+    Case(
+        "project-and-config",
+        tb("config", "show", "--project", "example", *CFG),
+        ["exactly one of --project NAME or --config FILE"],
+        {"config.yaml": GOOD_CONFIG},
+    ),
+    Case(
+        "unknown-preset",
+        tb("config", "show", *CFG, "--preset", "heavy"),
+        ["unknown preset 'heavy'", "light"],
+        {"config.yaml": GOOD_CONFIG},
+    ),
+    Case(
+        "preset-cycle",
+        tb("config", "show", *CFG, "--preset", "loop_a"),
+        ["loop_a -> loop_b -> loop_a"],
+        {"config.yaml": GOOD_CONFIG},
+    ),
+    Case(
+        "preset-unknown-key",
+        tb("config", "show", *CFG, "--preset", "typo"),
+        ["preset 'typo'", "'tests.cuont'", "'tests.count'"],
+        {"config.yaml": GOOD_CONFIG},
+    ),
+    Case(
+        "preset-extends-not-list",
+        tb("config", "show", *CFG, "--preset", "wrong_extends"),
+        ["'extends' must be a list"],
+        {"config.yaml": GOOD_CONFIG},
+    ),
+    Case(
+        "preset-not-mapping",
+        tb("config", "show", *CFG, "--preset", "listy"),
+        ["preset 'listy'", "mapping"],
+        {"config.yaml": GOOD_CONFIG},
+    ),
+    Case(
+        "var-unknown-key",
+        tb("config", "show", *CFG, "--var", "tests.conut: 1"),
+        ["'tests.conut'", "'tests.count'"],
+        {"config.yaml": GOOD_CONFIG},
+    ),
+    Case(
+        "var-not-yaml",
+        tb("config", "show", *CFG, "--var", "tests.count: [1"),
+        ["--var", "invalid YAML"],
+        {"config.yaml": GOOD_CONFIG},
+    ),
+    Case(
+        "var-not-mapping",
+        tb("config", "show", *CFG, "--var", "tests.count"),
+        ["expected 'dotted.key: value'"],
+        {"config.yaml": GOOD_CONFIG},
+    ),
+    Case(
+        "explain-unknown-key",
+        tb("config", "show", *CFG, "--explain", "tests.nme"),
+        ["'tests.nme'", "tests.name"],
+        {"config.yaml": GOOD_CONFIG},
+    ),
+    Case(
+        "schema-violation",
+        tb("config", "show", *CFG, "--var", "tests.count: many"),
+        ["config key tests.count", "'many' is not of type 'integer'"],
+        {
+            "config.yaml": GOOD_CONFIG,
+            "config.schema.json": json.dumps(
+                {"properties": {"tests": {"properties": {"count": {"type": "integer"}}}}}
+            ),
+        },
+    ),
     # -- command_args templates and from_config
-    Case("template-undefined", tb("from_config", "shell", "run", *CFG, "--suffix", "missing"),
-         ["command_args.yaml.j2:4", "tests.nope"], {"config.yaml": GOOD_CONFIG, "command_args.yaml.j2": TEMPLATE}),
-    Case("template-syntax", tb("from_config", "shell", "run", *CFG), ["command_args.yaml.j2:2", "syntax error"],
-         {"config.yaml": GOOD_CONFIG, "command_args.yaml.j2": "shell run:\n  cmd: {{ tests.name \n"}),
-    Case("set-at-runtime", tb("from_config", "shell", "run", *CFG, "--suffix", "runtime"),
-         ["'cmd' is SET_AT_RUNTIME"],
-         {"config.yaml": GOOD_CONFIG, "command_args.yaml.j2": "shell run/runtime:\n  cmd: SET_AT_RUNTIME\n"}),
-    Case("from-config-unknown-entry", tb("from_config", "shell", "wait", *CFG),
-         ["no entry 'shell wait'", "'shell run'"],
-         {"config.yaml": GOOD_CONFIG, "command_args.yaml.j2": "shell run:\n  cmd: echo {{ tests.name }}\n"}),
-    Case("from-config-no-template", tb("from_config", "shell", "run", *CFG), ["command_args.yaml.j2: no such file"],
-         {"config.yaml": GOOD_CONFIG}),
-    Case("extra-not-mapping", tb("from_config", "shell", "run", *CFG, "--extra", "[1]"), ["--extra", "mapping"],
-         {"config.yaml": GOOD_CONFIG, "command_args.yaml.j2": "shell run:\n  cmd: echo\n"}),
+    Case(
+        "template-undefined",
+        tb("from_config", "shell", "run", *CFG, "--suffix", "missing"),
+        ["command_args.yaml.j2:4", "tests.nope"],
+        {"config.yaml": GOOD_CONFIG, "command_args.yaml.j2": TEMPLATE},
+    ),
+    Case(
+        "template-syntax",
+        tb("from_config", "shell", "run", *CFG),
+        ["command_args.yaml.j2:2", "syntax error"],
+        {"config.yaml": GOOD_CONFIG, "command_args.yaml.j2": "shell run:\n  cmd: {{ tests.name \n"},
+    ),
+    Case(
+        "set-at-runtime",
+        tb("from_config", "shell", "run", *CFG, "--suffix", "runtime"),
+        ["'cmd' is SET_AT_RUNTIME"],
+        {
+            "config.yaml": GOOD_CONFIG,
+            "command_args.yaml.j2": "shell run/runtime:\n  cmd: SET_AT_RUNTIME\n",
+        },
+    ),
+    Case(
+        "from-config-unknown-entry",
+        tb("from_config", "shell", "wait", *CFG),
+        ["no entry 'shell wait'", "'shell run'"],
+        {
+            "config.yaml": GOOD_CONFIG,
+            "command_args.yaml.j2": "shell run:\n  cmd: echo {{ tests.name }}\n",
+        },
+    ),
+    Case(
+        "from-config-no-template",
+        tb("from_config", "shell", "run", *CFG),
+        ["command_args.yaml.j2: no such file"],
+        {"config.yaml": GOOD_CONFIG},
+    ),
+    Case(
+        "extra-not-mapping",
+        tb("from_config", "shell", "run", *CFG, "--extra", "[1]"),
+        ["--extra", "mapping"],
+        {"config.yaml": GOOD_CONFIG, "command_args.yaml.j2": "shell run:\n  cmd: echo\n"},
+    ),
     # -- toolbox groups, commands, arguments
     Case("unknown-group", tb("shel", "run"), ["unknown toolbox group 'shel'", "shell"]),
     Case("unknown-command", tb("shell", "runn"), ["No such command 'runn'"]),
-    Case("unknown-option", tb("shell", "run", "--cmd", "true", "--colour", "red"), ["No such option: --colour"]),
+    Case(
+        "unknown-option",
+        tb("shell", "run", "--cmd", "true", "--colour", "red"),
+        ["No such option: --colour"],
+    ),
     Case("missing-option", tb("shell", "run"), ["Missing option '--cmd'"]),
-    Case("wrong-type-float", tb("shell", "run", "--cmd", "true", "--timeout", "soon"), ["--timeout", "valid number"]),
-    Case("wrong-type-int", tb("tap", "run_query_set", "--count", "many"), ["--count", "valid integer"]),
-    Case("wrong-choice", tb("notebook", "run", "{tmp}/nb.ipynb", "--where", "cloud"), ["--where", "cloud"],
-         {"nb.ipynb": NOTEBOOK}),
-    Case("shell-command-fails", tb("shell", "run", "--cmd", "exit 3"), ["command failed (exit 3)"], code=1),
+    Case(
+        "wrong-type-float",
+        tb("shell", "run", "--cmd", "true", "--timeout", "soon"),
+        ["--timeout", "valid number"],
+    ),
+    Case(
+        "wrong-type-int",
+        tb("tap", "run_query_set", "--count", "many"),
+        ["--count", "valid integer"],
+    ),
+    Case(
+        "wrong-choice",
+        tb("notebook", "run", "{tmp}/nb.ipynb", "--where", "cloud"),
+        ["--where", "cloud"],
+        {"nb.ipynb": NOTEBOOK},
+    ),
+    Case(
+        "shell-command-fails",
+        tb("shell", "run", "--cmd", "exit 3"),
+        ["command failed (exit 3)"],
+        code=1,
+    ),
     # -- ci/run
     Case("ci-unknown-step", [CI_RUN, "example", "deploy"], ["unknown step 'deploy'"]),
     Case("ci-missing-step", [CI_RUN, "example"], ["required: step"]),
-    Case("ci-trigger-unknown-directive", [CI_RUN, "example", "ci", "--trigger-file", "{tmp}/t.txt"],
-         ["t.txt:2: unknown directive '/tset'"], {"t.txt": "hello\n/tset job example\n"}),
-    Case("ci-trigger-var-not-yaml", [CI_RUN, "example", "ci"], ["$BOSUN_TRIGGER:1", "invalid YAML"],
-         env={"BOSUN_TRIGGER": "/var tests.example.names: [a"}),
-    Case("ci-trigger-other-project", [CI_RUN, "example", "ci"], ["names project 'rsp_checks'"],
-         env={"BOSUN_TRIGGER": "/test job rsp_checks"}),
-    Case("ci-trigger-bad-only", [CI_RUN, "example", "ci"], ["/only takes one of"],
-         env={"BOSUN_TRIGGER": "/only everything"}),
-    Case("ci-trigger-file-missing", [CI_RUN, "example", "ci", "--trigger-file", "{tmp}/none.txt"],
-         ["--trigger-file", "none.txt"]),
+    Case(
+        "ci-trigger-unknown-directive",
+        [CI_RUN, "example", "ci", "--trigger-file", "{tmp}/t.txt"],
+        ["t.txt:2: unknown directive '/tset'"],
+        {"t.txt": "hello\n/tset job example\n"},
+    ),
+    Case(
+        "ci-trigger-var-not-yaml",
+        [CI_RUN, "example", "ci"],
+        ["$BOSUN_TRIGGER:1", "invalid YAML"],
+        env={"BOSUN_TRIGGER": "/var tests.example.names: [a"},
+    ),
+    Case(
+        "ci-trigger-other-project",
+        [CI_RUN, "example", "ci"],
+        ["names project 'rsp_checks'"],
+        env={"BOSUN_TRIGGER": "/test job rsp_checks"},
+    ),
+    Case(
+        "ci-trigger-bad-only",
+        [CI_RUN, "example", "ci"],
+        ["/only takes one of"],
+        env={"BOSUN_TRIGGER": "/only everything"},
+    ),
+    Case(
+        "ci-trigger-file-missing",
+        [CI_RUN, "example", "ci", "--trigger-file", "{tmp}/none.txt"],
+        ["--trigger-file", "none.txt"],
+    ),
     # -- flock files
-    Case("flock-not-yaml", tb("scale", "run", "--flocks", "{tmp}/f.yaml"), ["f.yaml", "line 2", "YAML"],
-         {"f.yaml": "- name: [x\n"}),
-    Case("flock-users-and-spec", tb("scale", "run", "--flocks", "{tmp}/f.yaml"), ["f1", "user_spec"],
-         {"f.yaml": flock(user_spec={"username_prefix": "bot-x"})}),
-    Case("flock-count-mismatch", tb("scale", "run", "--flocks", "{tmp}/f.yaml"), ["f1", "count"],
-         {"f.yaml": flock(count=3)}),
-    Case("flock-username-prefix", tb("scale", "run", "--flocks", "{tmp}/f.yaml"), ["f1", "bot-"],
-         {"f.yaml": flock(users=[{"username": "alice"}])}),
-    Case("flock-unknown-business", tb("scale", "run", "--flocks", "{tmp}/f.yaml"), ["f1", "FullLoop", "EmptyLoop"],
-         {"f.yaml": flock(business={"type": "FullLoop"})}),
-    Case("flock-unknown-option", tb("scale", "run", "--flocks", "{tmp}/f.yaml"), ["f1", "EmptyLoop", "colour"],
-         {"f.yaml": flock(business={"type": "EmptyLoop", "options": {"colour": "red"}})}),
-    Case("flock-bad-duration", tb("scale", "run", "--flocks", "{tmp}/f.yaml"), ["f1", "soon"],
-         {"f.yaml": flock(business={"type": "EmptyLoop", "options": {"idle_time": "soon"}})}),
-    Case("flock-unknown-field", tb("scale", "run", "--flocks", "{tmp}/f.yaml"), ["f1", "colour"],
-         {"f.yaml": flock(colour="red")}),
+    Case(
+        "flock-not-yaml",
+        tb("scale", "run", "--flocks", "{tmp}/f.yaml"),
+        ["f.yaml", "line 2", "YAML"],
+        {"f.yaml": "- name: [x\n"},
+    ),
+    Case(
+        "flock-users-and-spec",
+        tb("scale", "run", "--flocks", "{tmp}/f.yaml"),
+        ["f1", "user_spec"],
+        {"f.yaml": flock(user_spec={"username_prefix": "bot-x"})},
+    ),
+    Case(
+        "flock-count-mismatch",
+        tb("scale", "run", "--flocks", "{tmp}/f.yaml"),
+        ["f1", "count"],
+        {"f.yaml": flock(count=3)},
+    ),
+    Case(
+        "flock-username-prefix",
+        tb("scale", "run", "--flocks", "{tmp}/f.yaml"),
+        ["f1", "bot-"],
+        {"f.yaml": flock(users=[{"username": "alice"}])},
+    ),
+    Case(
+        "flock-unknown-business",
+        tb("scale", "run", "--flocks", "{tmp}/f.yaml"),
+        ["f1", "FullLoop", "EmptyLoop"],
+        {"f.yaml": flock(business={"type": "FullLoop"})},
+    ),
+    Case(
+        "flock-unknown-option",
+        tb("scale", "run", "--flocks", "{tmp}/f.yaml"),
+        ["f1", "EmptyLoop", "colour"],
+        {"f.yaml": flock(business={"type": "EmptyLoop", "options": {"colour": "red"}})},
+    ),
+    Case(
+        "flock-bad-duration",
+        tb("scale", "run", "--flocks", "{tmp}/f.yaml"),
+        ["f1", "soon"],
+        {"f.yaml": flock(business={"type": "EmptyLoop", "options": {"idle_time": "soon"}})},
+    ),
+    Case(
+        "flock-unknown-field",
+        tb("scale", "run", "--flocks", "{tmp}/f.yaml"),
+        ["f1", "colour"],
+        {"f.yaml": flock(colour="red")},
+    ),
     Case("flock-missing-file", tb("scale", "run", "--flocks", "{tmp}/none.yaml"), ["none.yaml"]),
-    Case("scale-bad-duration-arg", tb("scale", "run", "--flocks", "{tmp}/f.yaml", "--duration", "forever"),
-         ["forever"], {"f.yaml": flock()}),
+    Case(
+        "scale-bad-duration-arg",
+        tb("scale", "run", "--flocks", "{tmp}/f.yaml", "--duration", "forever"),
+        ["forever"],
+        {"f.yaml": flock()},
+    ),
     # -- notebooks
-    Case("notebook-not-json", tb("notebook", "run", "{tmp}/bad.ipynb"), ["bad.ipynb:1:3", "invalid JSON"],
-         {"bad.ipynb": "{ not json"}),
+    Case(
+        "notebook-not-json",
+        tb("notebook", "run", "{tmp}/bad.ipynb"),
+        ["bad.ipynb:1:3", "invalid JSON"],
+        {"bad.ipynb": "{ not json"},
+    ),
     Case("notebook-missing", tb("notebook", "run", "{tmp}/none.ipynb"), ["none.ipynb"]),
-    Case("notebook-bad-parameter", tb("notebook", "run", "{tmp}/nb.ipynb", "--parameters", "novalue"),
-         ["novalue"], {"nb.ipynb": NOTEBOOK}),
-    Case("check-clean-not-json", tb("notebook", "check_clean", "{tmp}/bad.ipynb"), ["bad.ipynb", "not a notebook"],
-         {"bad.ipynb": "[]"}),
+    Case(
+        "notebook-bad-parameter",
+        tb("notebook", "run", "{tmp}/nb.ipynb", "--parameters", "novalue"),
+        ["novalue"],
+        {"nb.ipynb": NOTEBOOK},
+    ),
+    Case(
+        "check-clean-not-json",
+        tb("notebook", "check_clean", "{tmp}/bad.ipynb"),
+        ["bad.ipynb", "not a notebook"],
+        {"bad.ipynb": "[]"},
+    ),
     Case("repo-missing-path", tb("notebook", "run_repo", "{tmp}/no-such-dir"), ["no-such-dir"]),
     Case("repo-bad-git-url", tb("notebook", "run_repo", "file://{tmp}/nope.git"), ["nope.git"]),
     # -- TAP
-    Case("tap-unknown-query-set", tb("tap", "run_query_set", "--query-set", "nope", "--service",
-                                     "http://127.0.0.1:9/tap"), ["nope"]),
-    Case("tap-unreachable", tb("tap", "query", "--service", "http://127.0.0.1:9/tap", "--adql", "SELECT 1"),
-         ["127.0.0.1:9"]),
-    Case("tap-bad-adql", tb("tap", "query", "--adql", "SELEKT nothing FROM nowhere"), ["SELEKT"], sandbox=True),
-    Case("tap-unknown-table", tb("tap", "query", "--adql", "SELECT TOP 1 * FROM sandbox.nope"), ["nope"],
-         sandbox=True),
+    Case(
+        "tap-unknown-query-set",
+        tb("tap", "run_query_set", "--query-set", "nope", "--service", "http://127.0.0.1:9/tap"),
+        ["nope"],
+    ),
+    Case(
+        "tap-unreachable",
+        tb("tap", "query", "--service", "http://127.0.0.1:9/tap", "--adql", "SELECT 1"),
+        ["127.0.0.1:9"],
+    ),
+    Case(
+        "tap-bad-adql",
+        tb("tap", "query", "--adql", "SELEKT nothing FROM nowhere"),
+        ["SELEKT"],
+        sandbox=True,
+    ),
+    Case(
+        "tap-unknown-table",
+        tb("tap", "query", "--adql", "SELECT TOP 1 * FROM sandbox.nope"),
+        ["nope"],
+        sandbox=True,
+    ),
     # -- hub
-    Case("hub-unreachable", tb("nublado", "lab_status", "--user", "bot-x", "--hub-url", "http://127.0.0.1:9",
-                               "--token-file", "{tmp}/token"), ["127.0.0.1:9"], {"token": "0123456789abcdef\n"}),
-    Case("hub-invalid-token", tb("nublado", "lab_status", "--user", "bot-x", "--token-file", "{tmp}/token"),
-         ["403"], {"token": "0123456789abcdef0123456789abcdef\n"}, sandbox=True),
-    Case("hub-token-file-missing", tb("nublado", "lab_status", "--user", "bot-x", "--token-file",
-                                      "{tmp}/none"), ["none"]),
+    Case(
+        "hub-unreachable",
+        tb(
+            "nublado",
+            "lab_status",
+            "--user",
+            "bot-x",
+            "--hub-url",
+            "http://127.0.0.1:9",
+            "--token-file",
+            "{tmp}/token",
+        ),
+        ["127.0.0.1:9"],
+        {"token": "0123456789abcdef\n"},
+    ),
+    Case(
+        "hub-invalid-token",
+        tb("nublado", "lab_status", "--user", "bot-x", "--token-file", "{tmp}/token"),
+        ["403"],
+        {"token": "0123456789abcdef0123456789abcdef\n"},
+        sandbox=True,
+    ),
+    Case(
+        "hub-token-file-missing",
+        tb("nublado", "lab_status", "--user", "bot-x", "--token-file", "{tmp}/none"),
+        ["none"],
+    ),
     # -- where artifacts go
-    Case("artifact-dir-not-a-dir", tb("shell", "run", "--cmd", "true"), ["ARTIFACT_DIR", "Not a directory"],
-         files={"file": "x"}, env={"ARTIFACT_DIR": "{tmp}/file/sub"}),
+    Case(
+        "artifact-dir-not-a-dir",
+        tb("shell", "run", "--cmd", "true"),
+        ["ARTIFACT_DIR", "Not a directory"],
+        files={"file": "x"},
+        env={"ARTIFACT_DIR": "{tmp}/file/sub"},
+    ),
 ]
 
 
@@ -213,8 +466,11 @@ def _write_files(tmp: Path, files: dict[str, str | bytes]) -> None:
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in root.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
 
 
 def _earlier_artifacts(art: Path) -> dict[str, str]:
@@ -233,8 +489,9 @@ def run_case(case: Case, tmp: Path, extra_env: dict[str, str]) -> subprocess.Com
     env.update({k: v.format(tmp=tmp) for k, v in case.env.items()})
     env.pop("BOSUN_DEBUG", None)
     argv = [a.format(tmp=tmp) for a in case.argv]
-    proc = subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=180)
+    proc = subprocess.run(
+        [sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=180
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, f"{case.id}: exit 0\n{output}"
     if case.code is not None:
@@ -245,7 +502,9 @@ def run_case(case: Case, tmp: Path, extra_env: dict[str, str]) -> subprocess.Com
     for needle in case.needles:
         assert needle in errors[0], f"{case.id}: {needle!r} not in {errors[0]!r}"
     after = _snapshot(art) if art.is_dir() else {}
-    assert all(after.get(k) == v for k, v in before.items()), f"{case.id}: earlier artifacts changed"
+    assert all(after.get(k) == v for k, v in before.items()), (
+        f"{case.id}: earlier artifacts changed"
+    )
     return proc
 
 
@@ -267,11 +526,18 @@ def test_full_disk_keeps_what_was_written(tmp_path):
     """A tiny tmpfs fills up mid-command: one line, exit 1, earlier files intact."""
     mount = tmp_path / "tiny"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)]).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)]).returncode
+        != 0
+    ):
         pytest.fail("mounting a tmpfs needs root (the suite runs as root on its CI machines)")
     try:
-        case = Case("full-disk", tb("shell", "run", "--cmd", "head -c 300000 /dev/zero | tr '\\0' x"),
-                    ["No space left on device", "ARTIFACT_DIR"], code=1)
+        case = Case(
+            "full-disk",
+            tb("shell", "run", "--cmd", "head -c 300000 /dev/zero | tr '\\0' x"),
+            ["No space left on device", "ARTIFACT_DIR"],
+            code=1,
+        )
         run_case(case, mount, {})
     finally:
         subprocess.run(["umount", str(mount)], check=True)
@@ -280,16 +546,28 @@ def test_full_disk_keeps_what_was_written(tmp_path):
 def test_read_only_artifact_dir(tmp_path):
     mount = tmp_path / "ro"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)]).returncode != 0:
+    if (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)]
+        ).returncode
+        != 0
+    ):
         pytest.fail("mounting a tmpfs needs root (the suite runs as root on its CI machines)")
     try:
         env = {**os.environ, "CI": "true", "ARTIFACT_DIR": str(mount / "art")}
-        proc = subprocess.run([sys.executable, TOOLBOX, "shell", "run", "--cmd", "true"], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, TOOLBOX, "shell", "run", "--cmd", "true"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
             f"error: ARTIFACT_DIR {mount / 'art'}: cannot create it (Read-only file system); "
-            "set ARTIFACT_DIR to a writable directory"]
+            "set ARTIFACT_DIR to a writable directory"
+        ]
     finally:
         subprocess.run(["umount", str(mount)], check=True)
 

@@ -154,8 +154,9 @@ def test_toolbox_commands_write_their_artifacts(ep, tmp_path, monkeypatch):
         try:
             spawned = run.run_toolbox("nublado", "spawn_lab", user=user, timeout=120)
             assert spawned["already_running"] is False
-            loop = run.run_toolbox("nublado", "python_loop", user=user, code="print(2+2)",
-                                   max_executions=3)
+            loop = run.run_toolbox(
+                "nublado", "python_loop", user=user, code="print(2+2)", max_executions=3
+            )
             assert loop["executions"] == 3
             status = run.run_toolbox("nublado", "lab_status", user=user)
             assert status["state"] == "running"
@@ -166,8 +167,12 @@ def test_toolbox_commands_write_their_artifacts(ep, tmp_path, monkeypatch):
         assert deleted["was_running"] is True
         dirs = sorted(p.name for p in base.iterdir() if p.is_dir())
         assert [d.split("__", 1)[1] for d in dirs] == [
-            "nublado__spawn_lab", "nublado__python_loop", "nublado__lab_status",
-            "nublado__run_code", "nublado__delete_lab"]
+            "nublado__spawn_lab",
+            "nublado__python_loop",
+            "nublado__lab_status",
+            "nublado__run_code",
+            "nublado__delete_lab",
+        ]
         progress = json.loads((base / dirs[0] / "spawn_progress.json").read_text())
         assert progress[-1]["ready"] and all("time" in p for p in progress)
         execs = json.loads((base / dirs[1] / "executions.json").read_text())["executions"]

@@ -19,9 +19,11 @@ USER = "bot-secretcheck"
 
 def _hub(sandbox, method: str, path: str, body: dict | None = None) -> dict:
     request = urllib.request.Request(
-        f"{sandbox.hub_api_url.rstrip('/')}{path}", method=method,
+        f"{sandbox.hub_api_url.rstrip('/')}{path}",
+        method=method,
         data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"token {sandbox.token}", "Content-Type": "application/json"})
+        headers={"Authorization": f"token {sandbox.token}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             text = response.read().decode()
@@ -34,8 +36,9 @@ def _hub(sandbox, method: str, path: str, body: dict | None = None) -> dict:
 
 def _run(args: list[str], art: Path, **env) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "CI": "true", "ARTIFACT_DIR": str(art), **env}
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=full_env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=full_env, capture_output=True, text=True, timeout=600
+    )
 
 
 def _files_containing(root: Path, needles: list[bytes]) -> list[str]:
@@ -49,8 +52,9 @@ def _files_containing(root: Path, needles: list[bytes]) -> list[str]:
 
 def test_no_token_in_artifacts_or_logs(sandbox, tmp_path):
     _hub(sandbox, "POST", f"/users/{USER}")
-    user_token = _hub(sandbox, "POST", f"/users/{USER}/tokens",
-                      {"note": "secrets test", "expires_in": 3600})["token"]
+    user_token = _hub(
+        sandbox, "POST", f"/users/{USER}/tokens", {"note": "secrets test", "expires_in": 3600}
+    )["token"]
     token_file = tmp_path / "user-tokens"
     token_file.write_text(f"{USER}: {user_token}\n")
     token_file.chmod(0o600)
@@ -58,17 +62,42 @@ def test_no_token_in_artifacts_or_logs(sandbox, tmp_path):
     stdio = []
 
     # The daily campaign (admin token from the sandbox), then calls with the user's own token.
-    proc = _run([str(REPO / "ci" / "run"), "rsp_checks", "ci", "--preset", "sandbox"], art / "campaign")
+    proc = _run(
+        [str(REPO / "ci" / "run"), "rsp_checks", "ci", "--preset", "sandbox"], art / "campaign"
+    )
     stdio.append(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     toolbox = str(REPO / "run_toolbox.py")
     for args in (
         ["nublado", "spawn_lab", "--user", USER, "--token-file", str(token_file)],
-        ["nublado", "run_code", "--user", USER, "--code", "print('hello')", "--token-file", str(token_file)],
+        [
+            "nublado",
+            "run_code",
+            "--user",
+            USER,
+            "--code",
+            "print('hello')",
+            "--token-file",
+            str(token_file),
+        ],
         ["nublado", "delete_lab", "--user", USER, "--token-file", str(token_file)],
-        ["tap", "query", "--adql", "SELECT TOP 3 * FROM sandbox.objects", "--token-file", str(sandbox.token_file)],
-        ["tap", "query", "--use-async", "--adql", "SELECT TOP 3 * FROM sandbox.objects",
-         "--token-file", str(sandbox.token_file)],
+        [
+            "tap",
+            "query",
+            "--adql",
+            "SELECT TOP 3 * FROM sandbox.objects",
+            "--token-file",
+            str(sandbox.token_file),
+        ],
+        [
+            "tap",
+            "query",
+            "--use-async",
+            "--adql",
+            "SELECT TOP 3 * FROM sandbox.objects",
+            "--token-file",
+            str(sandbox.token_file),
+        ],
     ):
         proc = _run([toolbox, *args], art / "calls")
         stdio.append(proc.stdout + proc.stderr)
@@ -76,8 +105,13 @@ def test_no_token_in_artifacts_or_logs(sandbox, tmp_path):
 
     needles = [user_token.encode(), sandbox.token.encode()]
     hits = _files_containing(art, needles) + _files_containing(sandbox.state_dir / "logs", needles)
-    hits += [f"console output #{i}" for i, text in enumerate(stdio)
-             if user_token in text or sandbox.token in text]
+    hits += [
+        f"console output #{i}"
+        for i, text in enumerate(stdio)
+        if user_token in text or sandbox.token in text
+    ]
     assert hits == [], hits
     # The campaign really used the tokens: a lab ran and TAP answered.
-    assert list((art / "calls").rglob("executions.json")) and list((art / "calls").rglob("result.json"))
+    assert list((art / "calls").rglob("executions.json")) and list(
+        (art / "calls").rglob("result.json")
+    )

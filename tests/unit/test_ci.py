@@ -8,8 +8,8 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from conftest import REPO, error_lines, run_cli
+
 from library import ci
 from library.errors import UserError
 
@@ -17,9 +17,15 @@ CI_RUN = REPO / "ci" / "run"
 
 
 def test_parse_trigger():
-    trigger = ci.parse_trigger("please run\n/test e2e example quick sequential\n/var tests.a: [1, 2]\n"
-                               "/var tests.b: '{{ x }}'\n/only test\n/skip cleanup\n")
-    assert (trigger.job, trigger.project, trigger.presets) == ("e2e", "example", ["quick", "sequential"])
+    trigger = ci.parse_trigger(
+        "please run\n/test e2e example quick sequential\n/var tests.a: [1, 2]\n"
+        "/var tests.b: '{{ x }}'\n/only test\n/skip cleanup\n"
+    )
+    assert (trigger.job, trigger.project, trigger.presets) == (
+        "e2e",
+        "example",
+        ["quick", "sequential"],
+    )
     assert trigger.variables == {"tests.a": [1, 2], "tests.b": "{{ x }}"}
     assert (trigger.only, trigger.skip) == (["test"], ["cleanup"])
     with pytest.raises(UserError, match=r"trigger:1: unknown directive '/tset'"):
@@ -29,12 +35,25 @@ def test_parse_trigger():
 
 
 def test_ci_sequence_passes_and_writes_the_run_files(tmp_path):
-    proc = run_cli(CI_RUN, "example", "ci", "--preset", "quick", env={"ARTIFACT_DIR": str(tmp_path)})
+    proc = run_cli(
+        CI_RUN, "example", "ci", "--preset", "quick", env={"ARTIFACT_DIR": str(tmp_path)}
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names = sorted(p.name for p in tmp_path.iterdir())
-    for expected in ("000__cleanup", "001__prepare", "002__test", "003__cleanup", "FINISHED",
-                     "config.yaml", "config_provenance.yaml", "exit_code", "junit.xml",
-                     "presets_applied", "run.json", "variable_overrides.yaml"):
+    for expected in (
+        "000__cleanup",
+        "001__prepare",
+        "002__test",
+        "003__cleanup",
+        "FINISHED",
+        "config.yaml",
+        "config_provenance.yaml",
+        "exit_code",
+        "junit.xml",
+        "presets_applied",
+        "run.json",
+        "variable_overrides.yaml",
+    ):
         assert expected in names
     assert "FAILURES" not in names
     assert (tmp_path / "exit_code").read_text() == "0\n"
@@ -48,7 +67,9 @@ def test_failure_is_reported_and_cleanup_still_runs(tmp_path):
     trigger = tmp_path / "trigger.txt"
     trigger.write_text("/test job example\n/var tests.example.fail_on: gamma\n")
     art = tmp_path / "art"
-    proc = run_cli(CI_RUN, "example", "ci", "--trigger-file", trigger, env={"ARTIFACT_DIR": str(art)})
+    proc = run_cli(
+        CI_RUN, "example", "ci", "--trigger-file", trigger, env={"ARTIFACT_DIR": str(art)}
+    )
     assert proc.returncode == 1
     assert (art / "003__cleanup" / "000__shell__run__cleanup" / "result.json").is_file()
     failures = (art / "FAILURES").read_text()
@@ -59,8 +80,15 @@ def test_failure_is_reported_and_cleanup_still_runs(tmp_path):
 
 
 def test_only_and_skip_from_environment_trigger(tmp_path):
-    proc = run_cli(CI_RUN, "example", "ci", env={"ARTIFACT_DIR": str(tmp_path),
-                                                 "BOSUN_TRIGGER": "/skip cleanup\n/var tests.example.names: [x]"})
+    proc = run_cli(
+        CI_RUN,
+        "example",
+        "ci",
+        env={
+            "ARTIFACT_DIR": str(tmp_path),
+            "BOSUN_TRIGGER": "/skip cleanup\n/var tests.example.names: [x]",
+        },
+    )
     assert proc.returncode == 0, proc.stderr
     steps = sorted(p.name for p in tmp_path.iterdir() if p.is_dir() and p.name[0].isdigit())
     assert steps == ["000__prepare", "001__test"]
@@ -86,9 +114,23 @@ def test_bad_input_is_one_line(tmp_path):
 def test_signal_stops_cleanly_and_runs_last_cleanup(tmp_path, signum):
     art = tmp_path / "art"
     env = {**os.environ, "CI": "true", "ARTIFACT_DIR": str(art)}
-    proc = subprocess.Popen([sys.executable, str(CI_RUN), "example", "ci", "--preset", "sequential",
-                             "--var", "tests.example.pause: 30"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(CI_RUN),
+            "example",
+            "ci",
+            "--preset",
+            "sequential",
+            "--var",
+            "tests.example.pause: 30",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 30
     while time.time() < deadline and not (art / "002__test").exists():
         time.sleep(0.05)

@@ -22,7 +22,9 @@ def test_group_and_command_help_come_from_docstrings():
 
 
 def test_command_runs_and_records(tmp_path):
-    proc = run_cli(RUN_TOOLBOX, "shell", "run", "--cmd", "echo hello", env={"ARTIFACT_DIR": str(tmp_path)})
+    proc = run_cli(
+        RUN_TOOLBOX, "shell", "run", "--cmd", "echo hello", env={"ARTIFACT_DIR": str(tmp_path)}
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "000__shell__run" / "result.json").read_text())
     assert result["status"] == "success"
@@ -42,56 +44,143 @@ def test_bad_input_is_one_line_without_traceback(tmp_path):
     _assert_one_line_error(run_cli(RUN_TOOLBOX, "shell", "nope"), "No such command 'nope'")
     _assert_one_line_error(run_cli(RUN_TOOLBOX, "shell", "run", "--bogus", "1"), "--bogus")
     _assert_one_line_error(run_cli(RUN_TOOLBOX, "shell", "run"), "--cmd")
-    _assert_one_line_error(run_cli(RUN_TOOLBOX, "shell", "run", "--cmd", "x", "--timeout", "soon"),
-                           "--timeout")
+    _assert_one_line_error(
+        run_cli(RUN_TOOLBOX, "shell", "run", "--cmd", "x", "--timeout", "soon"), "--timeout"
+    )
 
 
 def test_failing_command_exit_code_and_artifacts_kept(tmp_path):
-    proc = run_cli(RUN_TOOLBOX, "shell", "run", "--cmd", "exit 3", env={"ARTIFACT_DIR": str(tmp_path)})
+    proc = run_cli(
+        RUN_TOOLBOX, "shell", "run", "--cmd", "exit 3", env={"ARTIFACT_DIR": str(tmp_path)}
+    )
     _assert_one_line_error(proc, "command failed (exit 3)", code=1)
     assert (tmp_path / "000__shell__run" / "FAILURE").is_file()
 
 
 def test_config_show_presets_vars_and_explain():
-    proc = run_cli(RUN_TOOLBOX, "config", "show", "--project", "example", "--preset", "quick",
-                   "--var", 'tests.example.greeting: "{{ 7*7 }}"')
+    proc = run_cli(
+        RUN_TOOLBOX,
+        "config",
+        "show",
+        "--project",
+        "example",
+        "--preset",
+        "quick",
+        "--var",
+        'tests.example.greeting: "{{ 7*7 }}"',
+    )
     assert proc.returncode == 0, proc.stderr
     assert "greeting: '{{ 7*7 }}'" in proc.stdout
-    assert "- alpha\n      - beta\n" in proc.stdout or "names:\n    - alpha\n    - beta\n" in proc.stdout
-    proc = run_cli(RUN_TOOLBOX, "config", "show", "--project", "example", "--preset", "quick",
-                   "--explain", "tests.example.greeting")
+    assert (
+        "- alpha\n      - beta\n" in proc.stdout
+        or "names:\n    - alpha\n    - beta\n" in proc.stdout
+    )
+    proc = run_cli(
+        RUN_TOOLBOX,
+        "config",
+        "show",
+        "--project",
+        "example",
+        "--preset",
+        "quick",
+        "--explain",
+        "tests.example.greeting",
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.index("layer: base") < proc.stdout.index("layer: preset:quick")
 
 
 def test_config_show_errors():
-    _assert_one_line_error(run_cli(RUN_TOOLBOX, "config", "show", "--project", "nope"),
-                           "unknown project 'nope'", "example")
-    _assert_one_line_error(run_cli(RUN_TOOLBOX, "config", "show", "--project", "example",
-                                   "--preset", "nope"), "unknown preset 'nope'", "quick")
-    _assert_one_line_error(run_cli(RUN_TOOLBOX, "config", "show", "--project", "example",
-                                   "--var", "tests.example.greting: x"),
-                           "tests.example.greting", "tests.example.greeting")
-    _assert_one_line_error(run_cli(RUN_TOOLBOX, "config", "show", "--project", "example",
-                                   "--var", "not yaml: ["), "invalid YAML")
+    _assert_one_line_error(
+        run_cli(RUN_TOOLBOX, "config", "show", "--project", "nope"),
+        "unknown project 'nope'",
+        "example",
+    )
+    _assert_one_line_error(
+        run_cli(RUN_TOOLBOX, "config", "show", "--project", "example", "--preset", "nope"),
+        "unknown preset 'nope'",
+        "quick",
+    )
+    _assert_one_line_error(
+        run_cli(
+            RUN_TOOLBOX,
+            "config",
+            "show",
+            "--project",
+            "example",
+            "--var",
+            "tests.example.greting: x",
+        ),
+        "tests.example.greting",
+        "tests.example.greeting",
+    )
+    _assert_one_line_error(
+        run_cli(RUN_TOOLBOX, "config", "show", "--project", "example", "--var", "not yaml: ["),
+        "invalid YAML",
+    )
 
 
 def test_from_config_show_args_and_run(tmp_path):
-    proc = run_cli(RUN_TOOLBOX, "from_config", "shell", "run", "--project", "example",
-                   "--suffix", "cleanup", "--show-args")
+    proc = run_cli(
+        RUN_TOOLBOX,
+        "from_config",
+        "shell",
+        "run",
+        "--project",
+        "example",
+        "--suffix",
+        "cleanup",
+        "--show-args",
+    )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "shell run:\n  cmd: echo \"cleaning up\"\n"
-    proc = run_cli(RUN_TOOLBOX, "from_config", "shell", "run", "--project", "example",
-                   "--prefix", "prepare", "--preset", "quick", env={"ARTIFACT_DIR": str(tmp_path)})
+    assert proc.stdout == 'shell run:\n  cmd: echo "cleaning up"\n'
+    proc = run_cli(
+        RUN_TOOLBOX,
+        "from_config",
+        "shell",
+        "run",
+        "--project",
+        "example",
+        "--prefix",
+        "prepare",
+        "--preset",
+        "quick",
+        env={"ARTIFACT_DIR": str(tmp_path)},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "preparing 2 greetings" in (tmp_path / "000__shell__run" / "run.log").read_text()
 
 
 def test_from_config_set_at_runtime_and_extra(tmp_path):
-    _assert_one_line_error(run_cli(RUN_TOOLBOX, "from_config", "shell", "run", "--project", "example",
-                                   "--suffix", "greet", "--show-args"), "'cmd' is SET_AT_RUNTIME")
-    proc = run_cli(RUN_TOOLBOX, "from_config", "shell", "run", "--project", "example",
-                   "--suffix", "greet", "--extra", "{cmd: echo x}", "--show-args")
+    _assert_one_line_error(
+        run_cli(
+            RUN_TOOLBOX,
+            "from_config",
+            "shell",
+            "run",
+            "--project",
+            "example",
+            "--suffix",
+            "greet",
+            "--show-args",
+        ),
+        "'cmd' is SET_AT_RUNTIME",
+    )
+    proc = run_cli(
+        RUN_TOOLBOX,
+        "from_config",
+        "shell",
+        "run",
+        "--project",
+        "example",
+        "--suffix",
+        "greet",
+        "--extra",
+        "{cmd: echo x}",
+        "--show-args",
+    )
     assert proc.returncode == 0 and "cmd: echo x" in proc.stdout
-    _assert_one_line_error(run_cli(RUN_TOOLBOX, "from_config", "shell", "nope", "--project", "example"),
-                           "no entry 'shell nope'")
+    _assert_one_line_error(
+        run_cli(RUN_TOOLBOX, "from_config", "shell", "nope", "--project", "example"),
+        "no entry 'shell nope'",
+    )

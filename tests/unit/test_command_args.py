@@ -39,25 +39,37 @@ def test_render_and_metadata_dropped(template):
 
 
 def test_extra_wins(template):
-    args = command_args.resolve(template, DATA, "tap", "run_query_set", extra={"count": 9, "seed": 1})
+    args = command_args.resolve(
+        template, DATA, "tap", "run_query_set", extra={"count": 9, "seed": 1}
+    )
     assert args == {"count": 9, "query_set": "sandbox", "seed": 1}
 
 
 def test_prefix_and_suffix_lookup(template):
-    assert command_args.resolve(template, DATA, "cluster", "set_scale", prefix="driver")["name"] == "driver"
-    assert command_args.resolve(template, DATA, "nublado", "spawn_lab", suffix="big") == {"size": "large"}
+    assert (
+        command_args.resolve(template, DATA, "cluster", "set_scale", prefix="driver")["name"]
+        == "driver"
+    )
+    assert command_args.resolve(template, DATA, "nublado", "spawn_lab", suffix="big") == {
+        "size": "large"
+    }
 
 
 def test_set_at_runtime_must_be_supplied(template):
-    with pytest.raises(ConfigError, match=r"'sutest/cluster set_scale' argument 'scale' is SET_AT_RUNTIME"):
+    with pytest.raises(
+        ConfigError, match=r"'sutest/cluster set_scale' argument 'scale' is SET_AT_RUNTIME"
+    ):
         command_args.resolve(template, DATA, "cluster", "set_scale", prefix="sutest")
-    args = command_args.resolve(template, DATA, "cluster", "set_scale", prefix="sutest",
-                                extra={"scale": 4})
+    args = command_args.resolve(
+        template, DATA, "cluster", "set_scale", prefix="sutest", extra={"scale": 4}
+    )
     assert args["scale"] == 4
 
 
 def test_unknown_entry_lists_available(template):
-    with pytest.raises(ConfigError, match=r"no entry 'tap query' \(available: 'tap run_query_set', "):
+    with pytest.raises(
+        ConfigError, match=r"no entry 'tap query' \(available: 'tap run_query_set', "
+    ):
         command_args.resolve(template, DATA, "tap", "query")
 
 

@@ -142,8 +142,14 @@ def test_preset_must_be_a_mapping(cfg_file):
 
 
 def test_overrides_after_presets_and_never_rendered(cfg_file):
-    cfg = load(cfg_file, "base", overrides=[("trigger", config.parse_var('tests.tap.query_set: "{{ 7*7 }}"')),
-                                            ("cli", {"tests.tap.count": 3})])
+    cfg = load(
+        cfg_file,
+        "base",
+        overrides=[
+            ("trigger", config.parse_var('tests.tap.query_set: "{{ 7*7 }}"')),
+            ("cli", {"tests.tap.count": 3}),
+        ],
+    )
     assert cfg.get_config("tests.tap.query_set") == "{{ 7*7 }}"
     assert cfg.get_config("tests.tap.count") == 3
     assert cfg.provenance()["tests.tap.count"] == "var:cli"
@@ -153,11 +159,19 @@ def test_overrides_after_presets_and_never_rendered(cfg_file):
 def test_override_file_applies_last(cfg_file, tmp_path):
     overrides = tmp_path / "variable_overrides.yaml"
     overrides.write_text("tests.tap.count: 99\n")
-    cfg = config.load(config_file=cfg_file, presets=["base"], overrides=[("cli", {"tests.tap.count": 3})],
-                      overrides_file=overrides)
+    cfg = config.load(
+        config_file=cfg_file,
+        presets=["base"],
+        overrides=[("cli", {"tests.tap.count": 3})],
+        overrides_file=overrides,
+    )
     assert cfg.get_config("tests.tap.count") == 99
     assert [layer for layer, _, _ in cfg.explain("tests.tap.count")] == [
-        "base", "preset:base", "var:cli", "var:file"]
+        "base",
+        "preset:base",
+        "var:cli",
+        "var:file",
+    ]
 
 
 def test_override_of_unknown_key_is_refused(cfg_file):
@@ -185,7 +199,10 @@ def test_set_config_refuses_unknown_keys_and_presets(cfg_file):
 
 def test_set_config_refused_while_frozen(cfg_file):
     cfg = load(cfg_file)
-    with config.frozen("spawn_labs"), pytest.raises(ConfigError, match="inside the Parallel block 'spawn_labs'"):
+    with (
+        config.frozen("spawn_labs"),
+        pytest.raises(ConfigError, match="inside the Parallel block 'spawn_labs'"),
+    ):
         cfg.set_config("tests.tap.count", 1)
     cfg.set_config("tests.tap.count", 1)
 
@@ -195,8 +212,10 @@ def test_provenance_and_explain(cfg_file):
     assert cfg.provenance()["tests.tap.count"] == "preset:extends_first"
     assert cfg.provenance()["tests.tap.query_set"] == "preset:base"
     assert cfg.explain("tests.tap.count") == [
-        ("base", "tests.tap.count", 10), ("preset:base", "tests.tap.count", 5),
-        ("preset:extends_first", "tests.tap.count", 7)]
+        ("base", "tests.tap.count", 10),
+        ("preset:base", "tests.tap.count", 5),
+        ("preset:extends_first", "tests.tap.count", 7),
+    ]
     assert not any(key.startswith("ci_presets") for key in cfg.provenance())
 
 
@@ -228,10 +247,13 @@ def test_unknown_project_lists_projects():
 
 
 def test_schema_validation_names_the_key(tmp_path):
-    (tmp_path / "config.yaml").write_text("tests: {count: 3}\nci_presets: {bad: {tests.count: x}}\n")
+    (tmp_path / "config.yaml").write_text(
+        "tests: {count: 3}\nci_presets: {bad: {tests.count: x}}\n"
+    )
     (tmp_path / "config.schema.json").write_text(
         '{"type": "object", "properties": {"tests": {"type": "object", "properties":'
-        ' {"count": {"type": "integer"}}}}}')
+        ' {"count": {"type": "integer"}}}}}'
+    )
     config.load(config_file=tmp_path / "config.yaml")
     with pytest.raises(ConfigError, match=r"config key tests.count: 'x' is not of type 'integer'"):
         config.load(config_file=tmp_path / "config.yaml", presets=["bad"])

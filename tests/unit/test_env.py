@@ -9,13 +9,15 @@ from library import env
 
 
 def _numbers(parent: Path) -> list[int]:
-    return sorted(int(re.match(r"(\d+)__", p.name).group(1)) for p in parent.iterdir() if p.is_dir())
+    return sorted(
+        int(re.match(r"(\d+)__", p.name).group(1)) for p in parent.iterdir() if p.is_dir()
+    )
 
 
 def test_next_artifact_dir_nests_and_restores(artifact_dir):
     with env.NextArtifactDir("outer") as outer:
         assert outer == artifact_dir / "000__outer"
-        assert env.ARTIFACT_DIR == outer
+        assert outer == env.ARTIFACT_DIR
         with env.NextArtifactDir("inner") as inner:
             assert inner == outer / "000__inner"
         assert env.artifact_dir() == outer

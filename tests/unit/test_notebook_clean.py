@@ -9,8 +9,9 @@ from library.notebooks.params import code_cells_with_parameters, parse_parameter
 
 
 def _dirty(path):
-    cell = new_code_cell("print(1)", execution_count=4,
-                         outputs=[new_output("stream", name="stdout", text="1\n")])
+    cell = new_code_cell(
+        "print(1)", execution_count=4, outputs=[new_output("stream", name="stdout", text="1\n")]
+    )
     nb = new_notebook(cells=[new_markdown_cell("# t"), cell, new_code_cell("x = 1")])
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {}}
     nbformat.write(nb, path)
@@ -20,8 +21,11 @@ def test_dirty_notebook_is_reported_and_fixed(tmp_path):
     path = tmp_path / "a.ipynb"
     _dirty(path)
     found = [str(d) for d in check_clean([tmp_path])]
-    assert found == [f"{path}: cell 2: 1 output(s)", f"{path}: cell 2: execution count 4",
-                     f"{path}: notebook: widget state in metadata.widgets"]
+    assert found == [
+        f"{path}: cell 2: 1 output(s)",
+        f"{path}: cell 2: execution count 4",
+        f"{path}: notebook: widget state in metadata.widgets",
+    ]
     assert check_clean([path])  # without fix nothing changed
     assert len(check_clean([path], fix=True)) == 3
     assert check_clean([path]) == []
@@ -48,7 +52,12 @@ def test_parameters_parse_as_yaml_scalars_and_reject_bad_items():
     from library.errors import UserError
 
     assert parse_parameters(["n=3", "x=0.5", "s=hello", "b=true", "e="]) == {
-        "n": 3, "x": 0.5, "s": "hello", "b": True, "e": ""}
+        "n": 3,
+        "x": 0.5,
+        "s": "hello",
+        "b": True,
+        "e": "",
+    }
     assert parse_parameters(["url=http://h:1/tap?a=b"]) == {"url": "http://h:1/tap?a=b"}
     with pytest.raises(UserError, match="'nokey': expected NAME=VALUE"):
         parse_parameters(["nokey"])
@@ -59,8 +68,9 @@ def test_parameters_parse_as_yaml_scalars_and_reject_bad_items():
 def test_parameters_follow_the_tagged_cell():
     tagged = new_code_cell("n = 1")
     tagged.metadata["tags"] = ["parameters"]
-    nb = new_notebook(cells=[new_markdown_cell("m"), tagged, new_code_cell("print(n)"),
-                             new_code_cell("  ")])
+    nb = new_notebook(
+        cells=[new_markdown_cell("m"), tagged, new_code_cell("print(n)"), new_code_cell("  ")]
+    )
     cells = code_cells_with_parameters(nb, {"n": 2})
     assert cells == [(2, "n = 1"), (2, "# Parameters\nn = 2\n"), (3, "print(n)")]
     untagged = new_notebook(cells=[new_code_cell("print(n)")])

@@ -9,8 +9,9 @@ from library.notebooks.discovery import discover, required_services, services_fr
 
 def _nb(path, metadata=None):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"cells": [], "metadata": metadata or {}, "nbformat": 4,
-                                "nbformat_minor": 5}))
+    path.write_text(
+        json.dumps({"cells": [], "metadata": metadata or {}, "nbformat": 4, "nbformat_minor": 5})
+    )
 
 
 @pytest.fixture
@@ -63,8 +64,15 @@ def test_include_and_exclude_globs(tree):
 def test_services_from_metadata_and_names(tree):
     found = discover(tree, exclude_dirs=["drafts"], services=["nublado", "tap"])
     selected = _selected(found)
-    assert {"python.ipynb", "tap.ipynb", "tap_cone.ipynb", "meta_tap.ipynb", "tapestry.ipynb",
-            "scratch.ipynb", "tap_but_meta.ipynb"} == set(selected)
+    assert {
+        "python.ipynb",
+        "tap.ipynb",
+        "tap_cone.ipynb",
+        "meta_tap.ipynb",
+        "tapestry.ipynb",
+        "scratch.ipynb",
+        "tap_but_meta.ipynb",
+    } == set(selected)
     assert found.skipped["butler_registry.ipynb"] == "needs services not deployed: butler"
     assert found.skipped["meta_mobu.ipynb"] == "needs services not deployed: portal"
     assert found.skipped["vo-cutouts_one.ipynb"] == "needs services not deployed: vo-cutouts"

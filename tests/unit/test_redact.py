@@ -15,4 +15,8 @@ def test_registered_values_and_shapes_are_masked():
 def test_data_masked_by_key_name():
     data = {"hub": {"token": "t1", "token_file": "/path"}, "password": None, "names": ["x"]}
     masked = redact.redact_data(data)
-    assert masked == {"hub": {"token": "***", "token_file": "/path"}, "password": None, "names": ["x"]}
+    assert masked == {
+        "hub": {"token": "***", "token_file": "/path"},
+        "password": None,
+        "names": ["x"],
+    }
