@@ -100,6 +100,10 @@ class Run:
     summaries: list[dict[str, Any]] = field(default_factory=list)
     sweep: list[SweepPoint] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # files that could not be read
+    # From ci/run's run.json when present (it is written after the report of that run).
+    run_info: dict[str, Any] | None = None
+    # Step dirs of a ci/run tree (NNN__prepare, NNN__test, ...) with their status.
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def client_bound(self) -> list[str]:
@@ -113,6 +117,9 @@ class Run:
 
     @property
     def start_end(self) -> tuple[str | None, str | None]:
+        info = self.run_info or {}
+        if info.get("start") and info.get("end"):
+            return str(info["start"]), str(info["end"])
         starts = [c.start for c in self.commands if c.start]
         ends = [c.end for c in self.commands if c.end]
         starts += [s["start"] for s in self.summaries if s.get("start")]
@@ -129,10 +136,19 @@ class Run:
 
     @property
     def result(self) -> str:
+        info = self.run_info or {}
+        if isinstance(info.get("exit_code"), int):
+            code = info["exit_code"]
+            return "success" if code == 0 else f"failure (exit code {code})"
         if self.exit_code is not None:
             return "success" if self.exit_code == 0 else f"failure (exit code {self.exit_code})"
-        if any(c.status != "success" for c in self.commands):
+        if any(c.status != "success" for c in self.commands) or any(
+                s["status"] != "success" for s in self.steps):
             return "failure"
+        if self.steps:
+            # A ci/run tree whose steps are over but whose exit_code is not written yet: the
+            # report runs before it, so "no failure found" is all that can be said here.
+            return "success"
         if self.commands:
             return "success" if self.finished else "unfinished"
         return "unknown"
@@ -228,6 +244,9 @@ def _read_command(run: Run, here: Path) -> None:
     ))
 
 
+_STEP_NAMES = ("prepare", "test", "cleanup")
+
+
 def _read_root(run: Run) -> None:
     root = run.root
     run.has_config = (root / "config.yaml").exists()
@@ -249,26 +268,107 @@ def _read_root(run: Run) -> None:
     run.finished = (root / "FINISHED").exists()
     if (root / "FAILURES").exists():
         run.failures_file = "FAILURES"
+    run.steps = _steps(root)
+    if (root / "run.json").exists():
+        info = _json(run, root / "run.json")
+        if isinstance(info, dict):
+            run.run_info = info
+            if isinstance(info.get("presets"), list):
+                run.presets = [str(p) for p in info["presets"]]
+            if isinstance(info.get("overrides"), dict):
+                run.overrides = info["overrides"]
+            if isinstance(info.get("step_results"), list):
+                by_dir = {s["dir"]: s for s in run.steps}
+                for r in info["step_results"]:
+                    if isinstance(r, dict) and r.get("dir") in by_dir:
+                        by_dir[r["dir"]].update(status=r.get("status") or "unknown",
+                                                error=r.get("error"),
+                                                duration_s=r.get("duration_s"))
     run.project, run.step = _identity(run)
 
 
+def _steps(root: Path) -> list[dict[str, Any]]:
+    """The step dirs of a ci/run tree, failed when a FAILURE or a failed command is inside."""
+    steps = []
+    for child in sorted(root.iterdir()):
+        parts = child.name.split("__", 1)
+        if not (child.is_dir() and len(parts) == 2 and parts[0].isdigit()
+                and parts[1] in _STEP_NAMES):
+            continue
+        failed = (child / "FAILURE").exists() or any(
+            _int_file(p) not in (0, None) for p in child.glob("*/exit_code"))
+        steps.append({"name": parts[1], "dir": child.name,
+                      "status": "failure" if failed else "success", "error": None,
+                      "duration_s": None})
+    return steps
+
+
 def _identity(run: Run) -> tuple[str | None, str | None]:
-    """Project and step as recorded by the CI launcher, when it left them."""
-    for name in ("ci_run.yaml", "run.yaml", "ci.yaml"):
+    """Project and step: from run.json, else recognised from the config snapshot."""
+    info = run.run_info or {}
+    if info.get("project"):
+        return str(info["project"]), (str(info["step"]) if info.get("step") else None)
+    for name in ("ci_run.yaml", "run.yaml"):
         path = run.root / name
         if path.exists():
             data = _yaml(run, path)
             if isinstance(data, dict):
                 return data.get("project"), data.get("step")
+    step = None
+    names = [s["name"] for s in run.steps]
+    if names == ["cleanup", "prepare", "test", "cleanup"]:
+        step = "ci"
+    elif len(names) == 1:
+        step = names[0]
+    elif names:
+        step = " -> ".join(names)
+    project = None
     if run.has_config:
         data = _yaml(run, run.root / "config.yaml")
         if isinstance(data, dict):
-            project = data.get("project")
-            if isinstance(project, dict):
-                project = project.get("name")
-            if isinstance(project, str):
-                return project, None
-    return None, None
+            project = _project_of_snapshot(data)
+    return project, step
+
+
+def _project_of_snapshot(data: dict[str, Any]) -> str | None:
+    """The project whose config.yaml has the same presets and keys as this snapshot.
+
+    A snapshot is the project's base config with presets and overrides applied, and those may
+    only set keys that exist: its preset table is the project's own, and its keys mostly match.
+    """
+    import yaml
+
+    from library.config import available_projects, project_testing_dir
+
+    def leaves(node: Any, prefix: str = "") -> set[str]:
+        if isinstance(node, dict):
+            out: set[str] = set()
+            for k, v in node.items():
+                if k != "ci_presets":
+                    out |= leaves(v, f"{prefix}{k}.")
+            return out
+        return {prefix.rstrip(".")}
+
+    mine = leaves(data)
+    best, best_score = None, 0.0
+    try:
+        candidates = available_projects()
+    except OSError:
+        return None
+    for name in candidates:
+        try:
+            base = yaml.safe_load((project_testing_dir(name) / "config.yaml").read_text())
+        except Exception:  # noqa: BLE001 - an unreadable project is just not this one
+            continue
+        if not isinstance(base, dict):
+            continue
+        theirs = leaves(base)
+        score = len(mine & theirs) / max(len(mine | theirs), 1)
+        if set(base.get("ci_presets") or {}) == set(data.get("ci_presets") or {}):
+            score += 1.0
+        if score > best_score:
+            best, best_score = name, score
+    return best if best_score >= 1.5 else None
 
 
 def read_events(run: Run, files: list[Path]) -> Events:

@@ -1,0 +1,102 @@
+"""Post-mortem of artifact trees: the offline HTML report, run comparison, run history."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from library.toolbox import command
+
+log = logging.getLogger(__name__)
+
+
+@command(record=False)
+def post_mortem(run_dir: Path, /) -> dict:
+    """Write the post-mortem report of an artifact directory.
+
+    Reads the tree alone (toolbox results, events and engine health in Parquet, summaries,
+    config snapshot, run.json) and writes ``report/index.html`` with its plots and
+    ``report/stats.json`` (what ``report compare`` and the history read). Works on a whole
+    ``ci/run`` tree, one ``scale run`` or one command; failed, partial and empty runs get a page
+    too. Open the page from disk: every link is relative, nothing is fetched.
+
+    Args:
+        run_dir: The artifact directory to report on.
+    """
+    import json
+
+    from library import report
+
+    index = report.post_mortem(run_dir)
+    stats = json.loads((index.parent / "stats.json").read_text())
+    print(index)
+    return {"index": str(index), "events": stats["events"], "result": stats["result"],
+            "operations": len(stats["operations"])}
+
+
+@command
+def compare(
+    runs: list[str],
+    /,
+    threshold: list[str] | None = None,
+    against_history: int | None = None,
+    db: Path | None = None,
+) -> dict:
+    """Compare runs operation by operation; fail when a threshold is exceeded.
+
+    The first run is the base and every other run is compared with it: success % (difference
+    in points) and p50/p95/p99 latency (change in %), per ``flock/operation``. Prints the table
+    and writes ``compare/`` (``compare.txt``, ``compare.json``, overlay plots) in the artifact
+    dir. With a threshold exceeded it exits 1 naming the operation, metric, delta and threshold:
+    use it as a CI regression gate.
+
+    Args:
+        runs: Run directories (or their ``report/stats.json``); the first is the base.
+        threshold: ``METRIC=PCT`` for every operation or ``OPERATION.METRIC=PCT`` for one, METRIC
+            one of p50, p95, p99 (largest allowed rise in %) or success_pct (largest allowed drop
+            in points), e.g. ``p95=20``, ``tap_query.p95=10``, ``success_pct=1``. Repeatable.
+        against_history: Compare the one run given with the median of the last N recorded runs
+            of the same project and presets.
+        db: History database ($BOSUN_HISTORY_DB, else artifacts/history.sqlite).
+    """
+    from library import env
+    from library.report import compare as cmp
+
+    result = cmp.run(runs, threshold or [], against_history, env.artifact_dir() / "compare",
+                     db_path=db)
+    print(result["text"])
+    cmp.check(result)
+    return {"runs": result["runs"], "violations": len(result["violations"]),
+            "plots": result["plots"]}
+
+
+@command(record=False)
+def history(db: Path | None = None, project: str | None = None, last: int = 20) -> dict:
+    """List the recent runs of the history, newest first.
+
+    ``ci/run`` records every run it finishes (project, presets, start, result, and per
+    operation count, success %, p50/p95/p99).
+
+    Args:
+        db: History database ($BOSUN_HISTORY_DB, else artifacts/history.sqlite).
+        project: Only the runs of this project.
+        last: How many runs to show.
+    """
+    from library.errors import UserError
+    from library.report import history as hist
+
+    if last < 1:
+        raise UserError(f"--last {last}: give at least 1")
+    runs = hist.recent(db, project=project, last=last)
+    if not runs:
+        print("no runs recorded" + (f" for project {project}" if project else ""))
+    for r in runs:
+        ops = sorted(r["operations"].values(), key=lambda o: -(o["count"] or 0))[:3]
+        parts = ", ".join(
+            f"{o['key']} n={o['count']:,} {o['success_pct']:.1f}% p95={o['p95_ms'] or 0:,.0f}ms"
+            for o in ops)
+        print(f"{r['start'] or '?':<25} {r['project'] or '?':<14} "
+              f"[{','.join(r['presets'])}] {r['result'] or '?':<10} {parts}")
+        print(f"{'':<25} {r['root']}")
+    return {"runs": [{k: v for k, v in r.items() if k != "operations"} | {
+        "operations": list(r["operations"].values())} for r in runs]}
