@@ -194,7 +194,12 @@ def run_steps(
             console.line(f"==> {name}  ({step_dir})", "bold")
             start = time.perf_counter()
             try:
-                getattr(module, name)()
+                if name == "test" and config.project.get_config("sweep", None):
+                    from library.sweep import run_sweep
+
+                    run_sweep(module.test)
+                else:
+                    getattr(module, name)()
             except Interrupted as err:
                 interrupted = err
                 result.status, result.error = "failure", f"interrupted by {err}"

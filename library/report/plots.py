@@ -48,6 +48,20 @@ def _log_if_wide(ax, values, axis: str = "y", ratio: float = 50.0) -> None:
         (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
 
 
+def _line_style(values) -> dict[str, Any]:
+    """A line for dense series; markers too when most bins are empty (a lone bin has no line)."""
+    import numpy as np
+
+    finite = np.isfinite(np.asarray(values, float))
+    if finite.sum() and finite.mean() < 0.5:
+        return {"lw": 1.0, "marker": "o", "markersize": 3}
+    return {"lw": 1.2}
+
+
+# Operations whose p99 stays under this (an empty loop) have no latency worth a log axis.
+MEASURABLE_MS = 0.01
+
+
 def active_monkeys(out: Path, bins, counts) -> str | None:
     import numpy as np
 
@@ -72,12 +86,18 @@ def ops_rate(out: Path, bins, series: dict[str, dict[str, Any]]) -> str | None:
     fig, axes = _figure(h=6, rows=2, sharex=True)
     x, label = _time_x(bins)
     ok_ax, fail_ax = axes[0, 0], axes[1, 0]
+    _log_if_wide(ok_ax, [s["ok_per_s"].max() for s in series.values()])
+    log_scale = ok_ax.get_yscale() == "log"
     for i, (op, s) in enumerate(series.items()):
         color = _COLORS[i % len(_COLORS)]
-        ok_ax.plot(x, s["ok_per_s"], color=color, label=op, lw=1.2)
+        ok = s["ok_per_s"].astype(float)
+        if log_scale:
+            # Empty bins would be drawn as cliffs down to the axis: leave them out.
+            ok = np.where(ok > 0, ok, np.nan)
+        ok_ax.plot(x, ok, color=color, label=op, **_line_style(ok))
         if np.any(s["fail_per_s"]):
-            fail_ax.plot(x, s["fail_per_s"], color=color, label=op, lw=1.2)
-    _log_if_wide(ok_ax, [s["ok_per_s"].max() for s in series.values()])
+            fail = np.where(s["fail_per_s"] > 0, s["fail_per_s"], np.nan)
+            fail_ax.plot(x, fail, color=color, label=op, **_line_style(fail))
     ok_ax.set(title=f"Successful operations per second ({bins.width_s} s bins)", ylabel="ops/s")
     fail_ax.set(title="Failed operations per second", xlabel=label, ylabel="failures/s")
     if not fail_ax.lines:
@@ -93,7 +113,8 @@ def ops_rate(out: Path, bins, series: dict[str, dict[str, Any]]) -> str | None:
 def latency_over_time(out: Path, bins, series: dict[str, dict[str, Any]]) -> str | None:
     import numpy as np
 
-    ops = [op for op, s in series.items() if np.isfinite(s["p50"]).any()]
+    ops = [op for op, s in series.items()
+           if np.isfinite(s["p99"]).any() and np.nanmax(s["p99"]) >= MEASURABLE_MS]
     if not ops:
         return None
     cols = 2 if len(ops) > 1 else 1
@@ -104,7 +125,8 @@ def latency_over_time(out: Path, bins, series: dict[str, dict[str, Any]]) -> str
         ax = axes[i // cols, i % cols]
         s = series[op]
         for p, style in (("p50", "-"), ("p95", "--"), ("p99", ":")):
-            ax.plot(x, s[p], style, lw=1.2, label=p, color=_COLORS[i % len(_COLORS)])
+            ax.plot(x, s[p], style, label=p, color=_COLORS[i % len(_COLORS)],
+                    **_line_style(s[p]))
         _log_if_wide(ax, np.concatenate([s["p50"], s["p99"]]), ratio=20)
         ax.set(title=op, ylabel="latency (ms)")
         ax.grid(alpha=0.3, which="both")
@@ -122,7 +144,8 @@ def latency_cdf(out: Path, summary_rows: list[dict[str, Any]], limit: int = 10) 
 
     from library.report.tables import LIFECYCLE
 
-    rows = [r for r in summary_rows if r["operation"] not in LIFECYCLE and r["count"] > 1]
+    rows = [r for r in summary_rows if r["operation"] not in LIFECYCLE and r["count"] > 1
+            and (r["p99_ms"] or 0) >= MEASURABLE_MS]
     rows = sorted(rows, key=lambda r: -r["count"])[:limit]
     if not rows:
         return None
@@ -180,6 +203,9 @@ def lab_spawns(out: Path, events, bins) -> str | None:
               color=[_COLORS[2], _COLORS[3]])
     hist.set(title=f"Lab spawn durations (n={len(dur_s):,})", xlabel="seconds to ready",
              ylabel="labs")
+    from matplotlib.ticker import MaxNLocator
+
+    hist.yaxis.set_major_locator(MaxNLocator(integer=True))
     hist.legend(fontsize=8)
     start_s = (events.start_us[mask] - bins.t0_us) / 1e6
     if len(dur_s) <= 5000:
@@ -262,8 +288,8 @@ def engine_health(out: Path, bins, health: dict[str, Any] | None,
     fig, axes = _figure(h=5.5, rows=2, sharex=True)
     x, label = _time_x(bins)
     lag, cpu = axes[0, 0], axes[1, 0]
-    lag.plot(x, health["loop_lag_max_ms"], lw=1, color=_COLORS[1], label="max")
     lag.plot(x, health["loop_lag_p99_ms"], lw=1.2, color=_COLORS[0], label="p99")
+    lag.plot(x, health["loop_lag_max_ms"], lw=1, ls="--", color=_COLORS[1], label="max")
     lag.axhline(lag_limit, color=_COLORS[3], ls="--", lw=1,
                 label=f"client-bound threshold ({lag_limit:g} ms)")
     _log_if_wide(lag, np.concatenate([health["loop_lag_max_ms"], [lag_limit]]))

@@ -40,7 +40,7 @@ def grouped_sorted(group, values, n_groups: int):
 
 
 def group_quantiles(sorted_values, offsets, qs):
-    """Linear-interpolated quantiles (0..1) of every group: array (n_groups, len(qs)), NaN if empty."""
+    """Linear-interpolated quantiles (0..1) of every group: (n_groups, len(qs)), NaN if empty."""
     import numpy as np
 
     qs = np.asarray(qs, float)
@@ -136,7 +136,10 @@ def summary(events) -> list[dict[str, Any]]:
             "max_ms": _ms(maxima[g]), "mean_ms": _ms(means[g]),
             "cdf_ms": [_ms(v) for v in quant[g, len(PERCENTILES):]],
         })
-    rows.sort(key=lambda r: (r["flock"], -r["count"]))
+    # Per flock: the work first, busiest first; engine bookkeeping (start/stop) last.
+    rows.sort(key=lambda r: (r["flock"], r["operation"] in LIFECYCLE, -r["count"]))
+    for r in rows:
+        r["lifecycle"] = r["operation"] in LIFECYCLE
     return rows
 
 
