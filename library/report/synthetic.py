@@ -37,6 +37,8 @@ def write_run(
     all_failed: bool = False,
     client_bound: bool = False,
     chunk_rows: int = 1_000_000,
+    slowdown: float = 1.0,
+    project: str = "synthetic",
 ) -> Path:
     """Write a whole `ci/run`-shaped tree under `root` and return it."""
     import numpy as np
@@ -49,7 +51,7 @@ def write_run(
            f"    users: {monkeys}\n    duration: {int(duration_s)}\n")
     _write(root / "presets_applied", "scale_small\nsynthetic\n")
     _write(root / "variable_overrides.yaml", f"tests.scale.users: {monkeys}\n")
-    _write(root / "ci_run.yaml", "project: synthetic\nstep: test\n")
+    _write(root / "ci_run.yaml", f"project: {project}\nstep: test\n")
 
     end_us = _START_US + int(duration_s * 1e6)
     spawn = root / "000__prepare" / "000__nublado__spawn_lab"
@@ -65,7 +67,7 @@ def write_run(
         f"- name: {flock}\n  count: {monkeys // 3}\n  business:\n    type: {business}\n"
         for _, flock, business, _, _ in _SCALE_OPS))
     summary = _scale_events(scale / "events", rng, n_events, monkeys, duration_s, rate,
-                            chunk_rows)
+                            chunk_rows, slowdown)
     _health(scale / "health", rng, monkeys, duration_s, client_bound)
     summary.update(start=_iso(_START_US), end=_iso(end_us), duration_s=duration_s,
                    client_bound=client_bound,
@@ -180,14 +182,15 @@ def _events_simple(out, rng, operation, group, n, start_us, median_ms, rate, tar
                                 nrows.astype(np.int64)))
 
 
-def _scale_events(out, rng, n_events, monkeys, duration_s, rate, chunk_rows) -> dict:
+def _scale_events(out, rng, n_events, monkeys, duration_s, rate, chunk_rows,
+                  slowdown=1.0) -> dict:
     import numpy as np
     import pyarrow as pa
 
     ops = pa.array([o for o, *_ in _SCALE_OPS])
     flocks = pa.array([f for _, f, *_ in _SCALE_OPS])
     businesses = pa.array([b for _, _, b, *_ in _SCALE_OPS])
-    medians = np.array([m for *_, m, _ in _SCALE_OPS]) * 1000
+    medians = np.array([m for *_, m, _ in _SCALE_OPS]) * 1000 * slowdown
     shares = np.array([s for *_, s in _SCALE_OPS])
     names = [f"bot-{i}" for i in range(monkeys)]
     targets = ("",) + _TAP_TEMPLATES

@@ -311,19 +311,33 @@ def health_series(health, bins: Bins) -> dict[str, Any] | None:
 
 
 def sweep_rows(run) -> tuple[list[str], list[dict[str, Any]]]:
-    """(swept keys, one row per sweep point with its settings and per-operation p50/p95/success)."""
+    """(swept keys, one row per sweep point with its settings and per-operation p50/p95/success).
+
+    A point's metrics come from the events below its dir; a point without events (a step that
+    only calls toolbox commands) is measured by the durations of those commands. When a setting
+    ran more than once (a resumed sweep), the last green run of it is kept.
+    """
+    import json
+
     import numpy as np
 
     if not run.sweep:
         return [], []
-    keys = sorted({k for point in run.sweep for k in point.settings})
+    latest: dict[str, Any] = {}
+    for point in sorted(run.sweep, key=lambda p: p.path):
+        ident = json.dumps(point.settings, sort_keys=True, default=str)
+        kept = latest.get(ident)
+        if kept is None or point.exit_code == 0 or kept.exit_code != 0:
+            latest[ident] = point
+    points = sorted(latest.values(), key=lambda p: p.path)
+    keys = list(dict.fromkeys(k for point in points for k in point.settings))
     ev = run.events
     rows = []
-    for point in sorted(run.sweep, key=lambda p: p.path):
+    for point in points:
         row = {"path": point.path, "settings": point.settings, "finished": point.finished,
                "exit_code": point.exit_code, "operations": {}}
+        prefix = point.path + "/"
         if ev is not None and len(ev):
-            prefix = point.path + "/"
             inside = np.array([s == point.path or s.startswith(prefix)
                                for s in ev.source.categories], bool)
             mask = inside[ev.source.codes] if len(inside) else np.zeros(len(ev), bool)
@@ -332,8 +346,30 @@ def sweep_rows(run) -> tuple[list[str], list[dict[str, Any]]]:
                     continue
                 row["operations"][stat["key"]] = {
                     k: stat[k] for k in ("count", "success_pct", "p50_ms", "p95_ms", "p99_ms")}
+        if not row["operations"]:
+            row["operations"] = _command_stats(
+                [c for c in run.commands if c.path.startswith(prefix)])
         rows.append(row)
     return keys, rows
+
+
+def _command_stats(commands) -> dict[str, dict[str, Any]]:
+    """Per `group command`: count, success %, p50/p95/p99 of the call durations (ms)."""
+    import numpy as np
+
+    groups: dict[str, list] = {}
+    for c in commands:
+        groups.setdefault(f"{c.group} {c.command}", []).append(c)
+    out = {}
+    for name, calls in groups.items():
+        d = np.array([c.duration_s for c in calls if c.duration_s is not None], float) * 1000
+        ok = sum(c.status == "success" for c in calls)
+        p = np.percentile(d, [50, 95, 99]) if len(d) else [None] * 3
+        out[name] = {"count": len(calls), "success_pct": round(100.0 * ok / len(calls), 3),
+                     "p50_ms": _ms(p[0] * 1000) if len(d) else None,
+                     "p95_ms": _ms(p[1] * 1000) if len(d) else None,
+                     "p99_ms": _ms(p[2] * 1000) if len(d) else None}
+    return out
 
 
 def _subset(events, mask):
