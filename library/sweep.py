@@ -49,6 +49,8 @@ def sweep_keys(cfg) -> list[str]:
 def combinations(cfg) -> list[dict[str, Any]]:
     """Every combination of the swept values, as ``{key: value}`` in the order listed."""
     keys = sweep_keys(cfg)
+    if not keys:
+        return []
     values = [cfg.get_config(k) for k in keys]
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
