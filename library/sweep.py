@@ -42,7 +42,8 @@ def sweep_keys(cfg) -> list[str]:
         if not isinstance(value, list) or not value:
             raise ConfigError(
                 f"{SWEEP_KEY}: {key} is swept, so it must hold a non-empty list of values "
-                f"(it holds {value!r}); e.g. --var '{key}: [{value!r}]'")
+                f"(it holds {value!r}); e.g. --var '{key}: [{value!r}]'"
+            )
     return keys
 
 
@@ -143,8 +144,11 @@ def run_sweep(step_fn: Callable[[], Any]) -> dict[str, Any]:
                     step_fn()
                 except Exception as err:  # noqa: BLE001 - one failed combination, try the rest
                     code = err.exit_code if isinstance(err, UserError) else 1
-                    (here / "FAILURE").write_text(redact.redact_text(
-                        f"sweep {name} failed: {err}\n\n{traceback.format_exc()}"))
+                    (here / "FAILURE").write_text(
+                        redact.redact_text(
+                            f"sweep {name} failed: {err}\n\n{traceback.format_exc()}"
+                        )
+                    )
                     log.error("sweep: %s failed: %s", name, redact.redact_text(str(err)))
                     outcome["failed"].append(here.name)
                 except BaseException:
@@ -155,11 +159,14 @@ def run_sweep(step_fn: Callable[[], Any]) -> dict[str, Any]:
                     outcome["ran"].append(here.name)
                 (here / "exit_code").write_text(f"{code}\n")
                 (here / "FINISHED").write_text(
-                    dt.datetime.now(dt.UTC).isoformat(timespec="seconds") + "\n")
+                    dt.datetime.now(dt.UTC).isoformat(timespec="seconds") + "\n"
+                )
     finally:
         for key, value in originals.items():
             cfg.set_config(key, value, source="sweep:restore")
     if outcome["failed"]:
-        raise CheckFailed(f"sweep: {len(outcome['failed'])} of {len(combos)} combination(s) "
-                          f"failed: {', '.join(outcome['failed'])} (see their FAILURE files)")
+        raise CheckFailed(
+            f"sweep: {len(outcome['failed'])} of {len(combos)} combination(s) "
+            f"failed: {', '.join(outcome['failed'])} (see their FAILURE files)"
+        )
     return outcome

@@ -30,8 +30,12 @@ def post_mortem(run_dir: Path, /) -> dict:
     index = report.post_mortem(run_dir)
     stats = json.loads((index.parent / "stats.json").read_text())
     print(index)
-    return {"index": str(index), "events": stats["events"], "result": stats["result"],
-            "operations": len(stats["operations"])}
+    return {
+        "index": str(index),
+        "events": stats["events"],
+        "result": stats["result"],
+        "operations": len(stats["operations"]),
+    }
 
 
 @command
@@ -62,12 +66,16 @@ def compare(
     from library import env
     from library.report import compare as cmp
 
-    result = cmp.run(runs, threshold or [], against_history, env.artifact_dir() / "compare",
-                     db_path=db)
+    result = cmp.run(
+        runs, threshold or [], against_history, env.artifact_dir() / "compare", db_path=db
+    )
     print(result["text"])
     cmp.check(result)
-    return {"runs": result["runs"], "violations": len(result["violations"]),
-            "plots": result["plots"]}
+    return {
+        "runs": result["runs"],
+        "violations": len(result["violations"]),
+        "plots": result["plots"],
+    }
 
 
 @command(record=False)
@@ -94,9 +102,17 @@ def history(db: Path | None = None, project: str | None = None, last: int = 20) 
         ops = sorted(r["operations"].values(), key=lambda o: -(o["count"] or 0))[:3]
         parts = ", ".join(
             f"{o['key']} n={o['count']:,} {o['success_pct']:.1f}% p95={o['p95_ms'] or 0:,.0f}ms"
-            for o in ops)
-        print(f"{r['start'] or '?':<25} {r['project'] or '?':<14} "
-              f"[{','.join(r['presets'])}] {r['result'] or '?':<10} {parts}")
+            for o in ops
+        )
+        print(
+            f"{r['start'] or '?':<25} {r['project'] or '?':<14} "
+            f"[{','.join(r['presets'])}] {r['result'] or '?':<10} {parts}"
+        )
         print(f"{'':<25} {r['root']}")
-    return {"runs": [{k: v for k, v in r.items() if k != "operations"} | {
-        "operations": list(r["operations"].values())} for r in runs]}
+    return {
+        "runs": [
+            {k: v for k, v in r.items() if k != "operations"}
+            | {"operations": list(r["operations"].values())}
+            for r in runs
+        ]
+    }

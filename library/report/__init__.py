@@ -19,8 +19,9 @@ def post_mortem(run_dir: str | Path) -> Path:
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UserError(f"report post_mortem: {run_dir} is not a directory; "
-                        "pass an artifact directory")
+        raise UserError(
+            f"report post_mortem: {run_dir} is not a directory; pass an artifact directory"
+        )
     return build(run_dir)
 
 

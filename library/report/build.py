@@ -26,7 +26,7 @@ _PLOT_TITLES = {
 
 
 def build(run_dir: Path) -> Path:
-    """Write `run_dir/report/` and return its index.html; a broken part becomes a note on the page."""
+    """Write `run_dir/report/` and return its index.html; a broken part becomes a note there."""
     from library.report import parse
 
     out = run_dir / parse.REPORT_DIR_NAME
@@ -53,9 +53,18 @@ def _context(run, out: Path, problems: list[str]) -> dict[str, Any]:
 
     ev = run.events
     n_events = len(ev) if ev is not None else 0
-    context: dict[str, Any] = {"run": run, "n_events": n_events, "problems": problems,
-                               "summary": [], "plots": [], "errors": [], "notebooks": [],
-                               "tap": [], "sweep_keys": [], "sweep_rows": []}
+    context: dict[str, Any] = {
+        "run": run,
+        "n_events": n_events,
+        "problems": problems,
+        "summary": [],
+        "plots": [],
+        "errors": [],
+        "notebooks": [],
+        "tap": [],
+        "sweep_keys": [],
+        "sweep_rows": [],
+    }
     context["start"], context["end"] = run.start_end
     context["title"] = " · ".join(p for p in (run.project, run.step) if p) or run.root.name
     context["commands"] = _command_groups(run.commands)
@@ -76,33 +85,57 @@ def _context(run, out: Path, problems: list[str]) -> dict[str, Any]:
     h_hi = int(health["time_us"].max()) if health is not None else None
     empty = ev is None or not n_events
     bins = tables.time_bins(ev.start_us if ev is not None else _empty(), h_lo, h_hi)
-    thresholds = next((s.get("client_bound_thresholds") for s in run.summaries
-                       if isinstance(s.get("client_bound_thresholds"), dict)), None)
+    thresholds = next(
+        (
+            s.get("client_bound_thresholds")
+            for s in run.summaries
+            if isinstance(s.get("client_bound_thresholds"), dict)
+        ),
+        None,
+    )
     named: list[tuple[str, Any]] = []
     if not empty:
         context["summary"] = attempt("summary table", tables.summary, ev) or []
         ops = tables.plotted_operations(ev)
         series = attempt("series over time", tables.over_time, ev, bins, ops) or {}
-        named.append(("active_monkeys", lambda: plots.active_monkeys(
-            out, bins, tables.active_monkeys(run, bins))))
+        named.append(
+            (
+                "active_monkeys",
+                lambda: plots.active_monkeys(out, bins, tables.active_monkeys(run, bins)),
+            )
+        )
         named.append(("ops_rate", lambda: plots.ops_rate(out, bins, series)))
         named.append(("latency_over_time", lambda: plots.latency_over_time(out, bins, series)))
         named.append(("latency_cdf", lambda: plots.latency_cdf(out, context["summary"])))
-        named.append(("failures_over_time", lambda: plots.failures_over_time(
-            out, bins, *tables.failures_by_class(ev, bins))))
+        named.append(
+            (
+                "failures_over_time",
+                lambda: plots.failures_over_time(out, bins, *tables.failures_by_class(ev, bins)),
+            )
+        )
         named.append(("lab_spawns", lambda: plots.lab_spawns(out, ev, bins)))
-        context["notebooks"] = attempt("notebook table", tables.by_target, ev,
-                                       ("notebook", "cell")) or []
-        named.append(("slowest_notebooks", lambda: plots.slowest_notebooks(
-            out, context["notebooks"])))
+        context["notebooks"] = (
+            attempt("notebook table", tables.by_target, ev, ("notebook", "cell")) or []
+        )
+        named.append(
+            ("slowest_notebooks", lambda: plots.slowest_notebooks(out, context["notebooks"]))
+        )
         context["tap"] = attempt("TAP table", tables.by_target, ev, ("tap_query",)) or []
         named.append(("tap_templates", lambda: plots.tap_templates(out, context["tap"])))
         context["errors"] = attempt("error table", tables.error_table, ev) or []
     elif health is not None:
-        named.append(("active_monkeys", lambda: plots.active_monkeys(
-            out, bins, tables.active_monkeys(run, bins))))
-    named.append(("engine_health", lambda: plots.engine_health(
-        out, bins, tables.health_series(health, bins), thresholds)))
+        named.append(
+            (
+                "active_monkeys",
+                lambda: plots.active_monkeys(out, bins, tables.active_monkeys(run, bins)),
+            )
+        )
+    named.append(
+        (
+            "engine_health",
+            lambda: plots.engine_health(out, bins, tables.health_series(health, bins), thresholds),
+        )
+    )
     keys, rows = attempt("sweep table", tables.sweep_rows, run) or ([], [])
     context["sweep_keys"], context["sweep_rows"] = keys, rows
     named.append(("sweep", lambda: plots.sweep(out, keys, rows)))
@@ -129,11 +162,16 @@ def _command_groups(commands) -> list[dict[str, Any]]:
     rows = []
     for name, calls in groups.items():
         d = np.array([c.duration_s for c in calls if c.duration_s is not None], float)
-        rows.append({"name": name, "count": len(calls),
-                     "failed": sum(c.status != "success" for c in calls),
-                     "median_s": float(np.median(d)) if len(d) else None,
-                     "max_s": float(d.max()) if len(d) else None,
-                     "total_s": float(d.sum()) if len(d) else None})
+        rows.append(
+            {
+                "name": name,
+                "count": len(calls),
+                "failed": sum(c.status != "success" for c in calls),
+                "median_s": float(np.median(d)) if len(d) else None,
+                "max_s": float(d.max()) if len(d) else None,
+                "total_s": float(d.sum()) if len(d) else None,
+            }
+        )
     return rows
 
 
@@ -153,7 +191,9 @@ def _render(context: dict[str, Any]) -> str:
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-        autoescape=True, undefined=jinja2.StrictUndefined)
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
     return env.get_template("index.html.j2").render(num=_num, **context)
 
 
@@ -162,9 +202,15 @@ def _write_stats(run, context: dict[str, Any], path: Path) -> None:
     stats = {
         "version": 1,
         "root": str(run.root),
-        "project": run.project, "step": run.step, "presets": run.presets,
-        "overrides": run.overrides, "start": context["start"], "end": context["end"],
-        "result": run.result, "exit_code": run.exit_code, "events": context["n_events"],
+        "project": run.project,
+        "step": run.step,
+        "presets": run.presets,
+        "overrides": run.overrides,
+        "start": context["start"],
+        "end": context["end"],
+        "result": run.result,
+        "exit_code": run.exit_code,
+        "events": context["n_events"],
         "client_bound": bool(run.client_bound),
         "operations": context["summary"],
         "commands": context["commands"],

@@ -12,9 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_METRIC_NAMES = {"success_pct": "success_pct", "success": "success_pct", "p50": "p50_ms",
-                 "p95": "p95_ms", "p99": "p99_ms", "p50_ms": "p50_ms", "p95_ms": "p95_ms",
-                 "p99_ms": "p99_ms"}
+_METRIC_NAMES = {
+    "success_pct": "success_pct",
+    "success": "success_pct",
+    "p50": "p50_ms",
+    "p95": "p95_ms",
+    "p99": "p99_ms",
+    "p50_ms": "p50_ms",
+    "p95_ms": "p95_ms",
+    "p99_ms": "p99_ms",
+}
 TABLE_METRICS = ("success_pct", "p50_ms", "p95_ms")
 
 
@@ -46,7 +53,8 @@ def parse_thresholds(texts: list[str]) -> list[Threshold]:
             raise UserError(
                 f"--threshold {text!r}: expected METRIC=PCT or OPERATION.METRIC=PCT with METRIC "
                 "one of p50, p95, p99, success_pct and PCT a number >= 0 (e.g. p95=20, "
-                "tap_query.p95=10, success_pct=1)")
+                "tap_query.p95=10, success_pct=1)"
+            )
         out.append(Threshold(op or None, _METRIC_NAMES[metric], limit, text))
     return out
 
@@ -88,10 +96,18 @@ def compare(runs: list[dict[str, Any]], thresholds: list[Threshold]) -> dict[str
                 applying.sort(key=lambda t: t.operation is None)
                 t = applying[0] if applying else None
                 bad = t is not None and exceeded(t, d)
-                row = {"run": index, "key": key, "metric": metric, "base": bv, "new": nv,
-                       "delta": d, "threshold": t.text if t else None, "exceeded": bad,
-                       "base_count": b.get("count") if b else 0,
-                       "new_count": n.get("count") if n else 0}
+                row = {
+                    "run": index,
+                    "key": key,
+                    "metric": metric,
+                    "base": bv,
+                    "new": nv,
+                    "delta": d,
+                    "threshold": t.text if t else None,
+                    "exceeded": bad,
+                    "base_count": b.get("count") if b else 0,
+                    "new_count": n.get("count") if n else 0,
+                }
                 rows.append(row)
                 if bad:
                     violations.append(row)
@@ -111,7 +127,8 @@ def render_table(result: dict[str, Any]) -> str:
         lines.append(f"run {index}: {root}")
         lines.append(f"  vs base: {result['runs'][0]}")
         header = f"  {'operation':<34} {'count':>14}" + "".join(
-            f" {m.replace('_ms', '').replace('_pct', ' %'):>28}" for m in TABLE_METRICS)
+            f" {m.replace('_ms', '').replace('_pct', ' %'):>28}" for m in TABLE_METRICS
+        )
         lines.append(header)
         by_key: dict[str, dict[str, dict]] = {}
         for r in result["rows"]:
@@ -138,8 +155,10 @@ def render_table(result: dict[str, Any]) -> str:
 def _violation_text(v: dict[str, Any]) -> str:
     metric = v["metric"].replace("_ms", "")
     unit = " points" if v["metric"] == "success_pct" else " %"
-    return (f"{v['key']} {metric}: {_fmt(v['base'])} -> {_fmt(v['new'])} "
-            f"({v['delta']:+.1f}{unit}), threshold {v['threshold']}")
+    return (
+        f"{v['key']} {metric}: {_fmt(v['base'])} -> {_fmt(v['new'])} "
+        f"({v['delta']:+.1f}{unit}), threshold {v['threshold']}"
+    )
 
 
 def check(result: dict[str, Any]) -> None:
@@ -149,8 +168,10 @@ def check(result: dict[str, Any]) -> None:
     if result["violations"]:
         first = result["violations"][0]
         more = len(result["violations"]) - 1
-        raise CheckFailed(f"regression: {_violation_text(first)}"
-                          + (f" (and {more} more; see compare/compare.txt)" if more else ""))
+        raise CheckFailed(
+            f"regression: {_violation_text(first)}"
+            + (f" (and {more} more; see compare/compare.txt)" if more else "")
+        )
 
 
 def plots(out: Path, runs: list[dict[str, Any]], limit: int = 8) -> list[str]:
@@ -183,15 +204,27 @@ def plots(out: Path, runs: list[dict[str, Any]], limit: int = 8) -> list[str]:
         yy = y + (i - (len(runs) - 1) / 2) * height
         lat.barh(yy, p95, height=height, color=color, alpha=0.35)
         lat.barh(yy, p50, height=height * 0.6, color=color, label=labels[i])
-        succ.barh(yy, [np.nan if v is None else v for v in sp], height=height, color=color,
-                  label=labels[i])
+        succ.barh(
+            yy,
+            [np.nan if v is None else v for v in sp],
+            height=height,
+            color=color,
+            label=labels[i],
+        )
     lat.set_yticks(y, [k[-40:] for k in keys], fontsize=8)
     succ.set_yticks(y, [""] * len(keys))
     lat.set_xscale("log")
     lat.set(title="Latency per operation (solid p50, light p95)", xlabel="ms (log scale)")
     succ.set(title="Success per operation", xlabel="success (%)")
-    lo = min([v for ops in ops_per_run for v in
-              (r.get("success_pct") for r in ops.values()) if v is not None] or [0])
+    lo = min(
+        [
+            v
+            for ops in ops_per_run
+            for v in (r.get("success_pct") for r in ops.values())
+            if v is not None
+        ]
+        or [0]
+    )
     succ.set_xlim(max(0.0, lo - 5), 100.5)
     for ax in (lat, succ):
         ax.invert_yaxis()
@@ -199,8 +232,9 @@ def plots(out: Path, runs: list[dict[str, Any]], limit: int = 8) -> list[str]:
     lat.legend(fontsize=8, loc="lower right")
     files.append(_save(fig, out, "compare_percentiles.png"))
     # CDF overlays, from the 101 quantiles stats.json keeps per operation.
-    with_cdf = [k for k in keys if sum(bool(ops.get(k, {}).get("cdf_ms")) for ops in
-                                       ops_per_run) >= 2]
+    with_cdf = [
+        k for k in keys if sum(bool(ops.get(k, {}).get("cdf_ms")) for ops in ops_per_run) >= 2
+    ]
     if with_cdf:
         cols = 2 if len(with_cdf) > 1 else 1
         rows_n = (len(with_cdf) + cols - 1) // cols
@@ -210,10 +244,14 @@ def plots(out: Path, runs: list[dict[str, Any]], limit: int = 8) -> list[str]:
             for i, ops in enumerate(ops_per_run):
                 cdf = ops.get(key, {}).get("cdf_ms")
                 if cdf:
-                    v = np.maximum(np.array([np.nan if x is None else x for x in cdf], float),
-                                   1e-3)
-                    ax.plot(v, np.linspace(0, 1, len(v)), color=_COLORS[i % len(_COLORS)],
-                            lw=1.4, label=labels[i])
+                    v = np.maximum(np.array([np.nan if x is None else x for x in cdf], float), 1e-3)
+                    ax.plot(
+                        v,
+                        np.linspace(0, 1, len(v)),
+                        color=_COLORS[i % len(_COLORS)],
+                        lw=1.4,
+                        label=labels[i],
+                    )
             ax.set_xscale("log")
             ax.set(title=key, xlabel="latency (ms, log)", ylabel="fraction ≤ x", ylim=(0, 1.01))
             ax.grid(alpha=0.3, which="both")
@@ -231,8 +269,13 @@ def _run_label(stats: dict[str, Any], index: int) -> str:
     return f"{'base' if index == 0 else f'run {index}'}: {name[:40]}"
 
 
-def run(paths: list[str | Path], thresholds: list[str], against_history: int | None,
-        out: Path, db_path: str | Path | None = None) -> dict[str, Any]:
+def run(
+    paths: list[str | Path],
+    thresholds: list[str],
+    against_history: int | None,
+    out: Path,
+    db_path: str | Path | None = None,
+) -> dict[str, Any]:
     """Load, compare, write `out/compare.{txt,json}` and the plots; raise on a regression."""
     import json
 
@@ -242,8 +285,10 @@ def run(paths: list[str | Path], thresholds: list[str], against_history: int | N
 
     parsed = parse_thresholds(thresholds)
     if against_history is None and len(paths) < 2:
-        raise UserError("report compare: give two or more run directories (the first is the "
-                        "base), or one run and --against-history N")
+        raise UserError(
+            "report compare: give two or more run directories (the first is the "
+            "base), or one run and --against-history N"
+        )
     runs = [load(p) for p in paths]
     if against_history is not None:
         if len(runs) != 1:

@@ -63,8 +63,10 @@ def _connect(db_path: str | Path | None, *, create: bool):
 
     path = Path(db_path) if db_path else default_path()
     if not create and not path.is_file():
-        raise UserError(f"history {path}: no such database; runs are recorded there by ci/run "
-                        f"(set ${ENV_VAR} or pass --db)")
+        raise UserError(
+            f"history {path}: no such database; runs are recorded there by ci/run "
+            f"(set ${ENV_VAR} or pass --db)"
+        )
     try:
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,27 +97,49 @@ def record(run_dir: Path, db_path: str | Path | None = None) -> int | None:
             cur = db.execute(
                 "INSERT INTO runs (root, project, step, presets, start, end_time, result, events,"
                 " client_bound, recorded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (root, stats.get("project"), stats.get("step"),
-                 json.dumps(list(stats.get("presets") or [])), stats.get("start"),
-                 stats.get("end"), stats.get("result"), int(stats.get("events") or 0),
-                 int(bool(stats.get("client_bound"))),
-                 dt.datetime.now(dt.UTC).isoformat(timespec="seconds")))
+                (
+                    root,
+                    stats.get("project"),
+                    stats.get("step"),
+                    json.dumps(list(stats.get("presets") or [])),
+                    stats.get("start"),
+                    stats.get("end"),
+                    stats.get("result"),
+                    int(stats.get("events") or 0),
+                    int(bool(stats.get("client_bound"))),
+                    dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                ),
+            )
             run_id = int(cur.lastrowid)
             db.executemany(
                 "INSERT INTO operations (run_id, key, flock, operation, count, failures,"
                 " success_pct, p50_ms, p95_ms, p99_ms, max_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [(run_id, key, str(r.get("flock") or ""), str(r.get("operation") or ""),
-                  *(r.get(f) for f in _OP_FIELDS)) for key, r in ops.items()])
+                [
+                    (
+                        run_id,
+                        key,
+                        str(r.get("flock") or ""),
+                        str(r.get("operation") or ""),
+                        *(r.get(f) for f in _OP_FIELDS),
+                    )
+                    for key, r in ops.items()
+                ],
+            )
     finally:
         db.close()
-    log.info("history: recorded %s (%d operations) in %s", run_dir, len(ops),
-             db_path or default_path())
+    log.info(
+        "history: recorded %s (%d operations) in %s", run_dir, len(ops), db_path or default_path()
+    )
     return run_id
 
 
-def recent(db_path: str | Path | None = None, project: str | None = None,
-           presets: list[str] | None = None, last: int = 20,
-           exclude_root: str | Path | None = None) -> list[dict[str, Any]]:
+def recent(
+    db_path: str | Path | None = None,
+    project: str | None = None,
+    presets: list[str] | None = None,
+    last: int = 20,
+    exclude_root: str | Path | None = None,
+) -> list[dict[str, Any]]:
     """The last `last` runs, newest first, each with its operations keyed by `flock/operation`."""
     db = _connect(db_path, create=False)
     try:
@@ -129,20 +153,43 @@ def recent(db_path: str | Path | None = None, project: str | None = None,
         if exclude_root is not None:
             where.append("root != ?")
             args.append(str(Path(exclude_root).resolve()))
-        sql = ("SELECT id, root, project, step, presets, start, end_time, result, events,"
-               " client_bound FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY start DESC, id DESC LIMIT ?")
+        sql = (
+            "SELECT id, root, project, step, presets, start, end_time, result, events,"
+            " client_bound FROM runs"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY start DESC, id DESC LIMIT ?"
+        )
         runs = []
         for row in db.execute(sql, (*args, int(last))).fetchall():
-            run = dict(zip(("id", "root", "project", "step", "presets", "start", "end",
-                            "result", "events", "client_bound"), row, strict=True))
+            run = dict(
+                zip(
+                    (
+                        "id",
+                        "root",
+                        "project",
+                        "step",
+                        "presets",
+                        "start",
+                        "end",
+                        "result",
+                        "events",
+                        "client_bound",
+                    ),
+                    row,
+                    strict=True,
+                )
+            )
             run["presets"] = json.loads(run["presets"])
             run["client_bound"] = bool(run["client_bound"])
             run["operations"] = {
                 op[0]: dict(zip(("key", "flock", "operation", *_OP_FIELDS), op, strict=True))
                 for op in db.execute(
-                    "SELECT key, flock, operation, " + ", ".join(_OP_FIELDS)
-                    + " FROM operations WHERE run_id = ? ORDER BY key", (run["id"],))}
+                    "SELECT key, flock, operation, "
+                    + ", ".join(_OP_FIELDS)
+                    + " FROM operations WHERE run_id = ? ORDER BY key",
+                    (run["id"],),
+                )
+            }
             runs.append(run)
         return runs
     finally:
@@ -159,23 +206,35 @@ def baseline(stats: dict[str, Any], n: int, db_path: str | Path | None = None) -
         raise UserError(f"--against-history {n}: give at least 1 run")
     project, presets = stats.get("project"), list(stats.get("presets") or [])
     if not project:
-        raise UserError(f"{stats.get('root')}: the run names no project, so it has no history "
-                        "to compare with; compare it with another run directory")
-    runs = recent(db_path, project=project, presets=presets, last=n,
-                  exclude_root=stats.get("root"))
+        raise UserError(
+            f"{stats.get('root')}: the run names no project, so it has no history "
+            "to compare with; compare it with another run directory"
+        )
+    runs = recent(db_path, project=project, presets=presets, last=n, exclude_root=stats.get("root"))
     label = f"{project} [{', '.join(presets) or 'no presets'}]"
     if not runs:
-        raise UserError(f"history: no earlier run of {label} in "
-                        f"{db_path or default_path()}; record some with ci/run first")
+        raise UserError(
+            f"history: no earlier run of {label} in "
+            f"{db_path or default_path()}; record some with ci/run first"
+        )
     keys = sorted({k for r in runs for k in r["operations"]})
     rows = []
     for key in keys:
         present = [r["operations"][key] for r in runs if key in r["operations"]]
-        row = {"key": key, "flock": present[0]["flock"], "operation": present[0]["operation"],
-               "runs": len(present)}
+        row = {
+            "key": key,
+            "flock": present[0]["flock"],
+            "operation": present[0]["operation"],
+            "runs": len(present),
+        }
         for field in _OP_FIELDS:
             values = [p[field] for p in present if p[field] is not None]
             row[field] = float(np.median(values)) if values else None
         rows.append(row)
-    return {"root": f"median of the last {len(runs)} run(s) of {label}", "project": project,
-            "presets": presets, "operations": rows, "history_runs": [r["root"] for r in runs]}
+    return {
+        "root": f"median of the last {len(runs)} run(s) of {label}",
+        "project": project,
+        "presets": presets,
+        "operations": rows,
+        "history_runs": [r["root"] for r in runs],
+    }

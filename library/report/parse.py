@@ -17,8 +17,15 @@ REPORT_DIR_NAME = "report"
 # Columns the report needs; `monkey`, `business` and `shard` are left on disk to save memory.
 _NUMERIC = ("start_us", "duration_us", "rows")
 _CATEGORICAL = ("flock", "operation", "target", "error_class")
-_HEALTH = ("time_us", "loop_lag_max_ms", "loop_lag_p99_ms", "cpu_percent", "rss_bytes",
-           "active_monkeys", "shard")
+_HEALTH = (
+    "time_us",
+    "loop_lag_max_ms",
+    "loop_lag_p99_ms",
+    "cpu_percent",
+    "rss_bytes",
+    "active_monkeys",
+    "shard",
+)
 
 
 @dataclass
@@ -143,7 +150,8 @@ class Run:
         if self.exit_code is not None:
             return "success" if self.exit_code == 0 else f"failure (exit code {self.exit_code})"
         if any(c.status != "success" for c in self.commands) or any(
-                s["status"] != "success" for s in self.steps):
+            s["status"] != "success" for s in self.steps
+        ):
             return "failure"
         if self.steps:
             # A ci/run tree whose steps are over but whose exit_code is not written yet: the
@@ -183,8 +191,14 @@ def read_run(root: str | os.PathLike[str]) -> Run:
         if "settings.yaml" in names and here != root:
             settings = _yaml(run, here / "settings.yaml")
             if isinstance(settings, dict):
-                run.sweep.append(SweepPoint(_rel(root, here), settings, "FINISHED" in names,
-                                            _int_file(here / "exit_code")))
+                run.sweep.append(
+                    SweepPoint(
+                        _rel(root, here),
+                        settings,
+                        "FINISHED" in names,
+                        _int_file(here / "exit_code"),
+                    )
+                )
     _read_root(run)
     run.events = read_events(run, event_files)
     run.health = read_health(run, health_files)
@@ -229,19 +243,21 @@ def _read_command(run: Run, here: Path) -> None:
     failure = here / "FAILURE"
     log = here / "log.txt"
     duration = data.get("duration_s")
-    run.commands.append(Command(
-        path=rel,
-        group=str(data.get("group") or ""),
-        command=str(data.get("command") or ""),
-        suffix=str(data.get("suffix") or ""),
-        status=str(data.get("status") or "unknown"),
-        start=data.get("start"),
-        end=data.get("end"),
-        duration_s=float(duration) if isinstance(duration, int | float) else None,
-        error=data.get("error"),
-        failure_file=f"{rel}/FAILURE".lstrip("/") if failure.exists() else None,
-        log_file=f"{rel}/log.txt".lstrip("/") if log.exists() else None,
-    ))
+    run.commands.append(
+        Command(
+            path=rel,
+            group=str(data.get("group") or ""),
+            command=str(data.get("command") or ""),
+            suffix=str(data.get("suffix") or ""),
+            status=str(data.get("status") or "unknown"),
+            start=data.get("start"),
+            end=data.get("end"),
+            duration_s=float(duration) if isinstance(duration, int | float) else None,
+            error=data.get("error"),
+            failure_file=f"{rel}/FAILURE".lstrip("/") if failure.exists() else None,
+            log_file=f"{rel}/log.txt".lstrip("/") if log.exists() else None,
+        )
+    )
 
 
 _STEP_NAMES = ("prepare", "test", "cleanup")
@@ -257,8 +273,11 @@ def _read_root(run: Run) -> None:
         except OSError as err:
             run.problems.append(f"presets_applied: {err}")
             text = ""
-        run.presets = [line.strip().lstrip("- ").strip() for line in text.splitlines()
-                       if line.strip() and not line.lstrip().startswith("#")]
+        run.presets = [
+            line.strip().lstrip("- ").strip()
+            for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
     overrides = root / "variable_overrides.yaml"
     if overrides.exists():
         data = _yaml(run, overrides)
@@ -281,9 +300,11 @@ def _read_root(run: Run) -> None:
                 by_dir = {s["dir"]: s for s in run.steps}
                 for r in info["step_results"]:
                     if isinstance(r, dict) and r.get("dir") in by_dir:
-                        by_dir[r["dir"]].update(status=r.get("status") or "unknown",
-                                                error=r.get("error"),
-                                                duration_s=r.get("duration_s"))
+                        by_dir[r["dir"]].update(
+                            status=r.get("status") or "unknown",
+                            error=r.get("error"),
+                            duration_s=r.get("duration_s"),
+                        )
     run.project, run.step = _identity(run)
 
 
@@ -292,14 +313,22 @@ def _steps(root: Path) -> list[dict[str, Any]]:
     steps = []
     for child in sorted(root.iterdir()):
         parts = child.name.split("__", 1)
-        if not (child.is_dir() and len(parts) == 2 and parts[0].isdigit()
-                and parts[1] in _STEP_NAMES):
+        if not (
+            child.is_dir() and len(parts) == 2 and parts[0].isdigit() and parts[1] in _STEP_NAMES
+        ):
             continue
         failed = (child / "FAILURE").exists() or any(
-            _int_file(p) not in (0, None) for p in child.glob("*/exit_code"))
-        steps.append({"name": parts[1], "dir": child.name,
-                      "status": "failure" if failed else "success", "error": None,
-                      "duration_s": None})
+            _int_file(p) not in (0, None) for p in child.glob("*/exit_code")
+        )
+        steps.append(
+            {
+                "name": parts[1],
+                "dir": child.name,
+                "status": "failure" if failed else "success",
+                "error": None,
+                "duration_s": None,
+            }
+        )
     return steps
 
 
@@ -390,8 +419,9 @@ def read_events(run: Run, files: list[Path]) -> Events:
             present = set(pf.schema_arrow.names)
             missing = {"start_us", "duration_us"} - present
             if missing:
-                run.problems.append(f"{_rel(run.root, path)}: no column {sorted(missing)[0]}; "
-                                    "not an events file")
+                run.problems.append(
+                    f"{_rel(run.root, path)}: no column {sorted(missing)[0]}; not an events file"
+                )
                 continue
             wanted = [c for c in (*_NUMERIC, "success", *_CATEGORICAL) if c in present]
             table = pf.read(columns=wanted)
@@ -407,12 +437,16 @@ def read_events(run: Run, files: list[Path]) -> Events:
                 numeric[name].append(col.to_numpy().astype(np.int64, copy=False))
             else:
                 numeric[name].append(np.full(n, -1 if name == "rows" else 0, np.int64))
-        ok = (pc.fill_null(table["success"], False).to_numpy(zero_copy_only=False)
-              if "success" in present else np.ones(n, bool))
+        ok = (
+            pc.fill_null(table["success"], False).to_numpy(zero_copy_only=False)
+            if "success" in present
+            else np.ones(n, bool)
+        )
         success.append(ok)
         for name in _CATEGORICAL:
-            categorical[name].append(_global_codes(
-                table[name] if name in present else None, n, merged[name]))
+            categorical[name].append(
+                _global_codes(table[name] if name in present else None, n, merged[name])
+            )
         command_dir = path.parent.parent
         source_names.append(_rel(run.root, command_dir))
         sources.append(np.full(n, len(source_names) - 1, np.int32))
@@ -437,8 +471,9 @@ def read_events(run: Run, files: list[Path]) -> Events:
         operation=cat("operation"),
         target=cat("target"),
         error_class=cat("error_class"),
-        source=Categorical(np.concatenate(sources) if sources else np.zeros(0, np.int32),
-                           source_names),
+        source=Categorical(
+            np.concatenate(sources) if sources else np.zeros(0, np.int32), source_names
+        ),
         error_examples=examples,
     )
 
@@ -462,7 +497,9 @@ def _global_codes(column, n: int, merged: dict[str, int]):
         indices = pc.fill_null(indices, len(dictionary) - 1)
     mapping = np.fromiter(
         (merged.setdefault("" if v is None else str(v), len(merged)) for v in dictionary),
-        np.int32, len(dictionary))
+        np.int32,
+        len(dictionary),
+    )
     local = indices.to_numpy(zero_copy_only=False)
     return mapping[local] if len(mapping) else np.zeros(n, np.int32)
 
@@ -511,7 +548,8 @@ def read_health(run: Run, files: list[Path]) -> dict[str, Any] | None:
         for name in _HEALTH:
             if name in table.column_names:
                 parts[name].append(
-                    table[name].to_numpy().astype(np.float64 if name != "time_us" else np.int64))
+                    table[name].to_numpy().astype(np.float64 if name != "time_us" else np.int64)
+                )
             else:
                 parts[name].append(np.full(table.num_rows, np.nan if name != "shard" else 0.0))
     if not parts["time_us"]:

@@ -15,8 +15,18 @@ from typing import Any
 LOOP_LAG_THRESHOLD_MS = 100.0
 CPU_THRESHOLD_PERCENT = 90.0
 _DPI = 100
-_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-           "#7f7f7f", "#bcbd22", "#17becf")
+_COLORS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 
 
 def _figure(w: float = 10, h: float = 4.2, rows: int = 1, cols: int = 1, **kw):
@@ -101,8 +111,15 @@ def ops_rate(out: Path, bins, series: dict[str, dict[str, Any]]) -> str | None:
     ok_ax.set(title=f"Successful operations per second ({bins.width_s} s bins)", ylabel="ops/s")
     fail_ax.set(title="Failed operations per second", xlabel=label, ylabel="failures/s")
     if not fail_ax.lines:
-        fail_ax.text(0.5, 0.5, "no failures", ha="center", va="center",
-                     transform=fail_ax.transAxes, color="#2ca02c")
+        fail_ax.text(
+            0.5,
+            0.5,
+            "no failures",
+            ha="center",
+            va="center",
+            transform=fail_ax.transAxes,
+            color="#2ca02c",
+        )
     for ax in (ok_ax, fail_ax):
         ax.grid(alpha=0.3)
         if ax.lines:
@@ -113,8 +130,11 @@ def ops_rate(out: Path, bins, series: dict[str, dict[str, Any]]) -> str | None:
 def latency_over_time(out: Path, bins, series: dict[str, dict[str, Any]]) -> str | None:
     import numpy as np
 
-    ops = [op for op, s in series.items()
-           if np.isfinite(s["p99"]).any() and np.nanmax(s["p99"]) >= MEASURABLE_MS]
+    ops = [
+        op
+        for op, s in series.items()
+        if np.isfinite(s["p99"]).any() and np.nanmax(s["p99"]) >= MEASURABLE_MS
+    ]
     if not ops:
         return None
     cols = 2 if len(ops) > 1 else 1
@@ -125,8 +145,7 @@ def latency_over_time(out: Path, bins, series: dict[str, dict[str, Any]]) -> str
         ax = axes[i // cols, i % cols]
         s = series[op]
         for p, style in (("p50", "-"), ("p95", "--"), ("p99", ":")):
-            ax.plot(x, s[p], style, label=p, color=_COLORS[i % len(_COLORS)],
-                    **_line_style(s[p]))
+            ax.plot(x, s[p], style, label=p, color=_COLORS[i % len(_COLORS)], **_line_style(s[p]))
         _log_if_wide(ax, np.concatenate([s["p50"], s["p99"]]), ratio=20)
         ax.set(title=op, ylabel="latency (ms)")
         ax.grid(alpha=0.3, which="both")
@@ -144,8 +163,13 @@ def latency_cdf(out: Path, summary_rows: list[dict[str, Any]], limit: int = 10) 
 
     from library.report.tables import LIFECYCLE
 
-    rows = [r for r in summary_rows if r["operation"] not in LIFECYCLE and r["count"] > 1
-            and (r["p99_ms"] or 0) >= MEASURABLE_MS]
+    rows = [
+        r
+        for r in summary_rows
+        if r["operation"] not in LIFECYCLE
+        and r["count"] > 1
+        and (r["p99_ms"] or 0) >= MEASURABLE_MS
+    ]
     rows = sorted(rows, key=lambda r: -r["count"])[:limit]
     if not rows:
         return None
@@ -154,11 +178,20 @@ def latency_cdf(out: Path, summary_rows: list[dict[str, Any]], limit: int = 10) 
     for i, r in enumerate(rows):
         values = np.array([np.nan if v is None else v for v in r["cdf_ms"]], float)
         values = np.maximum(values, 1e-3)
-        ax.plot(values, np.linspace(0, 1, len(values)), lw=1.5, color=_COLORS[i % len(_COLORS)],
-                label=f"{r['key']} (n={r['count']:,})")
+        ax.plot(
+            values,
+            np.linspace(0, 1, len(values)),
+            lw=1.5,
+            color=_COLORS[i % len(_COLORS)],
+            label=f"{r['key']} (n={r['count']:,})",
+        )
     ax.set_xscale("log")
-    ax.set(title="Latency distribution (CDF)", xlabel="latency (ms, log scale)",
-           ylabel="fraction of operations ≤ x", ylim=(0, 1.01))
+    ax.set(
+        title="Latency distribution (CDF)",
+        xlabel="latency (ms, log scale)",
+        ylabel="fraction of operations ≤ x",
+        ylim=(0, 1.01),
+    )
     for q in (0.5, 0.95, 0.99):
         ax.axhline(q, color="#999", lw=0.6, ls=":")
     ax.grid(alpha=0.3, which="both")
@@ -177,11 +210,21 @@ def failures_over_time(out: Path, bins, names: list[str], counts) -> str | None:
     width = (x[1] - x[0]) if len(x) > 1 else 1.0
     bottom = np.zeros(bins.n)
     for i, name in enumerate(names):
-        ax.bar(x, counts[i], width=width, bottom=bottom, label=f"{name} ({int(counts[i].sum()):,})",
-               color=_COLORS[(i + 3) % len(_COLORS)], linewidth=0)
+        ax.bar(
+            x,
+            counts[i],
+            width=width,
+            bottom=bottom,
+            label=f"{name} ({int(counts[i].sum()):,})",
+            color=_COLORS[(i + 3) % len(_COLORS)],
+            linewidth=0,
+        )
         bottom += counts[i]
-    ax.set(title=f"Failures over time by error class ({bins.width_s} s bins)", xlabel=label,
-           ylabel="failures per bin")
+    ax.set(
+        title=f"Failures over time by error class ({bins.width_s} s bins)",
+        xlabel=label,
+        ylabel="failures per bin",
+    )
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8, loc="upper left")
     return _save(fig, out, "failures_over_time.png")
@@ -199,10 +242,16 @@ def lab_spawns(out: Path, events, bins) -> str | None:
     fig, axes = _figure(w=11, h=3.8, cols=2)
     hist, at = axes[0, 0], axes[0, 1]
     edges = np.histogram_bin_edges(dur_s, bins=min(40, max(5, int(np.sqrt(len(dur_s))))))
-    hist.hist([dur_s[ok], dur_s[~ok]], bins=edges, stacked=True, label=["ready", "failed"],
-              color=[_COLORS[2], _COLORS[3]])
-    hist.set(title=f"Lab spawn durations (n={len(dur_s):,})", xlabel="seconds to ready",
-             ylabel="labs")
+    hist.hist(
+        [dur_s[ok], dur_s[~ok]],
+        bins=edges,
+        stacked=True,
+        label=["ready", "failed"],
+        color=[_COLORS[2], _COLORS[3]],
+    )
+    hist.set(
+        title=f"Lab spawn durations (n={len(dur_s):,})", xlabel="seconds to ready", ylabel="labs"
+    )
     from matplotlib.ticker import MaxNLocator
 
     hist.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -214,8 +263,11 @@ def lab_spawns(out: Path, events, bins) -> str | None:
         at.legend(fontsize=8)
     else:
         at.hexbin(start_s, dur_s, gridsize=40, mincnt=1, cmap="viridis")
-    at.set(title="Spawn duration by start time", xlabel="start (s since run start)",
-           ylabel="seconds to ready")
+    at.set(
+        title="Spawn duration by start time",
+        xlabel="start (s since run start)",
+        ylabel="seconds to ready",
+    )
     for ax in (hist, at):
         ax.grid(alpha=0.3)
     return _save(fig, out, "lab_spawns.png")
@@ -239,14 +291,20 @@ def _bars(ax, rows, title: str, limit: int) -> None:
 
 
 def _short(text: str, n: int) -> str:
-    return text if len(text) <= n else "…" + text[-(n - 1):]
+    return text if len(text) <= n else "…" + text[-(n - 1) :]
 
 
 def slowest_notebooks(out: Path, nb_rows: list[dict[str, Any]], limit: int = 12) -> str | None:
     notebooks = [r for r in nb_rows if r["operation"] == "notebook"]
     cells = [r for r in nb_rows if r["operation"] == "cell"]
-    panels = [(rows, title) for rows, title in ((notebooks, "Slowest notebooks (by p95)"),
-                                                 (cells, "Slowest cells (by p95)")) if rows]
+    panels = [
+        (rows, title)
+        for rows, title in (
+            (notebooks, "Slowest notebooks (by p95)"),
+            (cells, "Slowest cells (by p95)"),
+        )
+        if rows
+    ]
     if not panels:
         return None
     height = max(min(limit, max(len(r) for r, _ in panels)) * 0.32 + 1.4, 3.0)
@@ -261,23 +319,41 @@ def tap_templates(out: Path, tap_rows: list[dict[str, Any]], limit: int = 20) ->
     if not rows:
         return None
     rows = sorted(rows, key=lambda r: r["p50_ms"] or 0)
-    stats = [{"label": f"{_short(r['target'], 32)} (n={r['count']:,})",
-              "whislo": r["p5_ms"], "q1": r["p25_ms"], "med": r["p50_ms"], "q3": r["p75_ms"],
-              "whishi": r["p95_ms"], "fliers": [r["max_ms"]]} for r in rows]
+    stats = [
+        {
+            "label": f"{_short(r['target'], 32)} (n={r['count']:,})",
+            "whislo": r["p5_ms"],
+            "q1": r["p25_ms"],
+            "med": r["p50_ms"],
+            "q3": r["p75_ms"],
+            "whishi": r["p95_ms"],
+            "fliers": [r["max_ms"]],
+        }
+        for r in rows
+    ]
     fig, ax = _figure(h=max(2.0 + 0.35 * len(rows), 3.0))
     ax = ax[0, 0]
-    ax.bxp(stats, orientation="horizontal", showfliers=True, patch_artist=True,
-           boxprops={"facecolor": "#cfe2f3"}, flierprops={"marker": "x", "markersize": 5})
+    ax.bxp(
+        stats,
+        orientation="horizontal",
+        showfliers=True,
+        patch_artist=True,
+        boxprops={"facecolor": "#cfe2f3"},
+        flierprops={"marker": "x", "markersize": 5},
+    )
     _log_if_wide(ax, [r["p5_ms"] for r in rows] + [r["max_ms"] for r in rows], axis="x", ratio=30)
-    ax.set(title="TAP query durations by template (box p25–p75, whiskers p5–p95, × max)",
-           xlabel="duration (ms)")
+    ax.set(
+        title="TAP query durations by template (box p25–p75, whiskers p5–p95, × max)",
+        xlabel="duration (ms)",
+    )
     ax.tick_params(axis="y", labelsize=8)
     ax.grid(alpha=0.3, axis="x", which="both")
     return _save(fig, out, "tap_templates.png")
 
 
-def engine_health(out: Path, bins, health: dict[str, Any] | None,
-                  thresholds: dict[str, float] | None = None) -> str | None:
+def engine_health(
+    out: Path, bins, health: dict[str, Any] | None, thresholds: dict[str, float] | None = None
+) -> str | None:
     import numpy as np
 
     if health is None or not any(np.isfinite(v).any() for v in health.values()):
@@ -290,13 +366,23 @@ def engine_health(out: Path, bins, health: dict[str, Any] | None,
     lag, cpu = axes[0, 0], axes[1, 0]
     lag.plot(x, health["loop_lag_p99_ms"], lw=1.2, color=_COLORS[0], label="p99")
     lag.plot(x, health["loop_lag_max_ms"], lw=1, ls="--", color=_COLORS[1], label="max")
-    lag.axhline(lag_limit, color=_COLORS[3], ls="--", lw=1,
-                label=f"client-bound threshold ({lag_limit:g} ms)")
+    lag.axhline(
+        lag_limit,
+        color=_COLORS[3],
+        ls="--",
+        lw=1,
+        label=f"client-bound threshold ({lag_limit:g} ms)",
+    )
     _log_if_wide(lag, np.concatenate([health["loop_lag_max_ms"], [lag_limit]]))
     lag.set(title="Load engine event-loop lag", ylabel="lag (ms)")
     cpu.plot(x, health["cpu_percent"], lw=1.2, color=_COLORS[2], label="process CPU")
-    cpu.axhline(cpu_limit, color=_COLORS[3], ls="--", lw=1,
-                label=f"client-bound threshold ({cpu_limit:g} %)")
+    cpu.axhline(
+        cpu_limit,
+        color=_COLORS[3],
+        ls="--",
+        lw=1,
+        label=f"client-bound threshold ({cpu_limit:g} %)",
+    )
     cpu.set(title="Load engine CPU (busiest shard)", ylabel="CPU (% of one core)", xlabel=label)
     cpu.set_ylim(bottom=0)
     for ax in (lag, cpu):
@@ -310,12 +396,13 @@ def sweep(out: Path, keys: list[str], rows: list[dict[str, Any]], limit: int = 6
 
     if not keys or len(rows) < 2:
         return None
-    labels = [", ".join(f"{k.rsplit('.', 1)[-1]}={r['settings'].get(k)}" for k in keys)
-              for r in rows]
-    single = len(keys) == 1 and all(isinstance(r["settings"].get(keys[0]), int | float)
-                                    for r in rows)
-    x = (np.array([r["settings"][keys[0]] for r in rows], float) if single
-         else np.arange(len(rows)))
+    labels = [
+        ", ".join(f"{k.rsplit('.', 1)[-1]}={r['settings'].get(k)}" for k in keys) for r in rows
+    ]
+    single = len(keys) == 1 and all(
+        isinstance(r["settings"].get(keys[0]), int | float) for r in rows
+    )
+    x = np.array([r["settings"][keys[0]] for r in rows], float) if single else np.arange(len(rows))
     order = np.argsort(x, kind="stable")
     counts: dict[str, int] = {}
     for r in rows:
@@ -328,22 +415,40 @@ def sweep(out: Path, keys: list[str], rows: list[dict[str, Any]], limit: int = 6
     lat, succ = axes[0, 0], axes[0, 1]
     for i, op in enumerate(ops):
         color = _COLORS[i % len(_COLORS)]
+
         def get(stat, op=op):
-            return np.array([np.nan if rows[j]["operations"].get(op, {}).get(stat) is None
-                             else rows[j]["operations"][op][stat] for j in order], float)
+            return np.array(
+                [
+                    np.nan
+                    if rows[j]["operations"].get(op, {}).get(stat) is None
+                    else rows[j]["operations"][op][stat]
+                    for j in order
+                ],
+                float,
+            )
+
         lat.plot(x[order], get("p50_ms"), "o-", color=color, label=f"{op} p50")
         lat.plot(x[order], get("p95_ms"), "s--", color=color, alpha=0.7, label=f"{op} p95")
         succ.plot(x[order], get("success_pct"), "o-", color=color, label=op)
     xlabel = keys[0] if single else "combination"
-    _log_if_wide(lat, [v for r in rows for s in r["operations"].values()
-                       for v in (s["p50_ms"], s["p95_ms"]) if v])
+    _log_if_wide(
+        lat,
+        [
+            v
+            for r in rows
+            for s in r["operations"].values()
+            for v in (s["p50_ms"], s["p95_ms"])
+            if v
+        ],
+    )
     lat.set(title="Latency per swept setting", xlabel=xlabel, ylabel="latency (ms)")
     succ.set(title="Success per swept setting", xlabel=xlabel, ylabel="success (%)")
     succ.set_ylim(top=100.5)
     if not single:
         for ax in (lat, succ):
-            ax.set_xticks(x, [labels[j] for j in range(len(rows))], rotation=30, ha="right",
-                          fontsize=8)
+            ax.set_xticks(
+                x, [labels[j] for j in range(len(rows))], rotation=30, ha="right", fontsize=8
+            )
     for ax in (lat, succ):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -25,11 +25,13 @@ def load(path: str | Path) -> dict[str, Any]:
             try:
                 data = json.loads(file.read_text())
             except (OSError, ValueError) as err:
-                raise UserError(f"{file}: not a readable stats file ({err}); "
-                                "rebuild it with report post_mortem") from None
+                raise UserError(
+                    f"{file}: not a readable stats file ({err}); rebuild it with report post_mortem"
+                ) from None
             if not isinstance(data, dict) or not isinstance(data.get("operations"), list):
-                raise UserError(f"{file}: no 'operations' list; rebuild it with "
-                                "report post_mortem") from None
+                raise UserError(
+                    f"{file}: no 'operations' list; rebuild it with report post_mortem"
+                ) from None
             data.setdefault("root", str(path.parent.parent if path.is_file() else path))
             return _refresh_identity(data, Path(data["root"]))
     if not path.is_dir():
@@ -44,9 +46,16 @@ def compute(run_dir: Path) -> dict[str, Any]:
     run = parse.read_run(run_dir)
     start, end = run.start_end
     return {
-        "version": 1, "root": str(run_dir), "project": run.project, "step": run.step,
-        "presets": run.presets, "overrides": run.overrides, "start": start, "end": end,
-        "result": run.result, "exit_code": run.exit_code,
+        "version": 1,
+        "root": str(run_dir),
+        "project": run.project,
+        "step": run.step,
+        "presets": run.presets,
+        "overrides": run.overrides,
+        "start": start,
+        "end": end,
+        "result": run.result,
+        "exit_code": run.exit_code,
         "events": len(run.events) if run.events is not None else 0,
         "client_bound": bool(run.client_bound),
         "operations": tables.summary(run.events),
@@ -70,8 +79,9 @@ def _refresh_identity(data: dict[str, Any], root: Path) -> dict[str, Any]:
             data[key] = info[key]
     if isinstance(info.get("exit_code"), int):
         data["exit_code"] = info["exit_code"]
-        data["result"] = "success" if info["exit_code"] == 0 else (
-            f"failure (exit code {info['exit_code']})")
+        data["result"] = (
+            "success" if info["exit_code"] == 0 else (f"failure (exit code {info['exit_code']})")
+        )
     return data
 
 

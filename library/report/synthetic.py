@@ -21,7 +21,7 @@ _TAP_TEMPLATES = ("cone_small", "cone_large", "tap_schema", "object_by_id", "asy
 _ERRORS = (
     ("TimeoutError", "operation timed out after 30 s"),
     ("ClientResponseError", "502 Bad Gateway from /nb/hub/api/users/bot-17/server"),
-    ("DALQueryError", "Query failed: relation \"dp02.object\" does not exist"),
+    ("DALQueryError", 'Query failed: relation "dp02.object" does not exist'),
 )
 _START_US = 1_780_000_000_000_000  # a fixed day keeps fixtures byte-stable
 
@@ -47,8 +47,11 @@ def write_run(
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     rate = 1.0 if all_failed else failure_rate
-    _write(root / "config.yaml", "project:\n  name: synthetic\ntests:\n  scale:\n"
-           f"    users: {monkeys}\n    duration: {int(duration_s)}\n")
+    _write(
+        root / "config.yaml",
+        "project:\n  name: synthetic\ntests:\n  scale:\n"
+        f"    users: {monkeys}\n    duration: {int(duration_s)}\n",
+    )
     _write(root / "presets_applied", "scale_small\nsynthetic\n")
     _write(root / "variable_overrides.yaml", f"tests.scale.users: {monkeys}\n")
     _write(root / "ci_run.yaml", f"project: {project}\nstep: test\n")
@@ -56,23 +59,46 @@ def write_run(
     end_us = _START_US + int(duration_s * 1e6)
     spawn = root / "000__prepare" / "000__nublado__spawn_lab"
     labs = min(monkeys, 50)
-    _command(spawn, "nublado", "spawn_lab", _START_US - 120_000_000, _START_US - 5_000_000,
-             failed=all_failed)
-    _events_simple(spawn / "events", rng, "spawn_lab", "nublado", labs, _START_US - 120_000_000,
-                   3500.0, rate, targets=("recommended",))
+    _command(
+        spawn,
+        "nublado",
+        "spawn_lab",
+        _START_US - 120_000_000,
+        _START_US - 5_000_000,
+        failed=all_failed,
+    )
+    _events_simple(
+        spawn / "events",
+        rng,
+        "spawn_lab",
+        "nublado",
+        labs,
+        _START_US - 120_000_000,
+        3500.0,
+        rate,
+        targets=("recommended",),
+    )
 
     scale = root / "001__test" / "000__scale__run"
     _command(scale, "scale", "run", _START_US, end_us, failed=all_failed)
-    _write(scale / "flocks.yaml", "".join(
-        f"- name: {flock}\n  count: {monkeys // 3}\n  business:\n    type: {business}\n"
-        for _, flock, business, _, _ in _SCALE_OPS))
-    summary = _scale_events(scale / "events", rng, n_events, monkeys, duration_s, rate,
-                            chunk_rows, slowdown)
+    _write(
+        scale / "flocks.yaml",
+        "".join(
+            f"- name: {flock}\n  count: {monkeys // 3}\n  business:\n    type: {business}\n"
+            for _, flock, business, _, _ in _SCALE_OPS
+        ),
+    )
+    summary = _scale_events(
+        scale / "events", rng, n_events, monkeys, duration_s, rate, chunk_rows, slowdown
+    )
     _health(scale / "health", rng, monkeys, duration_s, client_bound)
-    summary.update(start=_iso(_START_US), end=_iso(end_us), duration_s=duration_s,
-                   client_bound=client_bound,
-                   client_bound_reason=("event-loop lag p99 above 100 ms for 42 s"
-                                        if client_bound else None))
+    summary.update(
+        start=_iso(_START_US),
+        end=_iso(end_us),
+        duration_s=duration_s,
+        client_bound=client_bound,
+        client_bound_reason=("event-loop lag p99 above 100 ms for 42 s" if client_bound else None),
+    )
     _write(scale / "summary.json", json.dumps(summary, indent=1))
     _write(scale / "summary.txt", f"{n_events} events\n")
 
@@ -82,8 +108,18 @@ def write_run(
 
     tap = root / "001__test" / "002__tap__run_query_set"
     _command(tap, "tap", "run_query_set", end_us + 40_000_000, end_us + 70_000_000, failed=True)
-    _events_simple(tap / "events", rng, "tap_query", "tap", 60, end_us + 40_000_000, 120.0,
-                   max(rate, 0.2), targets=_TAP_TEMPLATES, rows=True)
+    _events_simple(
+        tap / "events",
+        rng,
+        "tap_query",
+        "tap",
+        60,
+        end_us + 40_000_000,
+        120.0,
+        max(rate, 0.2),
+        targets=_TAP_TEMPLATES,
+        rows=True,
+    )
 
     _write(root / "FAILURES", "001__test/002__tap__run_query_set/FAILURE\n")
     _write(root / "exit_code", "1\n")
@@ -102,13 +138,21 @@ def _iso(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="seconds")
 
 
-def _command(path: Path, group: str, command: str, start_us: int, end_us: int,
-             failed: bool) -> None:
+def _command(
+    path: Path, group: str, command: str, start_us: int, end_us: int, failed: bool
+) -> None:
     error = f"{command}: 12 of 60 queries failed; see events" if failed else None
-    result = {"group": group, "command": command, "suffix": "",
-              "status": "failure" if failed else "success", "start": _iso(start_us),
-              "end": _iso(end_us), "duration_s": (end_us - start_us) / 1e6, "error": error,
-              "result": None}
+    result = {
+        "group": group,
+        "command": command,
+        "suffix": "",
+        "status": "failure" if failed else "success",
+        "start": _iso(start_us),
+        "end": _iso(end_us),
+        "duration_s": (end_us - start_us) / 1e6,
+        "error": error,
+        "result": None,
+    }
     _write(path / "result.json", json.dumps(result, indent=1))
     _write(path / "args.yaml", "token: '*****'\n")
     _write(path / "command.sh", f"./run_toolbox.py {group} {command}\n")
@@ -118,8 +162,20 @@ def _command(path: Path, group: str, command: str, start_us: int, end_us: int,
         _write(path / "FAILURE", f"{error}\n")
 
 
-def _table(start, duration, flock, business, operation, targets, target_codes, ok, err_codes,
-           monkeys, monkey_codes, rows):
+def _table(
+    start,
+    duration,
+    flock,
+    business,
+    operation,
+    targets,
+    target_codes,
+    ok,
+    err_codes,
+    monkeys,
+    monkey_codes,
+    rows,
+):
     import numpy as np
     import pyarrow as pa
 
@@ -135,19 +191,23 @@ def _table(start, duration, flock, business, operation, targets, target_codes, o
     def const(value):
         return dict_col([value], np.zeros(n, np.int32))
 
-    return pa.Table.from_arrays([
-        pa.array(start), pa.array(duration),
-        flock if isinstance(flock, pa.Array) else const(flock),
-        dict_col(monkeys, monkey_codes),
-        business if isinstance(business, pa.Array) else const(business),
-        operation if isinstance(operation, pa.Array) else const(operation),
-        dict_col(list(targets), target_codes),
-        dict_col([""] + [c for c, _ in _ERRORS], codes),
-        pa.array(ok),
-        err_messages.take(pa.array(codes)),
-        pa.array(rows),
-        pa.array(np.zeros(n, np.int16)),
-    ], schema=schema())
+    return pa.Table.from_arrays(
+        [
+            pa.array(start),
+            pa.array(duration),
+            flock if isinstance(flock, pa.Array) else const(flock),
+            dict_col(monkeys, monkey_codes),
+            business if isinstance(business, pa.Array) else const(business),
+            operation if isinstance(operation, pa.Array) else const(operation),
+            dict_col(list(targets), target_codes),
+            dict_col([""] + [c for c, _ in _ERRORS], codes),
+            pa.array(ok),
+            err_messages.take(pa.array(codes)),
+            pa.array(rows),
+            pa.array(np.zeros(n, np.int16)),
+        ],
+        schema=schema(),
+    )
 
 
 def _write_table(out: Path, index: int, table) -> None:
@@ -167,8 +227,7 @@ def _failures(rng, n, rate, start_frac):
     return ~((rng.random(n) < rate) | (burst & (rng.random(n) < 0.3)))
 
 
-def _events_simple(out, rng, operation, group, n, start_us, median_ms, rate, targets,
-                   rows=False):
+def _events_simple(out, rng, operation, group, n, start_us, median_ms, rate, targets, rows=False):
     import numpy as np
 
     start = start_us + np.sort(rng.integers(0, 30_000_000, n))
@@ -177,13 +236,27 @@ def _events_simple(out, rng, operation, group, n, start_us, median_ms, rate, tar
     target_codes = rng.integers(0, len(targets), n)
     monkeys = [f"bot-{i}" for i in range(n)]
     nrows = np.where(ok, rng.integers(1, 5000, n), -1) if rows else np.full(n, -1)
-    _write_table(out, 0, _table(start, duration, group, group, operation, targets, target_codes,
-                                ok, rng.integers(0, len(_ERRORS), n), monkeys, np.arange(n),
-                                nrows.astype(np.int64)))
+    _write_table(
+        out,
+        0,
+        _table(
+            start,
+            duration,
+            group,
+            group,
+            operation,
+            targets,
+            target_codes,
+            ok,
+            rng.integers(0, len(_ERRORS), n),
+            monkeys,
+            np.arange(n),
+            nrows.astype(np.int64),
+        ),
+    )
 
 
-def _scale_events(out, rng, n_events, monkeys, duration_s, rate, chunk_rows,
-                  slowdown=1.0) -> dict:
+def _scale_events(out, rng, n_events, monkeys, duration_s, rate, chunk_rows, slowdown=1.0) -> dict:
     import numpy as np
     import pyarrow as pa
 
@@ -203,8 +276,10 @@ def _scale_events(out, rng, n_events, monkeys, duration_s, rate, chunk_rows,
     first = True
     while remaining > 0 or first:
         n = min(chunk_rows, remaining)
-        lo, hi = (n_events - remaining) / max(n_events, 1), (n_events - remaining + n) / max(
-            n_events, 1)
+        lo, hi = (
+            (n_events - remaining) / max(n_events, 1),
+            (n_events - remaining + n) / max(n_events, 1),
+        )
         start_frac = np.sort(rng.uniform(lo, hi, n))
         start = _START_US + (start_frac * span).astype(np.int64)
         op = rng.choice(len(_SCALE_OPS), n, p=shares)
@@ -215,10 +290,20 @@ def _scale_events(out, rng, n_events, monkeys, duration_s, rate, chunk_rows,
         tap = op == 2
         target_codes = np.where(tap, rng.integers(1, len(targets), n), 0)
         nrows = np.where(tap & ok, rng.integers(1, 10_000, n), -1).astype(np.int64)
-        table = _table(start, duration, flocks.take(pa.array(op)),
-                       businesses.take(pa.array(op)), ops.take(pa.array(op)), targets,
-                       target_codes, ok, rng.integers(0, len(_ERRORS), n), names,
-                       rng.integers(0, monkeys, n), nrows)
+        table = _table(
+            start,
+            duration,
+            flocks.take(pa.array(op)),
+            businesses.take(pa.array(op)),
+            ops.take(pa.array(op)),
+            targets,
+            target_codes,
+            ok,
+            rng.integers(0, len(_ERRORS), n),
+            names,
+            rng.integers(0, monkeys, n),
+            nrows,
+        )
         if first and lifecycle:
             table = pa.concat_tables([_lifecycle(rng, names, span), table])
             first = False
@@ -230,11 +315,18 @@ def _scale_events(out, rng, n_events, monkeys, duration_s, rate, chunk_rows,
             stats[flock]["failures"] += int((mask & ~ok).sum())
         index += 1
         remaining -= n
-    return {"flocks": {
-        flock: {"monkeys": monkeys // 3, "business": business, "started": monkeys // 3,
+    return {
+        "flocks": {
+            flock: {
+                "monkeys": monkeys // 3,
+                "business": business,
+                "started": monkeys // 3,
                 "successes": stats[flock]["count"] - stats[flock]["failures"],
-                "failures": stats[flock]["failures"]}
-        for _, flock, business, *_ in _SCALE_OPS}}
+                "failures": stats[flock]["failures"],
+            }
+            for _, flock, business, *_ in _SCALE_OPS
+        }
+    }
 
 
 def _lifecycle(rng, names, span):
@@ -248,12 +340,24 @@ def _lifecycle(rng, names, span):
     ops = np.repeat([0, 1], n)
     import pyarrow as pa
 
-    return _table(start, np.full(2 * n, 1000, np.int64), pa.array(["empty"] * 2 * n).dictionary_encode(),
-                  "scale", pa.DictionaryArray.from_arrays(pa.array(ops.astype(np.int32)),
-                                                          pa.array(["monkey_start", "monkey_stop"])),
-                  ("",), np.zeros(2 * n, np.int32), np.ones(2 * n, bool),
-                  np.zeros(2 * n, np.int64), names, np.tile(np.arange(n), 2),
-                  np.full(2 * n, -1, np.int64))
+    flock = pa.array(["empty"] * 2 * n).dictionary_encode()
+    lifecycle_ops = pa.DictionaryArray.from_arrays(
+        pa.array(ops.astype(np.int32)), pa.array(["monkey_start", "monkey_stop"])
+    )
+    return _table(
+        start,
+        np.full(2 * n, 1000, np.int64),
+        flock,
+        "scale",
+        lifecycle_ops,
+        ("",),
+        np.zeros(2 * n, np.int32),
+        np.ones(2 * n, bool),
+        np.zeros(2 * n, np.int64),
+        names,
+        np.tile(np.arange(n), 2),
+        np.full(2 * n, -1, np.int64),
+    )
 
 
 def _health(out, rng, monkeys, duration_s, client_bound):
@@ -266,16 +370,19 @@ def _health(out, rng, monkeys, duration_s, client_bound):
     active = np.minimum(monkeys, np.ceil(monkeys * frac / 0.1)).astype(np.int64)
     active[frac > 0.98] = 0
     lag = rng.gamma(2, 4 if not client_bound else 60, n)
-    table = pa.table({
-        "time_us": t,
-        "loop_lag_max_ms": lag * 2,
-        "loop_lag_p99_ms": lag,
-        "cpu_percent": np.clip(40 + 50 * frac + rng.normal(0, 5, n) + (40 if client_bound else 0),
-                               0, 100),
-        "rss_bytes": (150e6 + 1e6 * active).astype(np.int64),
-        "active_monkeys": active,
-        "shard": np.zeros(n, np.int16),
-    })
+    table = pa.table(
+        {
+            "time_us": t,
+            "loop_lag_max_ms": lag * 2,
+            "loop_lag_p99_ms": lag,
+            "cpu_percent": np.clip(
+                40 + 50 * frac + rng.normal(0, 5, n) + (40 if client_bound else 0), 0, 100
+            ),
+            "rss_bytes": (150e6 + 1e6 * active).astype(np.int64),
+            "active_monkeys": active,
+            "shard": np.zeros(n, np.int16),
+        }
+    )
     _write_table(out, 0, table)
 
 
@@ -283,8 +390,12 @@ def _notebook_events(out, rng, start_us, rate):
     import numpy as np
     import pyarrow as pa
 
-    notebooks = ("tutorials/01_intro.ipynb", "tutorials/02_catalog.ipynb",
-                 "tutorials/03_image.ipynb", "system-test/butler.ipynb")
+    notebooks = (
+        "tutorials/01_intro.ipynb",
+        "tutorials/02_catalog.ipynb",
+        "tutorials/03_image.ipynb",
+        "system-test/butler.ipynb",
+    )
     cells_per = (4, 6, 8, 3)
     targets: list[str] = []
     ops: list[int] = []
@@ -303,9 +414,25 @@ def _notebook_events(out, rng, start_us, rate):
     start = start_us + np.sort(rng.integers(0, 40_000_000, n))
     duration = (np.array(medians)[idx] * 1000 * rng.lognormal(0, 0.2, n)).astype(np.int64)
     ok = _failures(rng, n, rate, np.zeros(n))
-    op = pa.DictionaryArray.from_arrays(pa.array(np.array(ops)[idx].astype(np.int32)),
-                                        pa.array(["notebook", "cell"]))
+    op = pa.DictionaryArray.from_arrays(
+        pa.array(np.array(ops)[idx].astype(np.int32)), pa.array(["notebook", "cell"])
+    )
     monkeys = ["bot-nb"]
-    _write_table(out, 0, _table(start, duration, "notebook", "notebook", op, targets, idx, ok,
-                                rng.integers(0, len(_ERRORS), n), monkeys, np.zeros(n, np.int32),
-                                np.full(n, -1, np.int64)))
+    _write_table(
+        out,
+        0,
+        _table(
+            start,
+            duration,
+            "notebook",
+            "notebook",
+            op,
+            targets,
+            idx,
+            ok,
+            rng.integers(0, len(_ERRORS), n),
+            monkeys,
+            np.zeros(n, np.int32),
+            np.full(n, -1, np.int64),
+        ),
+    )

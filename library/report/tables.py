@@ -128,14 +128,22 @@ def summary(events) -> list[dict[str, Any]]:
         flock = events.flock.categories[int(k) // n_ops]
         op = events.operation.categories[int(k) % n_ops]
         count = int(counts[g])
-        rows.append({
-            "flock": flock, "operation": op, "key": f"{flock}/{op}" if flock else op,
-            "count": count, "failures": int(failures[g]),
-            "success_pct": round(100.0 * float(count - failures[g]) / count, 3),
-            "p50_ms": _ms(quant[g, 0]), "p95_ms": _ms(quant[g, 1]), "p99_ms": _ms(quant[g, 2]),
-            "max_ms": _ms(maxima[g]), "mean_ms": _ms(means[g]),
-            "cdf_ms": [_ms(v) for v in quant[g, len(PERCENTILES):]],
-        })
+        rows.append(
+            {
+                "flock": flock,
+                "operation": op,
+                "key": f"{flock}/{op}" if flock else op,
+                "count": count,
+                "failures": int(failures[g]),
+                "success_pct": round(100.0 * float(count - failures[g]) / count, 3),
+                "p50_ms": _ms(quant[g, 0]),
+                "p95_ms": _ms(quant[g, 1]),
+                "p99_ms": _ms(quant[g, 2]),
+                "max_ms": _ms(maxima[g]),
+                "mean_ms": _ms(means[g]),
+                "cdf_ms": [_ms(v) for v in quant[g, len(PERCENTILES) :]],
+            }
+        )
     # Per flock: the work first, busiest first; engine bookkeeping (start/stop) last.
     rows.sort(key=lambda r: (r["flock"], r["operation"] in LIFECYCLE, -r["count"]))
     for r in rows:
@@ -149,8 +157,7 @@ def plotted_operations(events, limit: int = 8) -> list[int]:
 
     counts = np.bincount(events.operation.codes, minlength=len(events.operation.categories))
     order = np.argsort(-counts, kind="stable")
-    keep = [int(c) for c in order
-            if counts[c] and events.operation.categories[c] not in LIFECYCLE]
+    keep = [int(c) for c in order if counts[c] and events.operation.categories[c] not in LIFECYCLE]
     return keep[:limit]
 
 
@@ -178,7 +185,9 @@ def over_time(events, bins: Bins, ops: list[int]) -> dict[str, dict[str, Any]]:
         out[events.operation.categories[code]] = {
             "ok_per_s": okc[i] / bins.width_s,
             "fail_per_s": (allc[i] - okc[i]) / bins.width_s,
-            "p50": quant[i, :, 0], "p95": quant[i, :, 1], "p99": quant[i, :, 2],
+            "p50": quant[i, :, 0],
+            "p95": quant[i, :, 1],
+            "p99": quant[i, :, 2],
         }
     return out
 
@@ -198,8 +207,9 @@ def failures_by_class(events, bins: Bins, limit: int = 8) -> tuple[list[str], An
     slot = np.full(n_cls, len(top), np.int64)
     slot[top] = np.arange(len(top))
     n_slots = len(top) + (1 if rest else 0)
-    counts = np.bincount(slot[codes] * bins.n + bins.index[failed],
-                         minlength=(len(top) + 1) * bins.n).reshape(len(top) + 1, bins.n)
+    counts = np.bincount(
+        slot[codes] * bins.n + bins.index[failed], minlength=(len(top) + 1) * bins.n
+    ).reshape(len(top) + 1, bins.n)
     names = [events.error_class.categories[c] or "(no class)" for c in top]
     if rest:
         names.append("other")
@@ -219,9 +229,14 @@ def error_table(events) -> list[dict[str, Any]]:
     rows = []
     for k, c in zip(present, counts, strict=True):
         cls = events.error_class.categories[int(k) % n_cls]
-        rows.append({"operation": events.operation.categories[int(k) // n_cls],
-                     "error_class": cls or "(no class)", "count": int(c),
-                     "example": events.error_examples.get(cls, "")})
+        rows.append(
+            {
+                "operation": events.operation.categories[int(k) // n_cls],
+                "error_class": cls or "(no class)",
+                "count": int(c),
+                "example": events.error_examples.get(cls, ""),
+            }
+        )
     rows.sort(key=lambda r: -r["count"])
     return rows
 
@@ -254,14 +269,21 @@ def by_target(events, operations: tuple[str, ...]) -> list[dict[str, Any]]:
     maxima = values[offsets[1:] - 1]
     out = []
     for g, k in enumerate(present):
-        out.append({
-            "operation": events.operation.categories[int(k) % n_ops],
-            "target": events.target.categories[int(k) // n_ops] or "(none)",
-            "count": int(counts[g]), "failures": int(failures[g]),
-            "p5_ms": _ms(quant[g, 0]), "p25_ms": _ms(quant[g, 1]), "p50_ms": _ms(quant[g, 2]),
-            "p75_ms": _ms(quant[g, 3]), "p95_ms": _ms(quant[g, 4]), "max_ms": _ms(maxima[g]),
-            "mean_rows": round(float(row_sum[g] / row_n[g]), 1) if row_n[g] else None,
-        })
+        out.append(
+            {
+                "operation": events.operation.categories[int(k) % n_ops],
+                "target": events.target.categories[int(k) // n_ops] or "(none)",
+                "count": int(counts[g]),
+                "failures": int(failures[g]),
+                "p5_ms": _ms(quant[g, 0]),
+                "p25_ms": _ms(quant[g, 1]),
+                "p50_ms": _ms(quant[g, 2]),
+                "p75_ms": _ms(quant[g, 3]),
+                "p95_ms": _ms(quant[g, 4]),
+                "max_ms": _ms(maxima[g]),
+                "mean_rows": round(float(row_sum[g] / row_n[g]), 1) if row_n[g] else None,
+            }
+        )
     out.sort(key=lambda r: -(r["p95_ms"] or 0))
     return out
 
@@ -334,21 +356,29 @@ def sweep_rows(run) -> tuple[list[str], list[dict[str, Any]]]:
     ev = run.events
     rows = []
     for point in points:
-        row = {"path": point.path, "settings": point.settings, "finished": point.finished,
-               "exit_code": point.exit_code, "operations": {}}
+        row = {
+            "path": point.path,
+            "settings": point.settings,
+            "finished": point.finished,
+            "exit_code": point.exit_code,
+            "operations": {},
+        }
         prefix = point.path + "/"
         if ev is not None and len(ev):
-            inside = np.array([s == point.path or s.startswith(prefix)
-                               for s in ev.source.categories], bool)
+            inside = np.array(
+                [s == point.path or s.startswith(prefix) for s in ev.source.categories], bool
+            )
             mask = inside[ev.source.codes] if len(inside) else np.zeros(len(ev), bool)
             for stat in summary(_subset(ev, mask)):
                 if stat["operation"] in LIFECYCLE:
                     continue
                 row["operations"][stat["key"]] = {
-                    k: stat[k] for k in ("count", "success_pct", "p50_ms", "p95_ms", "p99_ms")}
+                    k: stat[k] for k in ("count", "success_pct", "p50_ms", "p95_ms", "p99_ms")
+                }
         if not row["operations"]:
             row["operations"] = _command_stats(
-                [c for c in run.commands if c.path.startswith(prefix)])
+                [c for c in run.commands if c.path.startswith(prefix)]
+            )
         rows.append(row)
     return keys, rows
 
@@ -365,10 +395,13 @@ def _command_stats(commands) -> dict[str, dict[str, Any]]:
         d = np.array([c.duration_s for c in calls if c.duration_s is not None], float) * 1000
         ok = sum(c.status == "success" for c in calls)
         p = np.percentile(d, [50, 95, 99]) if len(d) else [None] * 3
-        out[name] = {"count": len(calls), "success_pct": round(100.0 * ok / len(calls), 3),
-                     "p50_ms": _ms(p[0] * 1000) if len(d) else None,
-                     "p95_ms": _ms(p[1] * 1000) if len(d) else None,
-                     "p99_ms": _ms(p[2] * 1000) if len(d) else None}
+        out[name] = {
+            "count": len(calls),
+            "success_pct": round(100.0 * ok / len(calls), 3),
+            "p50_ms": _ms(p[0] * 1000) if len(d) else None,
+            "p95_ms": _ms(p[1] * 1000) if len(d) else None,
+            "p99_ms": _ms(p[2] * 1000) if len(d) else None,
+        }
     return out
 
 
@@ -380,7 +413,15 @@ def _subset(events, mask):
     def cat(c):
         return Categorical(c.codes[mask], c.categories)
 
-    return replace(events, start_us=events.start_us[mask], duration_us=events.duration_us[mask],
-                   success=events.success[mask], rows=events.rows[mask], flock=cat(events.flock),
-                   operation=cat(events.operation), target=cat(events.target),
-                   error_class=cat(events.error_class), source=cat(events.source))
+    return replace(
+        events,
+        start_us=events.start_us[mask],
+        duration_us=events.duration_us[mask],
+        success=events.success[mask],
+        rows=events.rows[mask],
+        flock=cat(events.flock),
+        operation=cat(events.operation),
+        target=cat(events.target),
+        error_class=cat(events.error_class),
+        source=cat(events.source),
+    )

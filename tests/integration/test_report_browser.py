@@ -25,18 +25,29 @@ FIXTURE = Path(__file__).parents[1] / "fixtures" / "recorded_run"
 SCREENSHOT_DIR = Path(os.environ.get("BOSUN_TEST_ARTIFACTS", "artifacts/test-screenshots"))
 
 
-
 class Browser:
     """One headless Chromium with a fresh profile and its DevTools endpoint."""
 
     def __init__(self, profile: Path):
         self.profile = profile
         self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--remote-debugging-port=0", f"--user-data-dir={profile}",
-             "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+                f"--user-data-dir={profile}",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
@@ -80,13 +91,16 @@ async def inspect_page(port: int, url: str, screenshot: Path) -> dict:
                     if method == "Page.loadEventFired":
                         loaded.set()
                     elif method == "Runtime.consoleAPICalled" and params["type"] in (
-                            "error", "assert"):
+                        "error",
+                        "assert",
+                    ):
                         problems.append(f"console.{params['type']}: {params['args']}")
                     elif method == "Runtime.exceptionThrown":
                         problems.append(f"exception: {params['exceptionDetails']}")
                     elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
-                        problems.append(f"log: {params['entry'].get('text')} "
-                                        f"{params['entry'].get('url', '')}")
+                        problems.append(
+                            f"log: {params['entry'].get('text')} {params['entry'].get('url', '')}"
+                        )
                     elif method == "Network.loadingFailed":
                         problems.append(f"network: {params.get('errorText')}")
 
@@ -101,23 +115,38 @@ async def inspect_page(port: int, url: str, screenshot: Path) -> dict:
             task = asyncio.create_task(reader())
             for domain in ("Page", "Runtime", "Log", "Network"):
                 await call(f"{domain}.enable")
-            await call("Emulation.setDeviceMetricsOverride", width=1300, height=900,
-                       deviceScaleFactor=1, mobile=False)
+            await call(
+                "Emulation.setDeviceMetricsOverride",
+                width=1300,
+                height=900,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
             await call("Page.navigate", url=url)
             await asyncio.wait_for(loaded.wait(), 30)
-            images = (await call(
-                "Runtime.evaluate", returnByValue=True,
-                expression="Array.from(document.images).map(i => "
-                           "({src: i.getAttribute('src'), ok: i.complete, w: i.naturalWidth}))"
-            ))["result"]["value"]
-            links = (await call(
-                "Runtime.evaluate", returnByValue=True,
-                expression="Array.from(document.querySelectorAll('a')).map(a => a.href)"
-            ))["result"]["value"]
+            images = (
+                await call(
+                    "Runtime.evaluate",
+                    returnByValue=True,
+                    expression="Array.from(document.images).map(i => "
+                    "({src: i.getAttribute('src'), ok: i.complete, w: i.naturalWidth}))",
+                )
+            )["result"]["value"]
+            links = (
+                await call(
+                    "Runtime.evaluate",
+                    returnByValue=True,
+                    expression="Array.from(document.querySelectorAll('a')).map(a => a.href)",
+                )
+            )["result"]["value"]
             metrics = await call("Page.getLayoutMetrics")
             height = int(metrics["cssContentSize"]["height"])
-            shot = await call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                              clip={"x": 0, "y": 0, "width": 1300, "height": height, "scale": 1})
+            shot = await call(
+                "Page.captureScreenshot",
+                format="png",
+                captureBeyondViewport=True,
+                clip={"x": 0, "y": 0, "width": 1300, "height": height, "scale": 1},
+            )
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             screenshot.write_bytes(base64.b64decode(shot["data"]))
             task.cancel()

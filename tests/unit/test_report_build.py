@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -15,9 +14,17 @@ from library.report import parse, post_mortem, synthetic, tables
 from tests.conftest import REPO, error_lines, run_cli
 
 FIXTURE = REPO / "tests" / "fixtures" / "recorded_run"
-EVERY_PLOT = ("active_monkeys", "ops_rate", "latency_over_time", "latency_cdf",
-              "failures_over_time", "lab_spawns", "slowest_notebooks", "tap_templates",
-              "engine_health")
+EVERY_PLOT = (
+    "active_monkeys",
+    "ops_rate",
+    "latency_over_time",
+    "latency_cdf",
+    "failures_over_time",
+    "lab_spawns",
+    "slowest_notebooks",
+    "tap_templates",
+    "engine_health",
+)
 EVERY_TABLE = ("summary", "failures", "commands", "notebooks", "tap")
 
 
@@ -47,8 +54,9 @@ def test_summary_percentiles_match_numpy_on_the_fixture():
     ev = run.events
     rows = tables.summary(ev)
     row = next(r for r in rows if r["operation"] == "tap_query" and r["flock"] == "tap")
-    mask = ((ev.operation.codes == ev.operation.code_of("tap_query"))
-            & (ev.flock.codes == ev.flock.code_of("tap")))
+    mask = (ev.operation.codes == ev.operation.code_of("tap_query")) & (
+        ev.flock.codes == ev.flock.code_of("tap")
+    )
     durations_ms = ev.duration_us[mask] / 1000
     assert row["count"] == mask.sum()
     assert row["failures"] == (~ev.success[mask]).sum()
@@ -72,8 +80,13 @@ def test_fixture_report_has_every_plot_and_table(fixture_report):
     assert not re.search(r'(src|href)="(/|https?:)', html)
     stats = json.loads((run / "report" / "stats.json").read_text())
     assert stats["project"] == "synthetic" and stats["presets"] == ["scale_small", "synthetic"]
-    assert {r["operation"] for r in stats["operations"]} >= {"tap_query", "empty_loop",
-                                                             "spawn_lab", "notebook", "cell"}
+    assert {r["operation"] for r in stats["operations"]} >= {
+        "tap_query",
+        "empty_loop",
+        "spawn_lab",
+        "notebook",
+        "cell",
+    }
 
 
 def test_client_bound_warning_is_shown(tmp_path):

@@ -17,10 +17,14 @@ def runs(tmp_path_factory):
     """Two runs alike (base, same) and one 1.6x slower with more failures (slow)."""
     root = tmp_path_factory.mktemp("runs")
     out = {}
-    for name, seed, slowdown, rate in (("base", 0, 1.0, 0.02), ("same", 1, 1.0, 0.02),
-                                       ("slow", 2, 1.6, 0.10)):
-        out[name] = synthetic.write_run(root / name, 20_000, seed=seed, monkeys=12,
-                                        slowdown=slowdown, failure_rate=rate)
+    for name, seed, slowdown, rate in (
+        ("base", 0, 1.0, 0.02),
+        ("same", 1, 1.0, 0.02),
+        ("slow", 2, 1.6, 0.10),
+    ):
+        out[name] = synthetic.write_run(
+            root / name, 20_000, seed=seed, monkeys=12, slowdown=slowdown, failure_rate=rate
+        )
         post_mortem(out[name])
     return out
 
@@ -41,15 +45,26 @@ def test_regression_exits_1_naming_operation_metric_delta_threshold(runs, tmp_pa
     assert "Traceback" not in done.stderr
     assert "REGRESSION" in done.stdout  # the table is printed before the verdict
     [cmp_dir] = (tmp_path / "artifacts").glob("*__report__compare/compare")
-    assert {p.name for p in cmp_dir.iterdir()} >= {"compare.txt", "compare.json",
-                                                    "compare_percentiles.png", "compare_cdf.png"}
+    assert {p.name for p in cmp_dir.iterdir()} >= {
+        "compare.txt",
+        "compare.json",
+        "compare_percentiles.png",
+        "compare_cdf.png",
+    }
     result = json.loads((cmp_dir / "compare.json").read_text())
     assert result["violations"] and all(v["delta"] > 20 for v in result["violations"])
 
 
 def test_within_threshold_exits_0(runs, tmp_path):
-    done = _compare(tmp_path, runs["base"], runs["same"], "--threshold", "p95=20",
-                    "--threshold", "success_pct=2")
+    done = _compare(
+        tmp_path,
+        runs["base"],
+        runs["same"],
+        "--threshold",
+        "p95=20",
+        "--threshold",
+        "success_pct=2",
+    )
     assert done.returncode == 0, done.stderr + done.stdout
     assert "tap/tap_query" in done.stdout and "→" in done.stdout
     assert "REGRESSION" not in done.stdout
@@ -100,17 +115,14 @@ def test_history_records_lists_and_compares_against_median(runs, tmp_path):
     assert recent[0]["presets"] == ["scale_small", "synthetic"]
     assert "tap/tap_query" in recent[0]["operations"]
 
-    listed = run_cli("run_toolbox.py", "report", "history", "--db", db, "--project",
-                     "synthetic")
+    listed = run_cli("run_toolbox.py", "report", "history", "--db", db, "--project", "synthetic")
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.count("synthetic") >= 2 and str(runs["base"]) in listed.stdout
 
-    slow = _compare(tmp_path, runs["slow"], "--against-history", 2, "--threshold", "p95=20",
-                    db=db)
+    slow = _compare(tmp_path, runs["slow"], "--against-history", 2, "--threshold", "p95=20", db=db)
     assert slow.returncode == 1, slow.stderr
     assert "median of the last 2 run(s) of synthetic" in slow.stdout
-    same = _compare(tmp_path, runs["same"], "--against-history", 2, "--threshold", "p95=20",
-                    db=db)
+    same = _compare(tmp_path, runs["same"], "--against-history", 2, "--threshold", "p95=20", db=db)
     # Its own record is left out of its baseline: compared with the one other run.
     assert same.returncode == 0, same.stderr
     assert "median of the last 1 run(s)" in same.stdout

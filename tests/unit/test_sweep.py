@@ -37,8 +37,14 @@ def test_sweep_runs_every_combination_then_resumes(artifact_dir):
     step, calls = _recorder(cfg)
     with config.using(cfg), env.using_artifact_dir(step_dir):
         outcome = run_sweep(step)
-    assert [(u, b) for u, b, _ in calls] == [(10, "empty"), (10, "tap"), (50, "empty"),
-                                            (50, "tap"), (100, "empty"), (100, "tap")]
+    assert [(u, b) for u, b, _ in calls] == [
+        (10, "empty"),
+        (10, "tap"),
+        (50, "empty"),
+        (50, "tap"),
+        (100, "empty"),
+        (100, "tap"),
+    ]
     assert calls[0][2] == "000__sweep__users=10__business=empty"
     assert len(outcome["ran"]) == 6 and outcome["skipped"] == []
     for _, _, name in calls:
@@ -60,10 +66,13 @@ def test_sweep_runs_every_combination_then_resumes(artifact_dir):
 def test_failed_combination_fails_the_sweep_and_only_it_reruns(artifact_dir):
     cfg = ProjectConfig(BASE)
     step, calls = _recorder(cfg, fail_on=(50, "tap"))
-    with config.using(cfg), env.using_artifact_dir(artifact_dir / "000__test"):
-        with pytest.raises(CheckFailed, match=r"1 of 6 combination\(s\) failed: "
-                                              r"003__sweep__users=50__business=tap"):
-            run_sweep(step)
+    expected = r"1 of 6 combination\(s\) failed: 003__sweep__users=50__business=tap"
+    with (
+        config.using(cfg),
+        env.using_artifact_dir(artifact_dir / "000__test"),
+        pytest.raises(CheckFailed, match=expected),
+    ):
+        run_sweep(step)
     assert len(calls) == 6  # the others still ran
     failed = artifact_dir / "000__test" / "003__sweep__users=50__business=tap"
     assert (failed / "exit_code").read_text() == "1\n"
@@ -99,19 +108,24 @@ def test_no_sweep_runs_the_step_once(artifact_dir):
 def test_ci_run_sweeps_the_example_and_the_report_plots_it(tmp_path):
     root = tmp_path / "run"
     environ = {"ARTIFACT_DIR": str(root), "BOSUN_HISTORY_DB": str(tmp_path / "h.sqlite")}
-    done = run_cli(REPO / "ci" / "run", "example", "test", "--preset", "sweep_greetings",
-                   env=environ)
+    done = run_cli(
+        REPO / "ci" / "run", "example", "test", "--preset", "sweep_greetings", env=environ
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     sweeps = sorted(root.glob("000__test/*__sweep__*"))
     assert [p.name for p in sweeps] == [
-        "000__sweep__pause=0__greeting=hi", "001__sweep__pause=0__greeting=hello",
-        "002__sweep__pause=0.1__greeting=hi", "003__sweep__pause=0.1__greeting=hello"]
+        "000__sweep__pause=0__greeting=hi",
+        "001__sweep__pause=0__greeting=hello",
+        "002__sweep__pause=0.1__greeting=hi",
+        "003__sweep__pause=0.1__greeting=hello",
+    ]
     greetings = sorted(p.read_text() for p in sweeps[3].rglob("log.txt"))
     assert any("hello, alpha" in g for g in greetings)
     html = post_mortem(root).read_text()
     assert 'src="sweep.png"' in html and '<section id="sweep">' in html
-    again = run_cli(REPO / "ci" / "run", "example", "test", "--preset", "sweep_greetings",
-                    env=environ)
+    again = run_cli(
+        REPO / "ci" / "run", "example", "test", "--preset", "sweep_greetings", env=environ
+    )
     assert again.returncode == 0
     assert again.stdout.count("already passed") + again.stderr.count("already passed") == 4
     assert list(root.glob("001__test/*__sweep__*")) == []
