@@ -145,7 +145,9 @@ def latency_over_time(out: Path, bins, series: dict[str, dict[str, Any]]) -> str
         ax = axes[i // cols, i % cols]
         s = series[op]
         for p, style in (("p50", "-"), ("p95", "--"), ("p99", ":")):
-            ax.plot(x, s[p], style, label=p, color=_COLORS[i % len(_COLORS)], **_line_style(s[p]))
+            # The operation keeps the colour it has in the operations-per-second plot.
+            color = _COLORS[list(series).index(op) % len(_COLORS)]
+            ax.plot(x, s[p], style, label=p, color=color, **_line_style(s[p]))
         _log_if_wide(ax, np.concatenate([s["p50"], s["p99"]]), ratio=20)
         ax.set(title=op, ylabel="latency (ms)")
         ax.grid(alpha=0.3, which="both")
