@@ -314,6 +314,10 @@ def _post_mortem(root: Path, console: Console) -> str | None:
 # ---------------------------------------------------------------------------- entry point
 
 
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -353,39 +357,37 @@ def launch(
     started = _now()
     with config.using(cfg), toolbox.logging_to(root / "ci.log"), _signals_raise():
         results, code = run_steps(steps, module, console)
-    report_error = _post_mortem(root, console)
     write_junit(root, project, results)
     write_failures(root)
-    (root / "run.json").write_text(
-        json.dumps(
+    run_info = {
+        "project": project,
+        "step": step,
+        "steps": [r.name for r in results],
+        "presets": cfg.presets_applied,
+        "overrides": redact.redact_data(cfg.overrides),
+        "job": trigger.job,
+        "start": started,
+        "end": _now(),
+        "result": "success" if code == 0 else "failure",
+        "exit_code": code,
+        "step_results": [
             {
-                "project": project,
-                "step": step,
-                "steps": [r.name for r in results],
-                "presets": cfg.presets_applied,
-                "overrides": redact.redact_data(cfg.overrides),
-                "job": trigger.job,
-                "start": started,
-                "end": _now(),
-                "result": "success" if code == 0 else "failure",
-                "exit_code": code,
-                "step_results": [
-                    {
-                        "name": r.name,
-                        "dir": r.dir.name,
-                        "status": r.status,
-                        "duration_s": round(r.duration_s, 3),
-                        "error": r.error,
-                    }
-                    for r in results
-                ],
-                "report_error": report_error,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+                "name": r.name,
+                "dir": r.dir.name,
+                "status": r.status,
+                "duration_s": round(r.duration_s, 3),
+                "error": r.error,
+            }
+            for r in results
+        ],
+        "report_error": None,
+    }
+    # The report and the history read run.json and exit_code: both exist before they run.
+    _write_json(root / "run.json", run_info)
     (root / "exit_code").write_text(f"{code}\n")
+    run_info["report_error"] = _post_mortem(root, console)
+    if run_info["report_error"]:
+        _write_json(root / "run.json", run_info)
     (root / "FINISHED").write_text(_now() + "\n")
     verdict = "PASSED" if code == 0 else "FAILED"
     console.line(f"bosun ci: {verdict} (exit {code}); artifacts: {root}", "bold")

@@ -1,13 +1,14 @@
-"""Shared test helpers: a clean artifact dir per test and the repo's entry points."""
-
-import os
-import subprocess
-import sys
-from pathlib import Path
+"""Fixtures for every test: a clean artifact dir, and a history database of the session's own."""
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+
+def pytest_configure(config):
+    # Runs started by the tests must not append to a developer's run history.
+    import os
+    import tempfile
+
+    os.environ.setdefault("BOSUN_HISTORY_DB", os.path.join(tempfile.mkdtemp(), "history.sqlite"))
 
 
 @pytest.fixture
@@ -20,22 +21,3 @@ def artifact_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("ARTIFACT_DIR", str(path))
     with env.using_artifact_dir(path):
         yield path
-
-
-def run_cli(*args, env=None, cwd=REPO, timeout=120, input=None):
-    """Run an entry point (./run_toolbox.py, ci/run) as a user would, in a subprocess."""
-    full_env = {**os.environ, "CI": "true", **(env or {})}
-    full_env.pop("BOSUN_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, *map(str, args)],
-        cwd=cwd,
-        env=full_env,
-        text=True,
-        capture_output=True,
-        timeout=timeout,
-        input=input,
-    )
-
-
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("error:")]

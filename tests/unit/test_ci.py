@@ -8,10 +8,10 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import REPO, error_lines, run_cli
 
 from library import ci
 from library.errors import UserError
+from tests.helpers import REPO, error_lines, run_cli
 
 CI_RUN = REPO / "ci" / "run"
 

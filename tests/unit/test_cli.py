@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import REPO, error_lines, run_cli
+from tests.helpers import REPO, error_lines, run_cli
 
 RUN_TOOLBOX = REPO / "run_toolbox.py"
 

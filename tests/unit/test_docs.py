@@ -1,6 +1,6 @@
 """The committed toolbox reference matches the commands' docstrings."""
 
-from conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 
 
 def test_committed_reference_is_current():

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from library.report import parse, post_mortem, synthetic, tables
-from tests.conftest import REPO, error_lines, run_cli
+from tests.helpers import REPO, error_lines, run_cli
 
 FIXTURE = REPO / "tests" / "fixtures" / "recorded_run"
 EVERY_PLOT = (

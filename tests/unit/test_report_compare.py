@@ -9,7 +9,7 @@ import pytest
 
 from library.errors import UserError
 from library.report import compare, history, post_mortem, synthetic
-from tests.conftest import error_lines, run_cli
+from tests.helpers import error_lines, run_cli
 
 
 @pytest.fixture(scope="module")

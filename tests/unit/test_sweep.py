@@ -10,7 +10,7 @@ from library.config import ProjectConfig
 from library.errors import CheckFailed, ConfigError
 from library.report import post_mortem
 from library.sweep import run_sweep
-from tests.conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 
 BASE = {
     "tests": {"scale": {"users": [10, 50, 100], "business": ["empty", "tap"], "seed": 7}},
