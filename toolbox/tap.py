@@ -44,7 +44,14 @@ def query(
     )
     out = env.artifact_dir()
     (out / "query.adql").write_text(adql.rstrip() + "\n")
-    result = client.run(adql, use_async=use_async, keep_table=True)
+    from library.tap.errors import TapQueryError
+
+    try:
+        result = client.run(adql, use_async=use_async, keep_table=True)
+    except TapQueryError as err:
+        shown = " ".join(adql.split())
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise TapQueryError(f"--adql {shown!r} was rejected by the service: {err}") from None
     table = result.table.to_table()
     table.write(out / "result.vot", format="votable", overwrite=True)
     preview = "\n".join(table[:10].pformat(max_width=160))

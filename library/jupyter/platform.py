@@ -36,19 +36,22 @@ def resolve(hub_url: str | None = None, token_file: Path | None = None) -> Platf
     """
     from library.errors import UserError
     from library.redact import register_secret
+    from library.tokens import read_secret_file
 
     hub_url = hub_url or os.environ.get("BOSUN_HUB_URL") or None
     env_file = os.environ.get("BOSUN_TOKEN_FILE")
     token_file = token_file or (Path(env_file) if env_file else None)
+    # What the caller named is checked first: a bad token file is reported as such, not as a
+    # sandbox that is not running.
+    text = read_secret_file(token_file) if token_file is not None else None
     if hub_url is None or token_file is None:
         from library import sandbox
 
         ep = sandbox.endpoints()
         hub_url = hub_url or ep.hub_url
         token_file = token_file or ep.token_file
-    from library.tokens import read_secret_file
-
-    text = read_secret_file(token_file)
+    if text is None:
+        text = read_secret_file(token_file)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     if len(lines) == 1 and ":" not in lines[0]:
         register_secret(lines[0])
