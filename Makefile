@@ -11,6 +11,7 @@ setup: python-deps node-deps system-deps
 
 python-deps: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
+	@echo "==> Python packages into $(VENV) (the first time takes a few minutes)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@

@@ -143,6 +143,7 @@ def _loop(user, code, count, idle, timeout, hub_url, token_file, name) -> dict:
     from library.errors import UserError
     from library.jupyter.context import recorder, user_lab, write_json
     from library.jupyter.errors import ExecutionError, JupyterError
+    from library.progress import progress
 
     platform = _platform(hub_url, token_file)
     executions: list[dict] = []
@@ -154,11 +155,13 @@ def _loop(user, code, count, idle, timeout, hub_url, token_file, name) -> dict:
                     raise UserError(f"--user {user}: no running lab; run nublado spawn_lab first")
                 kernel = await lab.open_kernel()
                 try:
-                    for i in range(count):
-                        if i and idle:
-                            await asyncio.sleep(idle)
-                        res = await kernel.execute(code, timeout)
-                        executions.append(res.to_dict())
+                    with progress(count, f"executions for {user}") as advance:
+                        for i in range(count):
+                            if i and idle:
+                                await asyncio.sleep(idle)
+                            res = await kernel.execute(code, timeout)
+                            executions.append(res.to_dict())
+                            advance()
                 finally:
                     await kernel.aclose()
 

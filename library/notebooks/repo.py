@@ -68,24 +68,31 @@ def run_local_set(
 ) -> list[Outcome]:
     """Each (path, label) with papermill; executed copies go to OUT_DIR/label."""
     from library.notebooks.local import run_local
+    from library.progress import progress
 
     outcomes = []
-    for path, label in notebooks:
-        started = time.perf_counter()
-        try:
-            run = run_local(
-                path,
-                out_dir / label,
-                parameters=parameters,
-                timeout=timeout,
-                label=label,
-                recorder=recorder,
-            )
-            outcomes.append(Outcome(label, True, run.duration_s, run.cells))
-        except (ExecutionError, ExecutionTimeout, KernelDied) as exc:
-            outcomes.append(_failure(label, exc, started))
-        log.info("%s %s", "ok  " if outcomes[-1].ok else "FAIL", outcomes[-1].error or label)
+    with progress(len(notebooks), "notebooks") as advance:
+        for path, label in notebooks:
+            started = time.perf_counter()
+            try:
+                run = run_local(
+                    path,
+                    out_dir / label,
+                    parameters=parameters,
+                    timeout=timeout,
+                    label=label,
+                    recorder=recorder,
+                )
+                outcomes.append(Outcome(label, True, run.duration_s, run.cells))
+            except (ExecutionError, ExecutionTimeout, KernelDied) as exc:
+                outcomes.append(_failure(label, exc, started))
+            _log_outcome(outcomes[-1])
+            advance()
     return outcomes
+
+
+def _log_outcome(outcome: Outcome) -> None:
+    log.info("%s %s", "ok  " if outcome.ok else "FAIL", outcome.error or outcome.notebook)
 
 
 async def run_lab_set(
@@ -106,38 +113,41 @@ async def run_lab_set(
     is left running at the end; the caller deletes it.
     """
     from library.notebooks.labrun import run_in_kernel
+    from library.progress import progress
 
     outcomes: list[Outcome] = []
     kernel = None
     executions = 0
     try:
-        for path, label in notebooks:
-            if kernel is not None and executions >= max_executions:
-                await kernel.aclose()
-                kernel = None
-                await lab.delete_lab(timeout=delete_timeout)
-                executions = 0
-            started = time.perf_counter()
-            try:
-                if kernel is None:
-                    await lab.spawn_lab(timeout=spawn_timeout, **(spawn_options or {}))
-                    kernel = await lab.open_kernel()
-                executions += 1
-                run = await run_in_kernel(
-                    kernel,
-                    path,
-                    parameters=parameters,
-                    cell_timeout=cell_timeout,
-                    label=label,
-                    recorder=recorder,
-                )
-                outcomes.append(Outcome(label, True, run.duration_s, run.cells))
-            except JupyterError as exc:
-                outcomes.append(_failure(label, exc, started))
-                if kernel is not None and kernel.dead:
+        with progress(len(notebooks), "notebooks in the lab") as advance:
+            for path, label in notebooks:
+                if kernel is not None and executions >= max_executions:
                     await kernel.aclose()
                     kernel = None
-            log.info("%s %s", "ok  " if outcomes[-1].ok else "FAIL", outcomes[-1].error or label)
+                    await lab.delete_lab(timeout=delete_timeout)
+                    executions = 0
+                started = time.perf_counter()
+                try:
+                    if kernel is None:
+                        await lab.spawn_lab(timeout=spawn_timeout, **(spawn_options or {}))
+                        kernel = await lab.open_kernel()
+                    executions += 1
+                    run = await run_in_kernel(
+                        kernel,
+                        path,
+                        parameters=parameters,
+                        cell_timeout=cell_timeout,
+                        label=label,
+                        recorder=recorder,
+                    )
+                    outcomes.append(Outcome(label, True, run.duration_s, run.cells))
+                except JupyterError as exc:
+                    outcomes.append(_failure(label, exc, started))
+                    if kernel is not None and kernel.dead:
+                        await kernel.aclose()
+                        kernel = None
+                _log_outcome(outcomes[-1])
+                advance()
     finally:
         if kernel is not None:
             await kernel.aclose()

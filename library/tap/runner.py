@@ -48,6 +48,7 @@ def run(
 ) -> dict:
     """Run the set and write the artifacts; returns the summary (also in summary.json)."""
     from library.events import Recorder
+    from library.progress import progress
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "seed").write_text(f"{seed}\n")
@@ -68,10 +69,11 @@ def run(
     lock = threading.Lock()
     recorder = Recorder(out_dir / "events", flock=flock, business=business)
 
-    def work(worker: int) -> None:
+    def work(worker: int, advance) -> None:
         monkey = f"worker-{worker:03d}"
         for template, adql in queries[worker]:
             result = client.execute(adql, use_async=use_async)
+            advance()
             recorder.record(
                 OPERATION,
                 result.start_us,
@@ -89,8 +91,11 @@ def run(
     t0 = time.perf_counter()
     start = time.time()
     try:
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tap") as pool:
-            for future in [pool.submit(work, w) for w in range(concurrency)]:
+        with (
+            progress(count * concurrency, f"queries of {query_set.name}") as advance,
+            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="tap") as pool,
+        ):
+            for future in [pool.submit(work, w, advance) for w in range(concurrency)]:
                 future.result()
     finally:
         recorder.close()
