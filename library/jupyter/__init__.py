@@ -26,7 +26,7 @@ from library.jupyter.errors import (
 )
 from library.jupyter.hub import HubClient
 from library.jupyter.kernel import Kernel
-from library.jupyter.lab import LabSession, SpawnResult
+from library.jupyter.lab import LabSession, SpawnForm, SpawnResult
 from library.jupyter.messages import ExecutionResult
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "KernelDied",
     "LabSession",
     "SpawnFailed",
+    "SpawnForm",
     "SpawnResult",
     "SpawnTimeout",
 ]

@@ -6,14 +6,16 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import quote, urljoin
+from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
 from library.jupyter.errors import (
     DeleteTimeout,
     HubHTTPError,
     SpawnFailed,
     SpawnTimeout,
+    safe_url,
 )
+from library.jupyter.forms import looks_like_html, page_message, parse_page
 from library.jupyter.messages import parse_progress_line
 from library.jupyter.timing import NoRecorder
 from library.jupyter.userhttp import UserHTTP
@@ -22,6 +24,20 @@ if TYPE_CHECKING:
     from library.jupyter.kernel import Kernel
 
 SpawnVia = Literal["api", "form"]
+
+
+@dataclass
+class SpawnForm:
+    """The hub's spawn form as fetched by one user: where it posts, and what it offers.
+
+    ``fields`` maps each field name to the values the form offers (radio buttons, select
+    options; empty for free text). ``xsrf`` is the value of the user's ``_xsrf`` cookie,
+    sent back as the ``_xsrf`` field and the ``X-XSRFToken`` header.
+    """
+
+    action: str
+    fields: dict[str, list[str]]
+    xsrf: str = field(repr=False)
 
 
 @dataclass
@@ -148,21 +164,77 @@ class LabSession:
                 raise
 
     async def _spawn_form(self, image, size, image_field) -> None:
-        # The hub home page logs the user in (Nublado: from the Gafaelfawr bearer token) and
-        # sets the _xsrf cookie that the form POST must echo in X-XSRFToken.
-        await self.http.request("GET", urljoin(self.hub_url, "hub/home"))
-        form = {}
+        form = await self.open_spawn_form()
+        if form is None:
+            # A hub without a spawn form starts the lab on GET /hub/spawn (default options).
+            return
+        fields = {}
         if image:
-            form[image_field] = image
+            fields[image_field] = image
         if size:
-            form["size"] = size
-        await self.http.request(
-            "POST",
-            urljoin(self.hub_url, "hub/spawn"),
-            data=form,
-            ok=(200, 201, 202, 302, 303),
+            fields["size"] = size
+        missing = [name for name in fields if name not in form.fields]
+        if missing:
+            raise SpawnFailed(
+                self.user,
+                f"the spawn form at {safe_url(form.action)} has no field "
+                f"{', '.join(missing)} (it has {', '.join(form.fields) or 'none'})",
+            )
+        await self.submit_spawn_form(form, fields)
+
+    async def open_spawn_form(self) -> SpawnForm | None:
+        """GET the hub's spawn page, logging in on the way; None when no form came back.
+
+        A hub page without a session sends the user to ``hub/login``, which logs the user
+        in from the bearer token (Nublado: Gafaelfawr's header; the sandbox: the token
+        itself) and comes back with the session cookies and ``_xsrf``. None means the hub
+        has no options form and started the lab with its defaults instead.
+        """
+        url = urljoin(self.hub_url, "hub/spawn")
+        async with self.http.session.get(url) as resp:
+            text = await resp.text()
+            final = str(resp.url)
+            if resp.status != 200:
+                # The hop that failed (e.g. hub/login refusing the token) is the one to name.
+                raise HubHTTPError("GET", final, resp.status, _page_reason(text), user=self.user)
+        page = parse_page(text)
+        if page.form_action is None:
+            if urlsplit(final).path.rstrip("/") == urlsplit(url).path.rstrip("/"):
+                raise SpawnFailed(self.user, f"no spawn form on {safe_url(final)}")
+            return None
+        action_parts = urlsplit(urljoin(final, page.form_action))
+        query = [(k, v) for k, v in parse_qsl(action_parts.query) if k != "_xsrf"]
+        action = urlunsplit(action_parts._replace(query=urlencode(query), fragment=""))
+        xsrf = self.http.xsrf_headers().get("X-XSRFToken")
+        if not xsrf:
+            raise SpawnFailed(self.user, f"the hub set no _xsrf cookie on {safe_url(final)}")
+        return SpawnForm(action=action, fields=page.fields, xsrf=xsrf)
+
+    async def submit_spawn_form(self, form: SpawnForm, fields: dict[str, str]) -> str:
+        """POST FIELDS to the spawn form with its XSRF token; the URL the hub redirects to.
+
+        The hub answers a started spawn with a redirect (to ``hub/spawn-pending/USER``);
+        anything else (the form again with an error line, an error page) is a HubHTTPError
+        carrying the hub's message.
+        """
+        data = {**fields, "_xsrf": form.xsrf}
+        async with self.http.session.post(
+            form.action,
+            data=data,
+            headers={"X-XSRFToken": form.xsrf},
             allow_redirects=False,
-        )
+        ) as resp:
+            text = await resp.text()
+            location = resp.headers.get("Location", "")
+            if resp.status in (302, 303) and "/login" not in urlsplit(location).path:
+                return urljoin(form.action, location)
+            if resp.status in (302, 303):
+                reason = "sent to the login page: the hub session was not accepted"
+            elif resp.status == 200:
+                reason = "the hub showed the form again: " + _page_reason(text)
+            else:
+                reason = _page_reason(text)
+            raise HubHTTPError("POST", form.action, resp.status, reason, user=self.user)
 
     async def _follow_progress(self, started: float, progress: list, last: dict) -> float:
         """Read the progress stream until ready; the perf_counter time ready arrived."""
@@ -263,3 +335,7 @@ class LabSession:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+def _page_reason(text: str) -> str:
+    return page_message(text) if looks_like_html(text) else text[:200]

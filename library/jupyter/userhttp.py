@@ -28,7 +28,8 @@ class UserHTTP:
             connector=connector,
             connector_owner=connector is None,
             cookie_jar=self.jar,
-            headers={"Authorization": f"token {token}"},
+            # "bearer": what Gafaelfawr (Nublado) requires; JupyterHub and its labs accept it too.
+            headers={"Authorization": f"bearer {token}"},
             timeout=aiohttp.ClientTimeout(total=total_timeout),
         )
 
@@ -80,7 +81,11 @@ class UserHTTP:
 
 
 def _reason(text: str) -> str:
-    """The hub's error message from a JSON body, else the start of the text."""
+    """The hub's error message from a JSON body or an HTML page, else the start of the text."""
+    from library.jupyter.forms import looks_like_html, page_message
+
+    if looks_like_html(text):
+        return page_message(text)
     try:
         data = json.loads(text)
         if isinstance(data, dict) and data.get("message"):

@@ -7,7 +7,10 @@ import os
 import sys
 from pathlib import Path
 
+from jupyterhub import orm
+from jupyterhub.auth import Authenticator
 from jupyterhub.spawner import SimpleLocalProcessSpawner
+from tornado import web
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
@@ -39,8 +42,34 @@ c.JupyterHub.db_url = f"sqlite:///{hub_dir / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(hub_dir / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(hub_dir / "jupyterhub.pid")
 
-# API-only login: bot users are created through the REST API by the orchestrator service.
-c.JupyterHub.authenticator_class = "null"
+
+class BearerLoginAuthenticator(Authenticator):
+    """Logs a user into the hub's web pages with their own API token, as Nublado does.
+
+    On Nublado, Gafaelfawr validates ``Authorization: bearer TOKEN`` in front of the hub and
+    the hub's login handler trusts the identity it passes on. Here the hub checks the token
+    itself: ``GET /hub/login`` (where every page sends a visitor without a session) with a
+    user's valid token sets that user's session cookies. Service tokens (the orchestrator)
+    log no one in. Without the header there is no login page, only 403, so users are still
+    created through the REST API; the hub listens on 127.0.0.1 only.
+    """
+
+    auto_login = True
+    login_service = "bearer token"
+
+    def authenticate(self, handler, data=None):
+        scheme, _, token = handler.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() not in ("bearer", "token") or not token.strip():
+            return None
+        orm_token = orm.APIToken.find(handler.db, token.strip(), kind="user")
+        if orm_token is None or orm_token.user is None:
+            return None
+        return orm_token.user.name
+
+
+# Bot users are created through the REST API by the orchestrator service; their own tokens
+# log them into the web pages (the spawn form).
+c.JupyterHub.authenticator_class = BearerLoginAuthenticator
 c.Authenticator.allow_all = True
 c.JupyterHub.services = [{"name": "orchestrator", "api_token": orchestrator_token}]
 c.JupyterHub.load_roles = [
@@ -73,6 +102,16 @@ class TrackedSpawner(SimpleLocalProcessSpawner):
         await super().stop(now=now)
         self._pid_file().unlink(missing_ok=True)
 
+    def get_env(self):
+        env = super().get_env()
+        # The lab shows which image and size it was asked for (spawn form or REST options).
+        options = self.user_options or {}
+        if isinstance(options.get("image"), str):
+            env["JUPYTER_IMAGE_SPEC"] = options["image"]
+        if isinstance(options.get("size"), str):
+            env["BOSUN_LAB_SIZE"] = options["size"]
+        return env
+
 
 c.JupyterHub.spawner_class = TrackedSpawner
 c.SimpleLocalProcessSpawner.home_dir_template = str(state / "home" / "{username}")
@@ -103,3 +142,80 @@ c.Spawner.environment = {
     "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
     "VIRTUAL_ENV": str(venv_bin.parent),
 }
+
+
+# A spawn form shaped like Nublado's: an image by class, from a list or by tag, and a size.
+# The choice reaches the lab as user_options (REST: GET /hub/api/users/NAME, servers[""])
+# and as the environment variables JUPYTER_IMAGE_SPEC (as in Nublado labs) and
+# BOSUN_LAB_SIZE. Labs all run the same venv: the image is a label here.
+LAB_IMAGE_REPO = "sandbox/lab"
+LAB_IMAGE_TAGS = ["recommended", "w_2025_01", "r29_0_0"]
+LAB_IMAGES = [f"{LAB_IMAGE_REPO}:{tag}" for tag in LAB_IMAGE_TAGS]
+LAB_SIZES = {"small": "1 CPU, 4 GiB", "medium": "2 CPU, 8 GiB", "large": "4 CPU, 16 GiB"}
+
+
+def _options_form(spawner) -> str:
+    images = "".join(f'<option value="{ref}">{ref}</option>' for ref in LAB_IMAGES)
+    sizes = "".join(
+        f'<option value="{name}"{" selected" if name == "small" else ""}>{name} ({what})</option>'
+        for name, what in LAB_SIZES.items()
+    )
+    return f"""
+<fieldset>
+  <legend>Image</legend>
+  <label><input type="radio" name="image_class" value="recommended" checked>
+    Recommended ({LAB_IMAGES[0]})</label><br>
+  <label><input type="radio" name="image_class" value="list"> From the list</label>
+  <select name="image_list">{images}</select><br>
+  <label><input type="radio" name="image_class" value="tag"> By tag</label>
+  <input type="text" name="image_tag" value="" placeholder="{LAB_IMAGE_TAGS[1]}">
+</fieldset>
+<fieldset>
+  <legend>Size</legend>
+  <select name="size">{sizes}</select>
+</fieldset>
+"""
+
+
+def _form_error(message: str) -> web.HTTPError:
+    # The hub shows jupyterhub_message in the form's error line and answers 400.
+    exc = web.HTTPError(400, message)
+    exc.jupyterhub_message = message
+    return exc
+
+
+def _options_from_form(formdata: dict) -> dict:
+    """The form's fields as user_options; an unknown choice is refused with 400."""
+
+    def field(name: str) -> str:
+        values = formdata.get(name) or [""]
+        return values[0].strip()
+
+    image_class = field("image_class")
+    if not image_class:
+        # Clients that post one image field only (as mobu does) say which by its name.
+        image_class = "tag" if field("image_tag") else "list" if field("image_list") else ""
+        image_class = image_class or "recommended"
+    if image_class == "recommended":
+        image = LAB_IMAGES[0]
+    elif image_class == "list":
+        image = field("image_list")
+        if image not in LAB_IMAGES:
+            raise _form_error(f"unknown image_list {image!r}: choose one of {LAB_IMAGES}")
+    elif image_class == "tag":
+        tag = field("image_tag")
+        if tag not in LAB_IMAGE_TAGS:
+            raise _form_error(f"unknown image_tag {tag!r}: choose one of {LAB_IMAGE_TAGS}")
+        image = f"{LAB_IMAGE_REPO}:{tag}"
+    else:
+        raise _form_error(f"unknown image_class {image_class!r}: recommended, list or tag")
+    size = field("size") or "small"
+    if size not in LAB_SIZES:
+        raise _form_error(f"unknown size {size!r}: choose one of {list(LAB_SIZES)}")
+    return {"image": image, "image_class": image_class, "size": size}
+
+
+c.Spawner.options_form = _options_form
+c.Spawner.options_from_form = _options_from_form
+# get_env above applies image and size; this hook only marks them as handled.
+c.Spawner.apply_user_options = lambda spawner, user_options: None
