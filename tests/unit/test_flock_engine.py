@@ -118,9 +118,10 @@ def test_with_restart_a_failing_monkey_starts_again_after_error_idle_time(tmp_pa
     ]
     assert len(starts) >= 3
     errors = [r for r in ops(tmp_path, "bot-f01") if r["operation"] == "monkey_error"]
-    # Each restart waited error_idle_time after the failure before starting again.
+    # Each restart waited error_idle_time after the failure before starting again (less the
+    # loop's timer resolution: libuv timers count whole milliseconds).
     for err, nxt in zip(errors, starts[1:], strict=False):
-        assert nxt - err["start_us"] >= 100_000
+        assert nxt - err["start_us"] >= 100_000 - 2_000
     assert CALLS.count(("shutdown", "bot-f01")) >= len(errors)
 
 
