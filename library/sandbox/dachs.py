@@ -272,6 +272,25 @@ def tap_url(port: int) -> str:
     return f"http://127.0.0.1:{port}/tap"
 
 
+def _owner() -> Path | None:
+    """The state dir whose catalogue the machine's DaCHS serves (from the resource symlink)."""
+    link = GAVO_ROOT / "inputs" / RESOURCE / "data"
+    if not link.is_symlink():
+        return None
+    return Path(os.readlink(link)).parent.parent  # <state dir>/dachs/catalogue
+
+
+def _serves_another(state_dir: Path) -> Path | None:
+    """Another sandbox's state dir when the one DaCHS of this machine is up and serving it."""
+    owner = _owner()
+    if owner is None or owner.resolve() == Path(state_dir).resolve():
+        return None
+    other_port = _read_state(owner).get("port")
+    if _dachs_pid() is None or not other_port or _configured_port() != other_port:
+        return None  # a leftover link: the other sandbox no longer serves TAP
+    return owner
+
+
 def up(state_dir: Path, port: int, timeout: float) -> dict:
     """Start DaCHS (and PostgreSQL if needed) serving the catalogue at 127.0.0.1:PORT.
 
@@ -299,6 +318,15 @@ def up(state_dir: Path, port: int, timeout: float) -> dict:
         state["started_postgresql"] = True
         _write_state(state_dir, state)
 
+    other = _serves_another(state_dir)
+    if other is not None:
+        # DaCHS is one per machine (one /etc/gavo.rc, one database): taking it over would cut
+        # the other sandbox's TAP service from under its users.
+        raise UserError(
+            f"the TAP service of this machine serves the sandbox in {other}: stop that sandbox "
+            "first, or start this one with --no-tap and BOSUN_TAP_URL="
+            f"{tap_url(_configured_port() or port)}"
+        )
     pid = _dachs_pid()
     if pid is not None and _configured_port() == port and _answers(url):
         return {
@@ -353,6 +381,14 @@ def down(state_dir: Path) -> None:
     state_dir = Path(state_dir)
     state = _read_state(state_dir)
     log_path = _log_file(state_dir)
+    other = _serves_another(state_dir)
+    if other is not None:
+        log.info("the TAP service serves the sandbox in %s: left running", other)
+        state.pop("port", None)
+        state.pop("url", None)
+        if state or _dir(state_dir).exists():
+            _write_state(state_dir, state)
+        return
     pid = _dachs_pid()
     if pid is not None:
         _run_logged(["dachs", "serve", "stop"], log_path, timeout=60)

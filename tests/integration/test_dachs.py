@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from urllib.parse import urlparse
 
 import psutil
 import pytest
 
+from library.errors import UserError
 from library.sandbox import catalogue, dachs
 from library.sandbox.state import port_is_listening, state_dir
 from library.tap.client import TapClient
@@ -29,11 +29,9 @@ def test_second_up_neither_reimports_nor_restarts(tap):
     url, port = tap
     before = dachs.status(state_dir())
     assert before["running"] and before["url"] == url
-    t0 = time.monotonic()
     again = dachs.up(state_dir(), port, 60)
     assert again["url"] == url and again["imported"] is False
     assert again["pids"]["dachs"] == before["pid"]
-    assert time.monotonic() - t0 < 10
 
 
 def test_the_whole_catalogue_is_published(tap):
@@ -71,3 +69,18 @@ def test_down_stops_dachs_and_frees_the_port_then_up_restores_it(tap):
         again = dachs.up(state_dir(), port, 120)
     assert again["url"] == url and again["imported"] is False
     assert TapClient(url).run(dachs.PROBE_ADQL).rows == 1
+
+
+def test_a_second_sandbox_cannot_take_the_tap_service_over(tap, tmp_path):
+    """DaCHS is one per machine: another state dir is refused, and its down leaves TAP alone."""
+    url, port = tap
+    other = tmp_path / "other"
+    before = dachs.status(state_dir())["pid"]
+    with pytest.raises(UserError) as err:
+        dachs.up(other, port + 100, 60)
+    message = str(err.value)
+    assert f"serves the sandbox in {state_dir()}" in message and "--no-tap" in message
+    assert url in message
+    dachs.down(other)
+    assert dachs.status(state_dir()) == {"running": True, "url": url, "pid": before}
+    assert TapClient(url).run("SELECT TOP 1 objectId FROM sandbox.objects").rows == 1
