@@ -11,10 +11,25 @@ from library.toolbox import command
 log = logging.getLogger(__name__)
 
 
-def _platform(hub_url: str | None, token_file: Path | None):
+def _in_lab(user: str, hub_url, token_file, body, record: str | None = None):
+    """``await body(lab)`` with USER's lab session, events recorded when RECORD names them.
+
+    Platform errors (JupyterError) propagate: each command reports them its own way.
+    """
+    import asyncio
+    import contextlib
+
+    from library.jupyter.context import recorder, user_lab
     from library.jupyter.platform import resolve
 
-    return resolve(hub_url, token_file)
+    platform = resolve(hub_url, token_file)
+
+    async def go():
+        with recorder(record, "nublado") if record else contextlib.nullcontext() as rec:
+            async with user_lab(platform, user, rec) as lab:
+                return await body(lab)
+
+    return asyncio.run(go())
 
 
 def _fail(exc) -> None:
@@ -50,23 +65,17 @@ def spawn_lab(
         hub_url: Hub base URL ($BOSUN_HUB_URL, else the sandbox).
         token_file: Admin token, or ``user: token`` lines ($BOSUN_TOKEN_FILE, else the sandbox).
     """
-    import asyncio
-
-    from library.jupyter.context import recorder, user_lab, write_json
+    from library.jupyter.context import write_json
     from library.jupyter.errors import JupyterError
 
-    platform = _platform(hub_url, token_file)
-
-    async def go():
-        with recorder("spawn_lab", "nublado") as rec:
-            async with user_lab(platform, user, rec) as lab:
-                result = await lab.spawn_lab(
-                    timeout=timeout, via=via, image=image, size=size, image_field=image_field
-                )
-                return result.to_dict()
+    async def spawn(lab):
+        result = await lab.spawn_lab(
+            timeout=timeout, via=via, image=image, size=size, image_field=image_field
+        )
+        return result.to_dict()
 
     try:
-        result = asyncio.run(go())
+        result = _in_lab(user, hub_url, token_file, spawn, record="spawn_lab")
     except JupyterError as exc:
         write_json("spawn_progress.json", getattr(exc, "progress_log", []))
         _fail(exc)
@@ -141,32 +150,29 @@ def _loop(user, code, count, idle, timeout, hub_url, token_file, name) -> dict:
     import statistics
 
     from library.errors import UserError
-    from library.jupyter.context import recorder, user_lab, write_json
+    from library.jupyter.context import write_json
     from library.jupyter.errors import ExecutionError, JupyterError
     from library.progress import progress
 
-    platform = _platform(hub_url, token_file)
     executions: list[dict] = []
 
-    async def go():
-        with recorder(name, "nublado") as rec:
-            async with user_lab(platform, user, rec) as lab:
-                if not await lab.lab_running():
-                    raise UserError(f"--user {user}: no running lab; run nublado spawn_lab first")
-                kernel = await lab.open_kernel()
-                try:
-                    with progress(count, f"executions for {user}") as advance:
-                        for i in range(count):
-                            if i and idle:
-                                await asyncio.sleep(idle)
-                            res = await kernel.execute(code, timeout)
-                            executions.append(res.to_dict())
-                            advance()
-                finally:
-                    await kernel.aclose()
+    async def loop(lab):
+        if not await lab.lab_running():
+            raise UserError(f"--user {user}: no running lab; run nublado spawn_lab first")
+        kernel = await lab.open_kernel()
+        try:
+            with progress(count, f"executions for {user}") as advance:
+                for i in range(count):
+                    if i and idle:
+                        await asyncio.sleep(idle)
+                    res = await kernel.execute(code, timeout)
+                    executions.append(res.to_dict())
+                    advance()
+        finally:
+            await kernel.aclose()
 
     try:
-        asyncio.run(go())
+        _in_lab(user, hub_url, token_file, loop, record=name)
     except JupyterError as exc:
         failure = {"execution": len(executions) + 1, "error": exc.one_line()}
         if isinstance(exc, ExecutionError):
@@ -200,22 +206,15 @@ def delete_lab(
         hub_url: Hub base URL ($BOSUN_HUB_URL, else the sandbox).
         token_file: Admin token, or ``user: token`` lines ($BOSUN_TOKEN_FILE, else the sandbox).
     """
-    import asyncio
-
-    from library.jupyter.context import recorder, user_lab
     from library.jupyter.errors import JupyterError
 
-    platform = _platform(hub_url, token_file)
-
-    async def go():
-        with recorder("delete_lab", "nublado") as rec:
-            async with user_lab(platform, user, rec) as lab:
-                was_running = await lab.server_status() is not None
-                seconds = await lab.delete_lab(timeout=timeout)
-                return {"user": user, "was_running": was_running, "duration_s": round(seconds, 6)}
+    async def delete(lab):
+        was_running = await lab.server_status() is not None
+        seconds = await lab.delete_lab(timeout=timeout)
+        return {"user": user, "was_running": was_running, "duration_s": round(seconds, 6)}
 
     try:
-        return asyncio.run(go())
+        return _in_lab(user, hub_url, token_file, delete, record="delete_lab")
     except JupyterError as exc:
         _fail(exc)
 
@@ -233,29 +232,23 @@ def lab_status(
         hub_url: Hub base URL ($BOSUN_HUB_URL, else the sandbox).
         token_file: Admin token, or ``user: token`` lines ($BOSUN_TOKEN_FILE, else the sandbox).
     """
-    import asyncio
-
-    from library.jupyter.context import user_lab
     from library.jupyter.errors import JupyterError
 
-    platform = _platform(hub_url, token_file)
-
-    async def go():
-        async with user_lab(platform, user) as lab:
-            server = await lab.server_status()
-            if server is None:
-                return {"user": user, "state": "absent"}
-            state = "running" if server.get("ready") else f"pending {server.get('pending')}"
-            return {
-                "user": user,
-                "state": state,
-                "url": lab.lab_url,
-                "started": server.get("started"),
-                "last_activity": server.get("last_activity"),
-            }
+    async def status(lab):
+        server = await lab.server_status()
+        if server is None:
+            return {"user": user, "state": "absent"}
+        state = "running" if server.get("ready") else f"pending {server.get('pending')}"
+        return {
+            "user": user,
+            "state": state,
+            "url": lab.lab_url,
+            "started": server.get("started"),
+            "last_activity": server.get("last_activity"),
+        }
 
     try:
-        result = asyncio.run(go())
+        result = _in_lab(user, hub_url, token_file, status)
     except JupyterError as exc:
         _fail(exc)
     print(f"{user}: {result['state']}")
