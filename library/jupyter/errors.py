@@ -69,6 +69,15 @@ class DeleteTimeout(JupyterError):
         super().__init__(f"lab of {user} still running {timeout:g} s after delete", user=user)
 
 
+def _where(notebook: str, cell: int | None) -> str:
+    """The ``notebook cell N: `` prefix of a message about code that ran there."""
+    if notebook and cell is not None:
+        return f"{notebook} cell {cell}: "
+    if cell is not None:
+        return f"cell {cell}: "
+    return ""
+
+
 class ExecutionError(JupyterError):
     """Code raised in the kernel; carries the Python error and where it ran."""
 
@@ -96,11 +105,7 @@ class ExecutionError(JupyterError):
         super().__init__(f"{self.where()}{ename}: {evalue}", user=user)
 
     def where(self) -> str:
-        if self.notebook and self.cell is not None:
-            return f"{self.notebook} cell {self.cell}: "
-        if self.cell is not None:
-            return f"cell {self.cell}: "
-        return ""
+        return _where(self.notebook, self.cell)
 
     def with_context(self, notebook: str = "", cell: int | None = None) -> ExecutionError:
         """A copy that also names the notebook and cell it came from."""
@@ -132,10 +137,9 @@ class ExecutionTimeout(JupyterError):
         self.code = code
         self.cell = cell
         self.notebook = notebook
-        where = f"{notebook} cell {cell}: " if notebook and cell is not None else ""
-        if not where and cell is not None:
-            where = f"cell {cell}: "
-        super().__init__(f"{where}execution not finished after {timeout:g} s", user=user)
+        super().__init__(
+            f"{_where(notebook, cell)}execution not finished after {timeout:g} s", user=user
+        )
 
 
 class KernelDied(JupyterError):
