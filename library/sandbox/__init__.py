@@ -62,22 +62,20 @@ def _urls(port: int) -> tuple[str, str]:
 def endpoints() -> Endpoints:
     """Endpoints of the running sandbox; UserError when it is not running."""
     from library.errors import UserError
-    from library.redact import register_secret
     from library.sandbox import hub
     from library.sandbox import state as st
+    from library.tokens import read_token
 
     layout = st.Layout(st.state_dir())
     settings = layout.read_settings()
     if hub.running(layout) is None or "port_base" not in settings:
         raise UserError(NOT_RUNNING)
-    try:
-        token = layout.token_file.read_text().strip()
-    except FileNotFoundError:
+    if not layout.token_file.is_file():
         raise UserError(
             f"the sandbox token file {layout.token_file} is missing: restart the sandbox "
             "with ./run_toolbox.py sandbox down && ./run_toolbox.py sandbox up"
-        ) from None
-    register_secret(token)
+        )
+    token = read_token(layout.token_file)
     hub_url, hub_api_url = _urls(st.Ports.from_base(settings["port_base"]).hub)
     return Endpoints(
         hub_url=hub_url,
@@ -180,10 +178,9 @@ def down() -> dict:
     ports = st.Ports.from_base(settings.get("port_base", st.DEFAULT_PORT_BASE))
     token = None
     if layout.token_file.exists():
-        from library.redact import register_secret
+        from library.tokens import read_token
 
-        token = layout.token_file.read_text().strip()
-        register_secret(token)
+        token = read_token(layout.token_file)
     t0 = time.monotonic()
     stopped = hub.stop(layout, token=token, hub_api_url=_urls(ports.hub)[1])
     if stopped["hub"] or stopped["labs"]:
