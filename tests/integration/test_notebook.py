@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from tests.integration.lab_fixtures import bot, endpoints
+from tests.integration.notebook_repos import change_repo, git, write_notebook
 
 pytestmark = pytest.mark.integration
 
 RSP_NOTEBOOKS = Path(__file__).resolve().parents[2] / "projects" / "rsp_checks" / "notebooks"
-
-
-def _write(path: Path, *sources: str, tag_first: bool = False) -> Path:
-    cells = [new_markdown_cell("# test notebook")] + [new_code_cell(s) for s in sources]
-    if tag_first:
-        cells[1].metadata["tags"] = ["parameters"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(new_notebook(cells=cells), path)
-    return path
 
 
 @pytest.fixture
@@ -43,7 +33,7 @@ def _only_dir(base: Path, suffix: str) -> Path:
 def test_local_run_injects_parameters_and_saves_the_executed_notebook(tmp_path, artifacts):
     from library import run
 
-    nb = _write(
+    nb = write_notebook(
         tmp_path / "p.ipynb",
         "n = 1\nname = 'x'",
         "assert n == 7 and name == 'seven', (n, name)\nprint(n * 2)",
@@ -59,7 +49,7 @@ def test_local_failure_names_notebook_cell_and_error(tmp_path, artifacts):
     from library import run
     from library.errors import UserError
 
-    nb = _write(tmp_path / "bad.ipynb", "x = 1", "raise KeyError('missing-key')")
+    nb = write_notebook(tmp_path / "bad.ipynb", "x = 1", "raise KeyError('missing-key')")
     with pytest.raises(UserError, match=r"bad.ipynb cell 3: KeyError: 'missing-key'"):
         run.run_toolbox("notebook", "run", path=nb)
     cmd = _only_dir(artifacts, "notebook__run")
@@ -75,13 +65,13 @@ def test_repo_in_one_lab_with_discovery_and_respawn(request, tmp_path, artifacts
     monkeypatch.setenv("BOSUN_TOKEN_FILE", str(ep.token_file))
     repo = tmp_path / "repo"
     # state is shared inside one kernel: the second notebook sees the first's variable
-    _write(repo / "a_first.ipynb", "shared = 41")
-    _write(repo / "b_second.ipynb", "assert shared == 41\nshared += 1")
-    _write(repo / "c_third.ipynb", "import os\nprint(os.getpid())")
-    _write(repo / "d_fail.ipynb", "x = 1", "1/0")
-    _write(repo / "e_after.ipynb", "print('still running')")
-    _write(repo / "butler_only.ipynb", "raise SystemExit('must be skipped')")
-    _write(repo / "drafts" / "wip.ipynb", "raise SystemExit('must be skipped')")
+    write_notebook(repo / "a_first.ipynb", "shared = 41")
+    write_notebook(repo / "b_second.ipynb", "assert shared == 41\nshared += 1")
+    write_notebook(repo / "c_third.ipynb", "import os\nprint(os.getpid())")
+    write_notebook(repo / "d_fail.ipynb", "x = 1", "1/0")
+    write_notebook(repo / "e_after.ipynb", "print('still running')")
+    write_notebook(repo / "butler_only.ipynb", "raise SystemExit('must be skipped')")
+    write_notebook(repo / "drafts" / "wip.ipynb", "raise SystemExit('must be skipped')")
     user = bot("repo")
     with pytest.raises(
         UserError,
@@ -141,29 +131,11 @@ def test_shipped_rsp_notebooks_locally(artifacts):
     assert result["skipped"] == 3  # tap (not deployed here), butler, the draft
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
-    ).stdout
-
-
 def test_notebook_ci_on_a_change_with_a_good_and_a_bad_notebook(tmp_path, artifacts):
     from library import run
     from library.errors import UserError
 
-    repo = tmp_path / "nbrepo"
-    repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.email", "ci@example.org")
-    _git(repo, "config", "user.name", "ci")
-    _write(repo / "untouched.ipynb", "raise RuntimeError('not part of the change')")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-qm", "base")
-    _git(repo, "checkout", "-qb", "change")
-    _write(repo / "good.ipynb", "print('ok')")
-    _write(repo / "sub" / "bad.ipynb", "x = 1", "assert x == 2, 'x is not two'")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-qm", "change")
+    repo = change_repo(tmp_path / "nbrepo", unchanged="untouched.ipynb", bad="sub/bad.ipynb")
     with pytest.raises(
         UserError,
         match=r"1 problem\(s\) in 2 changed notebook\(s\): "
@@ -185,4 +157,4 @@ def test_notebook_ci_on_a_change_with_a_good_and_a_bad_notebook(tmp_path, artifa
     assert cases["sub/bad.ipynb run"].find("failure") is not None
     assert cases["good.ipynb run"].find("failure") is None
     assert suite.get("failures") == "1"
-    assert _git(repo, "status", "--porcelain") == ""  # CI ran copies, left the checkout clean
+    assert git(repo, "status", "--porcelain") == ""  # CI ran copies, left the checkout clean

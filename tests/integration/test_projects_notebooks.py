@@ -11,9 +11,10 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from tests.integration.notebook_repos import change_repo as make_change_repo
+from tests.integration.notebook_repos import git
 
 pytestmark = pytest.mark.integration
 
@@ -32,35 +33,12 @@ def _ci_run(art: Path, *args: str, env: dict | None = None, timeout: float = 900
     )
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
-    ).stdout
-
-
-def _write(path: Path, *sources: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cells = [new_markdown_cell("# test notebook")] + [new_code_cell(s) for s in sources]
-    nbformat.write(new_notebook(cells=cells), path)
-
-
 @pytest.fixture
 def change_repo(tmp_path) -> Path:
     """main: one broken notebook nobody touches; branch `change`: a good and a bad notebook."""
-    repo = tmp_path / "nbrepo"
-    repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.email", "ci@example.org")
-    _git(repo, "config", "user.name", "ci")
-    _write(repo / "old_broken.ipynb", "raise RuntimeError('broken before the change')")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-qm", "base")
-    _git(repo, "checkout", "-qb", "change")
-    _write(repo / "good.ipynb", "print('fine')")
-    _write(repo / "analysis" / "bad.ipynb", "x = 1", "assert x == 2, 'x is not two'")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-qm", "change")
-    return repo
+    return make_change_repo(
+        tmp_path / "nbrepo", unchanged="old_broken.ipynb", bad="analysis/bad.ipynb"
+    )
 
 
 def _cases(junit: Path) -> dict[str, ET.Element]:
@@ -109,11 +87,11 @@ def test_notebook_ci_local_checkout(tmp_path, change_repo):
         f"tests.notebook_ci.repo: {change_repo}",
     )
     _check_notebook_ci_run(art, proc)
-    assert _git(change_repo, "status", "--porcelain") == ""  # the checkout is left as it was
+    assert git(change_repo, "status", "--porcelain") == ""  # the checkout is left as it was
 
 
 def test_notebook_ci_git_url_and_branch(tmp_path, change_repo):
-    _git(change_repo, "checkout", "-q", "main")  # the clone must check the branch out itself
+    git(change_repo, "checkout", "-q", "main")  # the clone must check the branch out itself
     art = tmp_path / "art"
     proc = _ci_run(
         art,
