@@ -1,0 +1,297 @@
+"""The one way bosun turns timing events into numbers: per-(flock, operation) figures.
+
+Every figure a person reads — `summary.json` of a scale run, the live view's last line, the
+TAP runner's summary, the report's `stats.json` and tables, `report compare` — comes from
+`operation_stats` (or, for a small in-memory list, `percentiles`), so two places cannot
+disagree about what "p95" means.
+
+The rules, in one place:
+
+- **Population**: every event of the group, failed ones included. A timeout that took 30 s is
+  latency a user saw; dropping failures would make a failing service look fast.
+- **Percentiles**: linear interpolation between the closest ranks (numpy's default "linear"
+  method, type 7 of Hyndman & Fan): p50 of [1, 2] is 1.5.
+- **Units**: durations are recorded in microseconds and reported in milliseconds rounded to
+  3 decimals; success % is rounded to 3 decimals.
+- **Empty**: a group exists only when it has events, so count >= 1; a percentile of nothing
+  is None (JSON null), never 0, so "no latency" cannot be mistaken for "instant".
+
+Percentiles of many groups at once: sort `group * M + value` once (one int64 sort instead of
+a sort per group), then every group is a contiguous slice and each percentile is an index into
+it. Nothing loops over rows in Python.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+    import pyarrow as pa
+
+POPULATION = "all events of the (flock, operation), failed ones included"
+PERCENTILES = (50.0, 95.0, 99.0)
+CDF_POINTS = 101
+# Engine bookkeeping rather than work done against the platform: counted, not latency.
+LIFECYCLE = frozenset({"monkey_start", "monkey_stop"})
+# Fields that only exist when the data for them does (schedule lag, CDF): omitted when None.
+_OPTIONAL = frozenset(
+    {
+        "cdf_ms",
+        "corrected_p50_ms",
+        "corrected_p95_ms",
+        "corrected_p99_ms",
+        "corrected_max_ms",
+        "lag_p50_ms",
+        "lag_p99_ms",
+        "lag_max_ms",
+        "intended_per_s",
+        "achieved_per_s",
+    }
+)
+
+
+@dataclass
+class OperationStats:
+    """Figures of one (flock, operation) over `POPULATION`."""
+
+    flock: str
+    operation: str
+    count: int
+    failures: int
+    success_pct: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    mean_ms: float | None
+    # 101 points (p0..p100) for CDF plots; only when asked for.
+    cdf_ms: list[float | None] | None = None
+    # Coordinated-omission corrected latency (measured from the intended start: lag + duration)
+    # and the schedule lag itself; None when the events carry no schedule (lag_us all 0).
+    corrected_p50_ms: float | None = None
+    corrected_p95_ms: float | None = None
+    corrected_p99_ms: float | None = None
+    corrected_max_ms: float | None = None
+    lag_p50_ms: float | None = None
+    lag_p99_ms: float | None = None
+    lag_max_ms: float | None = None
+    # Rates over the run's span, filled by callers that know the span and the schedule.
+    intended_per_s: float | None = None
+    achieved_per_s: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.flock}/{self.operation}" if self.flock else self.operation
+
+    @property
+    def lifecycle(self) -> bool:
+        return self.operation in LIFECYCLE
+
+    @property
+    def successes(self) -> int:
+        return self.count - self.failures
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: every base field, optional fields only when set, plus `key`."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _OPTIONAL and value is None:
+                continue
+            out[f.name] = value
+        out["key"] = self.key
+        out["lifecycle"] = self.lifecycle
+        return out
+
+
+def ms(us: float) -> float | None:
+    """Microseconds -> milliseconds rounded to 3 decimals; NaN -> None (JSON null)."""
+    return None if us != us else round(float(us) / 1000.0, 3)
+
+
+def percentiles(values: Sequence[float], qs: Sequence[float] = PERCENTILES) -> list[float | None]:
+    """Percentiles (0..100) of a small in-memory list, by the same rule; None when empty."""
+    import numpy as np
+
+    if not len(values):
+        return [None] * len(qs)
+    return [float(v) for v in np.percentile(np.asarray(values, float), list(qs))]
+
+
+def grouped_sorted(group, values, n_groups: int):
+    """(values sorted within each group, offsets) where group g is `sorted[off[g]:off[g+1]]`.
+
+    Negative values (a clock step backwards) count as 0.
+    """
+    import numpy as np
+
+    counts = np.bincount(group, minlength=n_groups) if len(group) else np.zeros(n_groups, int)
+    offsets = np.zeros(n_groups + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    if not len(values):
+        return np.zeros(0, np.int64), offsets
+    values = np.maximum(values, 0)
+    span = int(values.max()) + 1
+    if n_groups * span < 2**62:
+        key = group.astype(np.int64)
+        key *= span
+        key += values
+        key.sort()
+        key -= np.repeat(np.arange(n_groups, dtype=np.int64) * span, counts)
+        return key, offsets
+    order = np.lexsort((values, group))
+    return values[order], offsets
+
+
+def group_quantiles(sorted_values, offsets, qs):
+    """Linear-interpolated quantiles (0..1) of every group: (n_groups, len(qs)), NaN if empty."""
+    import numpy as np
+
+    qs = np.asarray(qs, float)
+    n = np.diff(offsets)
+    out = np.full((len(n), len(qs)), np.nan)
+    has = n > 0
+    if not has.any():
+        return out
+    first = offsets[:-1][has, None].astype(float)
+    pos = first + qs[None, :] * (n[has, None] - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, offsets[1:][has, None] - 1)
+    frac = pos - lo
+    values = sorted_values.astype(float)
+    out[has] = values[lo] * (1 - frac) + values[hi] * frac
+    return out
+
+
+def operation_stats(
+    flock_codes: np.ndarray,
+    flock_names: Sequence[str],
+    operation_codes: np.ndarray,
+    operation_names: Sequence[str],
+    success: np.ndarray,
+    duration_us: np.ndarray,
+    lag_us: np.ndarray | None = None,
+    *,
+    cdf: bool = False,
+) -> list[OperationStats]:
+    """One `OperationStats` per (flock, operation) present, ordered by (flock, operation).
+
+    Strings come as dictionary codes (`*_codes` index `*_names`), so grouping is integer work.
+    `lag_us` (schedule lag per event, 0 when unscheduled) adds the corrected percentiles.
+    """
+    import numpy as np
+
+    n = len(duration_us)
+    if not n:
+        return []
+    n_ops = max(len(operation_names), 1)
+    key = np.asarray(flock_codes, np.int64) * n_ops + np.asarray(operation_codes, np.int64)
+    # Dense group numbers from a lookup table: O(n), where np.unique would sort every row.
+    counts_all = np.bincount(key, minlength=max(len(flock_names), 1) * n_ops)
+    present = np.flatnonzero(counts_all)
+    remap = np.full(len(counts_all), -1, np.int64)
+    remap[present] = np.arange(len(present))
+    group = remap[key]
+    n_groups = len(present)
+    counts = counts_all[present]
+    ok = np.asarray(success, bool)
+    failures = np.bincount(group[~ok], minlength=n_groups)
+    duration = np.asarray(duration_us, np.int64)
+    values, offsets = grouped_sorted(group, duration, n_groups)
+    qs = [p / 100 for p in PERCENTILES]
+    if cdf:
+        qs += list(np.linspace(0, 1, CDF_POINTS))
+    quant = group_quantiles(values, offsets, qs)
+    maxima = values[offsets[1:] - 1]
+    means = np.bincount(group, weights=np.maximum(duration, 0), minlength=n_groups) / counts
+    corrected = lag = None
+    if lag_us is not None and len(lag_us) == n and np.any(lag_us):
+        lag_arr = np.maximum(np.asarray(lag_us, np.int64), 0)
+        c_values, c_off = grouped_sorted(group, lag_arr + np.maximum(duration, 0), n_groups)
+        corrected = group_quantiles(c_values, c_off, [p / 100 for p in PERCENTILES])
+        corrected_max = c_values[c_off[1:] - 1]
+        l_values, l_off = grouped_sorted(group, lag_arr, n_groups)
+        lag = group_quantiles(l_values, l_off, [0.5, 0.99])
+        lag_max = l_values[l_off[1:] - 1]
+    out = []
+    for g, k in enumerate(present):
+        count = int(counts[g])
+        fails = int(failures[g])
+        row = OperationStats(
+            flock=str(flock_names[int(k) // n_ops]) if len(flock_names) else "",
+            operation=str(operation_names[int(k) % n_ops]),
+            count=count,
+            failures=fails,
+            success_pct=round(100.0 * (count - fails) / count, 3),
+            p50_ms=ms(quant[g, 0]),
+            p95_ms=ms(quant[g, 1]),
+            p99_ms=ms(quant[g, 2]),
+            max_ms=ms(maxima[g]),
+            mean_ms=ms(means[g]),
+            cdf_ms=[ms(v) for v in quant[g, len(PERCENTILES) :]] if cdf else None,
+        )
+        if corrected is not None:
+            row.corrected_p50_ms = ms(corrected[g, 0])
+            row.corrected_p95_ms = ms(corrected[g, 1])
+            row.corrected_p99_ms = ms(corrected[g, 2])
+            row.corrected_max_ms = ms(corrected_max[g])
+            row.lag_p50_ms = ms(lag[g, 0])
+            row.lag_p99_ms = ms(lag[g, 1])
+            row.lag_max_ms = ms(lag_max[g])
+        out.append(row)
+    out.sort(key=lambda r: (r.flock, r.operation))
+    return out
+
+
+def dictionary_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
+    """(int codes, names) of a string or dictionary column, chunks with different dictionaries
+    merged into one (nulls become "")."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    names: dict[str, int] = {}
+    parts = []
+    for chunk in chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = pc.dictionary_encode(chunk)
+        dictionary = ["" if v is None else str(v) for v in chunk.dictionary.to_pylist()]
+        mapping = np.fromiter(
+            (names.setdefault(v, len(names)) for v in dictionary), np.int64, len(dictionary)
+        )
+        indices = chunk.indices
+        if indices.null_count:
+            mapping = np.append(mapping, names.setdefault("", len(names)))
+            indices = pc.fill_null(indices, len(dictionary))
+        parts.append(mapping[indices.to_numpy(zero_copy_only=False)])
+    codes = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return codes, list(names)
+
+
+def table_stats(table: pa.Table, *, cdf: bool = False) -> list[OperationStats]:
+    """`operation_stats` of an events table (library/events.py schema)."""
+    if not table.num_rows:
+        return []
+    flock, flock_names = dictionary_codes(table.column("flock"))
+    operation, op_names = dictionary_codes(table.column("operation"))
+    lag = (
+        table.column("lag_us").to_numpy(zero_copy_only=False)
+        if "lag_us" in table.column_names
+        else None
+    )
+    return operation_stats(
+        flock,
+        flock_names,
+        operation,
+        op_names,
+        table.column("success").to_numpy(zero_copy_only=False),
+        table.column("duration_us").to_numpy(zero_copy_only=False),
+        lag,
+        cdf=cdf,
+    )
