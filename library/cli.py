@@ -221,6 +221,7 @@ def from_config(
     from library import config as cfgmod
     from library import run, yamlio
 
+    toolbox.check_suffix(suffix)
     cfg = load_config_from_cli(project, config, preset or [], var or [])
     extra_args = {}
     if extra:

@@ -8,16 +8,21 @@ the block's artifact dir and a config that refuses ``set_config``.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import contextvars
 import logging
+import shlex
 import subprocess
 import time
 import traceback
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from library import command_args, config, env, redact, toolbox
 from library.errors import UserError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +57,30 @@ def stop_request() -> StopRequest | None:
     return _stop_request.get()
 
 
-def using_stop_request(request: StopRequest):
-    """Make REQUEST the current stop request; returns the token for ``_stop_request.reset``."""
-    return _stop_request.set(request)
+def stop_requested() -> bool:
+    """Whether the current launcher was asked to stop (False outside a launcher)."""
+    request = _stop_request.get()
+    return request is not None and request.is_set()
+
+
+def request_stop(reason: str) -> bool:
+    """Ask the current launcher's work to stop; False when there is no launcher to ask."""
+    request = _stop_request.get()
+    if request is None:
+        return False
+    request.set(reason)
+    return True
+
+
+@contextlib.contextmanager
+def stop_request_scope(request: StopRequest | None = None) -> Iterator[StopRequest]:
+    """Make REQUEST (a new one by default) the current stop request inside the block."""
+    request = request if request is not None else StopRequest()
+    token = _stop_request.set(request)
+    try:
+        yield request
+    finally:
+        _stop_request.reset(token)
 
 
 class CommandFailed(UserError):
@@ -75,23 +101,40 @@ class ParallelFailed(UserError):
 
 
 def run(
-    cmd: str, capture_stdout: bool = False, check: bool = True, timeout: float | None = None
+    cmd: str | Sequence[str],
+    capture_stdout: bool = False,
+    check: bool = True,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run a shell command; its output is appended to ``run.log`` in the current artifact dir.
+    """Run a program; its output is appended to ``run.log`` in the current artifact dir.
+
+    ``cmd`` is either a list of arguments, run without a shell (``run.run(["echo", value])``:
+    a value stays one argument whatever characters it holds), or a fixed shell line run with
+    bash. Never paste a value from config, a trigger or a file into a shell line: pass a list,
+    or quote it with ``shlex.quote``.
 
     With ``capture_stdout`` the output is also returned in ``.stdout`` (text). A non-zero exit
     raises ``CommandFailed`` when ``check`` is true.
     """
+    if isinstance(cmd, str):
+        argv, shown_cmd = ["bash", "-c", cmd], cmd
+    else:
+        argv = [str(part) for part in cmd]
+        if not argv:
+            raise UserError("run.run: the argument list is empty")
+        shown_cmd = shlex.join(argv)
+    if any("\0" in part for part in argv):
+        raise UserError(f"run.run: a NUL character in the command: {shown_cmd!r}")
     log_path = env.artifact_dir() / "run.log"
-    shown = redact.redact_text(cmd)
+    shown = redact.redact_text(shown_cmd)
     log.info("run: %s", shown)
     start = time.perf_counter()
     try:
-        proc = subprocess.run(
-            ["bash", "-c", cmd], capture_output=True, text=True, timeout=timeout, check=False
-        )
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise CommandFailed(f"command timed out after {timeout} s: {shown}") from None
+    except FileNotFoundError:
+        raise CommandFailed(f"command not found: {argv[0]!r} (in {shown})") from None
     duration = time.perf_counter() - start
     with log_path.open("a", encoding="utf-8") as out:
         out.write(f"$ {shown}\n{redact.redact_text(proc.stdout)}")

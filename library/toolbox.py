@@ -257,7 +257,17 @@ def command_line(
         else:
             parts.extend([flag, _scalar(value)])
     line = shlex.join(parts)
-    return line if not suffix else f"{line}  # suffix: {suffix}"
+    # A comment ends at a newline whatever its quoting: the suffix is written JSON-escaped so no
+    # character of it can start a line of its own.
+    return line if not suffix else f"{line}  # suffix: {json.dumps(suffix)}"
+
+
+def check_suffix(suffix: str | None) -> None:
+    """Refuse a suffix holding control characters (it names a dir and a line of command.sh)."""
+    if suffix and any(ord(c) < 32 or ord(c) == 127 for c in suffix):
+        raise UserError(
+            f"--suffix {suffix!r}: control characters (newline, tab, NUL...) are not allowed"
+        )
 
 
 def _scalar(value: Any) -> str:
@@ -368,6 +378,7 @@ def invoke(
     ``exit_code`` and ``result.json``.
     """
     fn = get_command(group, name)
+    check_suffix(suffix)
     bound = bind_arguments(fn, group, name, dict(kwargs or {}))
     if not options_of(fn).record:
         return _call(fn, bound)

@@ -9,6 +9,9 @@ from library.toolbox import command
 def run(cmd: str, check: bool = True, timeout: float | None = None) -> dict:
     """Run a shell command; its output goes to run.log in the command's artifact dir.
 
+    A value taken from config, a trigger or a file must not be pasted into ``cmd``: use
+    ``shell run_argv``, which runs a program without a shell.
+
     Args:
         cmd: The command line, run with bash.
         check: Fail when the command exits non-zero.
@@ -17,6 +20,24 @@ def run(cmd: str, check: bool = True, timeout: float | None = None) -> dict:
     from library import run as runner
 
     proc = runner.run(cmd, capture_stdout=True, check=check, timeout=timeout)
+    return {"returncode": proc.returncode, "stdout_lines": len((proc.stdout or "").splitlines())}
+
+
+@command
+def run_argv(argv: list[str], check: bool = True, timeout: float | None = None) -> dict:
+    """Run a program with a list of arguments, without a shell; output goes to run.log.
+
+    Each argument reaches the program as it is, whatever characters it holds: the safe way to
+    pass values from config or a trigger (``argv: [echo, "{{ tests.cleanup.message }}"]``).
+
+    Args:
+        argv: The program and its arguments (repeat ``--argv`` for each).
+        check: Fail when the program exits non-zero.
+        timeout: Seconds before the program is stopped and counted as failed.
+    """
+    from library import run as runner
+
+    proc = runner.run(argv, capture_stdout=True, check=check, timeout=timeout)
     return {"returncode": proc.returncode, "stdout_lines": len((proc.stdout or "").splitlines())}
 
 

@@ -283,6 +283,12 @@ CASES = [
         ["command failed (exit 3)"],
         code=1,
     ),
+    Case(
+        "suffix-control-characters",
+        tb("from_config", "shell", "run", *CFG, "--suffix", "x\ntouch {tmp}/pwned"),
+        ["--suffix", "control characters"],
+        {"config.yaml": GOOD_CONFIG, "command_args.yaml.j2": TEMPLATE},
+    ),
     # -- ci/run
     Case("ci-unknown-step", [CI_RUN, "example", "deploy"], ["unknown step 'deploy'"]),
     Case("ci-missing-step", [CI_RUN, "example"], ["required: step"]),
@@ -570,6 +576,41 @@ def test_read_only_artifact_dir(tmp_path):
         ]
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        "/var tests.cleanup.message: $(touch {marker})",
+        "/var tests.cleanup.message: '`touch {marker}`; touch {marker}'",
+        "/var tests.example.greeting: $(touch {marker})",
+        "/var tests.example.greeting: \"'; touch {marker}; echo '\"",
+    ],
+    ids=["dollar-paren", "backticks", "greeting", "quotes"],
+)
+def test_trigger_values_never_become_shell(tmp_path, trigger):
+    """A /var value of the example project (the skeleton projects copy) reaches programs as
+    data: it is printed, never run."""
+    marker = tmp_path / "pwned"
+    art = tmp_path / "art"
+    env = {
+        **os.environ,
+        "CI": "true",
+        "ARTIFACT_DIR": str(art),
+        "BOSUN_TRIGGER": trigger.format(marker=marker),
+    }
+    proc = subprocess.run(
+        [sys.executable, CI_RUN, "example", "ci", "--var", "tests.example.names: [alpha]"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not marker.exists(), "a trigger value ran as a shell command"
+    logs = "".join(p.read_text() for p in art.rglob("run.log"))
+    assert f"touch {marker}" in logs
 
 
 def test_catalogue_is_large_enough():

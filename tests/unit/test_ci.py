@@ -71,7 +71,7 @@ def test_failure_is_reported_and_cleanup_still_runs(tmp_path):
         CI_RUN, "example", "ci", "--trigger-file", trigger, env={"ARTIFACT_DIR": str(art)}
     )
     assert proc.returncode == 1
-    assert (art / "003__cleanup" / "000__shell__run__cleanup" / "result.json").is_file()
+    assert (art / "003__cleanup" / "000__shell__run_argv__cleanup" / "result.json").is_file()
     failures = (art / "FAILURES").read_text()
     assert "exit 3" in failures and "=== 002__test/" in failures
     suite = ET.parse(art / "junit.xml").getroot()
@@ -139,5 +139,5 @@ def test_signal_stops_cleanly_and_runs_last_cleanup(tmp_path, signum):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum, out + err
     assert (art / "FINISHED").is_file() and (art / "junit.xml").is_file()
-    assert (art / "003__cleanup" / "000__shell__run__cleanup" / "result.json").is_file()
+    assert (art / "003__cleanup" / "000__shell__run_argv__cleanup" / "result.json").is_file()
     assert "interrupted" in (art / "run.json").read_text()

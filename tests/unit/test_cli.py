@@ -124,7 +124,7 @@ def test_from_config_show_args_and_run(tmp_path):
         RUN_TOOLBOX,
         "from_config",
         "shell",
-        "run",
+        "run_argv",
         "--project",
         "example",
         "--suffix",
@@ -132,12 +132,12 @@ def test_from_config_show_args_and_run(tmp_path):
         "--show-args",
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == 'shell run:\n  cmd: echo "cleaning up"\n'
+    assert proc.stdout == "shell run_argv:\n  argv:\n  - echo\n  - cleaning up\n"
     proc = run_cli(
         RUN_TOOLBOX,
         "from_config",
         "shell",
-        "run",
+        "run_argv",
         "--project",
         "example",
         "--prefix",
@@ -147,7 +147,7 @@ def test_from_config_show_args_and_run(tmp_path):
         env={"ARTIFACT_DIR": str(tmp_path)},
     )
     assert proc.returncode == 0, proc.stderr
-    assert "preparing 2 greetings" in (tmp_path / "000__shell__run" / "run.log").read_text()
+    assert "preparing 2 greetings" in (tmp_path / "000__shell__run_argv" / "run.log").read_text()
 
 
 def test_from_config_set_at_runtime_and_extra(tmp_path):
@@ -156,29 +156,29 @@ def test_from_config_set_at_runtime_and_extra(tmp_path):
             RUN_TOOLBOX,
             "from_config",
             "shell",
-            "run",
+            "run_argv",
             "--project",
             "example",
             "--suffix",
             "greet",
             "--show-args",
         ),
-        "'cmd' is SET_AT_RUNTIME",
+        "'argv' is SET_AT_RUNTIME",
     )
     proc = run_cli(
         RUN_TOOLBOX,
         "from_config",
         "shell",
-        "run",
+        "run_argv",
         "--project",
         "example",
         "--suffix",
         "greet",
         "--extra",
-        "{cmd: echo x}",
+        "{argv: [echo, x]}",
         "--show-args",
     )
-    assert proc.returncode == 0 and "cmd: echo x" in proc.stdout
+    assert proc.returncode == 0 and "- echo" in proc.stdout
     _assert_one_line_error(
         run_cli(RUN_TOOLBOX, "from_config", "shell", "nope", "--project", "example"),
         "no entry 'shell nope'",

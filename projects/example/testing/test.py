@@ -1,22 +1,22 @@
 """Steps of the example project: prepare, test, cleanup (ci/run example ci)."""
 
-import shlex
-
 from library import config, run
 
 
 def prepare():
     """Say what is about to happen (a toolbox call with arguments from the template)."""
-    run.run_toolbox_from_config("shell", "run", prefix="prepare")
+    run.run_toolbox_from_config("shell", "run_argv", prefix="prepare")
 
 
 def _greet(name: str) -> None:
+    # Values reach the program as arguments, never as shell text: a greeting holding
+    # `$(...)` or a quote is printed, not run.
     greeting = config.project.get_config("tests.example.greeting")
     pause = float(config.project.get_config("tests.example.pause"))
-    command = f"sleep {pause} && echo {shlex.quote(f'{greeting}, {name}')}"
-    if name == config.project.get_config("tests.example.fail_on"):
-        command += " && exit 3"
-    run.run_toolbox_from_config("shell", "run", suffix="greet", extra={"cmd": command})
+    fail = name == config.project.get_config("tests.example.fail_on")
+    script = 'sleep "$1" && echo "$2"' + (" && exit 3" if fail else "")
+    argv = ["sh", "-c", script, "greet", str(pause), f"{greeting}, {name}"]
+    run.run_toolbox_from_config("shell", "run_argv", suffix="greet", extra={"argv": argv})
 
 
 def test():
@@ -32,4 +32,4 @@ def test():
 
 
 def cleanup():
-    run.run_toolbox_from_config("shell", "run", suffix="cleanup")
+    run.run_toolbox_from_config("shell", "run_argv", suffix="cleanup")
