@@ -33,7 +33,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from library import config, env, redact, toolbox
+from library import artifacts, config, env, redact, toolbox
 from library.errors import UserError, storage_error_message
 
 log = logging.getLogger("ci")
@@ -147,20 +147,18 @@ def _signals_raise() -> Iterator[None]:
 
     # Work running in threads (a Parallel block's scale runs) cannot receive the exception:
     # it watches the stop request instead, stops cleanly and writes its artifacts.
-    request = run.StopRequest()
-    token = run.using_stop_request(request)
+    with run.stop_request_scope() as request:
 
-    def handler(signum, _frame):
-        request.set(signal.Signals(signum).name)
-        raise Interrupted(signum)
+        def handler(signum, _frame):
+            request.set(signal.Signals(signum).name)
+            raise Interrupted(signum)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-        run._stop_request.reset(token)
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
 
 class Console:
@@ -206,7 +204,7 @@ def run_steps(
             except Exception as err:
                 result.status, result.error = "failure", redact.redact_text(toolbox._one_line(err))
                 if not isinstance(err, UserError):
-                    (step_dir / "FAILURE").write_text(
+                    (step_dir / artifacts.FAILURE).write_text(
                         redact.redact_text(
                             f"step {name} failed: {result.error}\n\n{traceback.format_exc()}"
                         )
@@ -228,16 +226,10 @@ def run_steps(
 
 
 def _toolbox_calls(root: Path) -> list[dict[str, Any]]:
-    calls = []
-    for path in sorted(root.rglob("result.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if "group" in data and "command" in data:
-            data["_dir"] = path.parent
-            calls.append(data)
-    return calls
+    return [
+        {**result.to_dict(), "_dir": directory}
+        for directory, result in artifacts.command_results(root)
+    ]
 
 
 def write_junit(root: Path, project: str, results: list[StepResult]) -> None:
@@ -262,7 +254,7 @@ def write_junit(root: Path, project: str, results: list[StepResult]) -> None:
         step = rel.parts[0] if len(rel.parts) > 1 else "run"
         case(f"{project}.{step}", str(rel), float(call.get("duration_s") or 0), call.get("error"))
     # Commands may leave their own JUnit fragments (one testcase per flock, per notebook...).
-    for fragment in sorted(root.rglob("junit.xml")):
+    for fragment in sorted(root.rglob(artifacts.JUNIT)):
         if fragment.parent == root:
             continue
         try:
@@ -278,14 +270,14 @@ def write_junit(root: Path, project: str, results: list[StepResult]) -> None:
     suite.set("tests", str(cases))
     suite.set("failures", str(failures))
     ET.indent(suite)
-    ET.ElementTree(suite).write(root / "junit.xml", encoding="utf-8", xml_declaration=True)
+    ET.ElementTree(suite).write(root / artifacts.JUNIT, encoding="utf-8", xml_declaration=True)
 
 
 def write_failures(root: Path) -> None:
     parts = []
-    for path in sorted(root.rglob("FAILURE")):
+    for path in sorted(root.rglob(artifacts.FAILURE)):
         parts.append(f"=== {path.relative_to(root)}\n{path.read_text(errors='replace').rstrip()}\n")
-    target = root / "FAILURES"
+    target = root / artifacts.FAILURES
     if parts:
         target.write_text("\n".join(parts))
     elif target.exists():
@@ -355,7 +347,7 @@ def launch(
         f"presets: {', '.join(cfg.presets_applied) or 'none'}; artifacts: {root}"
     )
     started = _now()
-    with config.using(cfg), toolbox.logging_to(root / "ci.log"), _signals_raise():
+    with config.using(cfg), toolbox.logging_to(root / artifacts.CI_LOG), _signals_raise():
         results, code = run_steps(steps, module, console)
     write_junit(root, project, results)
     write_failures(root)
@@ -383,12 +375,12 @@ def launch(
         "report_error": None,
     }
     # The report and the history read run.json and exit_code: both exist before they run.
-    _write_json(root / "run.json", run_info)
-    (root / "exit_code").write_text(f"{code}\n")
+    _write_json(root / artifacts.RUN_INFO, run_info)
+    (root / artifacts.EXIT_CODE).write_text(f"{code}\n")
     run_info["report_error"] = _post_mortem(root, console)
     if run_info["report_error"]:
-        _write_json(root / "run.json", run_info)
-    (root / "FINISHED").write_text(_now() + "\n")
+        _write_json(root / artifacts.RUN_INFO, run_info)
+    (root / artifacts.FINISHED).write_text(_now() + "\n")
     verdict = "PASSED" if code == 0 else "FAILED"
     console.line(f"bosun ci: {verdict} (exit {code}); artifacts: {root}", "bold")
     return code

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from library import env, redact, yamlio
+from library import artifacts, env, redact, yamlio
 from library.errors import UserError
 
 TOOLBOX_DIR = Path(__file__).resolve().parent.parent / "toolbox"
@@ -359,16 +359,6 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, set | tuple):
-        return list(value)
-    return repr(value)
-
-
 def invoke(
     group: str, name: str, kwargs: dict[str, Any] | None = None, *, suffix: str | None = None
 ) -> Any:
@@ -384,11 +374,11 @@ def invoke(
         return _call(fn, bound)
 
     dir_name = f"{group}__{name}" + (f"__{suffix}" if suffix else "")
-    with env.NextArtifactDir(dir_name) as path, logging_to(path / "log.txt"):
+    with env.NextArtifactDir(dir_name) as path, logging_to(path / artifacts.LOG):
         yamlio.dump_file(
-            redact.redact_data({k: _plain(v) for k, v in bound.items()}), path / "args.yaml"
+            redact.redact_data({k: _plain(v) for k, v in bound.items()}), path / artifacts.ARGS
         )
-        script = path / "command.sh"
+        script = path / artifacts.COMMAND
         script.write_text(
             "#!/bin/sh\n# Replays this toolbox call; masked secrets must be "
             f"supplied again.\ncd {shlex.quote(str(TOOLBOX_DIR.parent))} && "
@@ -408,38 +398,20 @@ def invoke(
             raise
         finally:
             duration = time.perf_counter() - start
-            status = "success" if error is None else "failure"
             message = None
             if error is not None:
                 message = redact.redact_text(_one_line(error))
                 tb = "".join(traceback.format_exception(error))
-                (path / "FAILURE").write_text(
+                (path / artifacts.FAILURE).write_text(
                     f"{group} {name} failed: {message}\n\n{redact.redact_text(tb)}"
                 )
                 log.error("%s %s: failed after %.2f s: %s", group, name, duration, message)
             else:
                 log.info("%s %s: finished in %.2f s", group, name, duration)
-            (path / "exit_code").write_text(f"{exit_code_for(error)}\n")
-            (path / "result.json").write_text(
-                json.dumps(
-                    redact.redact_data(
-                        {
-                            "group": group,
-                            "command": name,
-                            "suffix": suffix,
-                            "status": status,
-                            "start": start_wall,
-                            "end": _now(),
-                            "duration_s": round(duration, 6),
-                            "error": message,
-                            "result": result,
-                        }
-                    ),
-                    indent=2,
-                    default=_json_default,
-                )
-                + "\n"
-            )
+            (path / artifacts.EXIT_CODE).write_text(f"{exit_code_for(error)}\n")
+            artifacts.CommandResult.finished(
+                group, name, suffix, start_wall, duration, message, result
+            ).write(path)
 
 
 def _plain(value: Any) -> Any:

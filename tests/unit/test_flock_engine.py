@@ -328,15 +328,11 @@ def test_a_launcher_stop_request_stops_a_scale_run_in_a_parallel_thread(tmp_path
             tmp_path / name, live=False, min_success_pct=0
         )
 
-    request = run.StopRequest()
-    token = run.using_stop_request(request)
-    try:
+    with run.stop_request_scope() as request:
         threading.Timer(1.0, request.set, args=("SIGINT",)).start()
         with env.using_artifact_dir(tmp_path), run.Parallel("campaign") as parallel:
             parallel.delayed(scale, "a")
             parallel.delayed(scale, "b")
-    finally:
-        run._stop_request.reset(token)
     assert {name: r["stop_reason"] for name, r in results.items()} == {"a": "SIGINT", "b": "SIGINT"}
     for name in ("a", "b"):
         rows = read_events(tmp_path / name).to_pylist()
