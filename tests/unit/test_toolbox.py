@@ -45,7 +45,8 @@ def test_unknown_group_and_command():
     with pytest.raises(UserError, match=r"unknown toolbox group 'nope' \(available: .*shell"):
         toolbox.invoke("nope", "x")
     with pytest.raises(
-        UserError, match=r"unknown command 'nope' in toolbox group 'shell' \(available: run, wait\)"
+        UserError,
+        match=r"unknown command 'nope' in toolbox group 'shell' \(available: run, run_argv, wait\)",
     ):
         toolbox.invoke("shell", "nope")
 
