@@ -87,6 +87,33 @@ def endpoints() -> Endpoints:
     )
 
 
+def platform():
+    """The running sandbox as a `library.platform.Platform`, or None when nothing of it runs.
+
+    The hub and the TAP service are reported independently (the TAP half may run without the
+    hub); bot users' tokens are minted through the hub with the orchestrator token.
+    """
+    from library.platform import JupyterHubTokens, Platform
+    from library.sandbox import hub
+    from library.sandbox import state as st
+
+    layout = st.Layout(st.state_dir())
+    settings = layout.read_settings()
+    hub_url = None
+    tokens = None
+    if hub.running(layout) is not None and "port_base" in settings:
+        hub_url = _urls(st.Ports.from_base(settings["port_base"]).hub)[0]
+        if layout.token_file.is_file():
+            tokens = JupyterHubTokens(hub_url=hub_url, admin_token_file=str(layout.token_file))
+    tap = _tap_status(layout)
+    tap_urls = {}
+    if tap.get("url") and tap.get("auth_url"):
+        tap_urls["auth"] = tap["auth_url"]
+    if hub_url is None and not tap.get("url"):
+        return None
+    return Platform(hub_url=hub_url, tap_url=tap.get("url"), tap_urls=tap_urls, tokens=tokens)
+
+
 def _tap_status(layout) -> dict:
     dachs = _dachs()
     if dachs is None:
