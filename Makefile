@@ -35,6 +35,7 @@ unit: python-deps
 lint: python-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## bench: benchmarks, each printing ratios against its anchor measured in the same run
 bench: setup
