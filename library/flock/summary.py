@@ -145,11 +145,11 @@ def junit_xml(summary: dict[str, Any], min_success_pct: float) -> str:
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any], min_success_pct: float) -> str:
-    out_dir = Path(out_dir)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    """summary.json (kind ``scale_run``), summary.txt and the JUnit fragment; returns the text."""
+    from library.artifacts import ScaleRunDir
+
     text = summary_text(summary)
-    (out_dir / "summary.txt").write_text(text)
-    (out_dir / "junit.xml").write_text(junit_xml(summary, min_success_pct))
+    ScaleRunDir(out_dir).write_summary(summary, text, junit_xml(summary, min_success_pct))
     return text
 
 

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from library.artifacts import SummaryKind
+
 log = logging.getLogger(__name__)
 
 STATS_FILE = "stats.json"
@@ -88,7 +90,7 @@ def _context(run, out: Path, problems: list[str]) -> dict[str, Any]:
     thresholds = next(
         (
             s.get("client_bound_thresholds")
-            for s in run.summaries
+            for s in run.summaries_of(SummaryKind.SCALE_RUN)
             if isinstance(s.get("client_bound_thresholds"), dict)
         ),
         None,

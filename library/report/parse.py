@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPORT_DIR_NAME = "report"
+from library import artifacts
+from library.artifacts import SummaryKind
+
+REPORT_DIR_NAME = artifacts.REPORT_DIR
 # Columns the report needs; `monkey`, `business` and `shard` are left on disk to save memory.
 _NUMERIC = ("start_us", "duration_us", "rows")
 _CATEGORICAL = ("flock", "operation", "target", "error_class")
@@ -104,6 +107,7 @@ class Run:
     commands: list[Command] = field(default_factory=list)
     events: Events | None = None
     health: dict[str, Any] | None = None
+    # Every summary.json, each with its "kind" (artifacts.SummaryKind) and "_path".
     summaries: list[dict[str, Any]] = field(default_factory=list)
     sweep: list[SweepPoint] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # files that could not be read
@@ -112,11 +116,15 @@ class Run:
     # Step dirs of a ci/run tree (NNN__prepare, NNN__test, ...) with their status.
     steps: list[dict[str, Any]] = field(default_factory=list)
 
+    def summaries_of(self, kind: SummaryKind) -> list[dict[str, Any]]:
+        """The summaries of one kind (scale runs, TAP query sets...), in path order."""
+        return [s for s in self.summaries if s.get("kind") == kind]
+
     @property
     def client_bound(self) -> list[str]:
         """Reasons of every scale run that marked itself client-bound."""
         out = []
-        for summary in self.summaries:
+        for summary in self.summaries_of(SummaryKind.SCALE_RUN):
             if summary.get("client_bound"):
                 reason = summary.get("client_bound_reason") or "the load client saturated"
                 out.append(f"{summary['_path']}: {reason}")
@@ -175,28 +183,25 @@ def read_run(root: str | os.PathLike[str]) -> Run:
             dirnames[:] = [d for d in dirnames if d != REPORT_DIR_NAME]
         dirnames.sort()
         names = set(filenames)
-        if here.name == "events":
+        if here.name == artifacts.EVENTS_DIR:
             event_files += [here / f for f in sorted(filenames) if f.endswith(".parquet")]
             continue
-        if here.name == "health":
+        if here.name == artifacts.HEALTH_DIR:
             health_files += [here / f for f in sorted(filenames) if f.endswith(".parquet")]
             continue
-        if "result.json" in names:
+        if artifacts.RESULT in names:
             _read_command(run, here)
-        if "summary.json" in names:
-            data = _json(run, here / "summary.json")
-            if isinstance(data, dict):
-                data["_path"] = _rel(root, here)
-                run.summaries.append(data)
-        if "settings.yaml" in names and here != root:
-            settings = _yaml(run, here / "settings.yaml")
+        if artifacts.SUMMARY_JSON in names:
+            _read_summary(run, here)
+        if artifacts.SWEEP_SETTINGS in names and here != root:
+            settings = _yaml(run, here / artifacts.SWEEP_SETTINGS)
             if isinstance(settings, dict):
                 run.sweep.append(
                     SweepPoint(
                         _rel(root, here),
                         settings,
-                        "FINISHED" in names,
-                        _int_file(here / "exit_code"),
+                        artifacts.FINISHED in names,
+                        _int_file(here / artifacts.EXIT_CODE),
                     )
                 )
     _read_root(run)
@@ -235,27 +240,42 @@ def _int_file(path: Path) -> int | None:
         return None
 
 
-def _read_command(run: Run, here: Path) -> None:
-    data = _json(run, here / "result.json")
+def _read_summary(run: Run, here: Path) -> None:
+    data = _json(run, here / artifacts.SUMMARY_JSON)
     if not isinstance(data, dict):
         return
     rel = _rel(run.root, here)
-    failure = here / "FAILURE"
-    log = here / "log.txt"
-    duration = data.get("duration_s")
+    kind = artifacts.summary_kind(data)
+    if kind is None:
+        where = f"{rel}/{artifacts.SUMMARY_JSON}".lstrip("/")
+        run.problems.append(f"{where}: unknown summary kind {data.get('kind')!r}")
+        return
+    data["kind"], data["_path"] = str(kind), rel
+    run.summaries.append(data)
+
+
+def _read_command(run: Run, here: Path) -> None:
+    rel = _rel(run.root, here)
+    try:
+        result = artifacts.CommandResult.read(here)
+    except (OSError, artifacts.ContractError) as err:
+        run.problems.append(f"{rel}/{artifacts.RESULT}".lstrip("/") + f": {err}")
+        return
+    failure = here / artifacts.FAILURE
+    log = here / artifacts.LOG
     run.commands.append(
         Command(
             path=rel,
-            group=str(data.get("group") or ""),
-            command=str(data.get("command") or ""),
-            suffix=str(data.get("suffix") or ""),
-            status=str(data.get("status") or "unknown"),
-            start=data.get("start"),
-            end=data.get("end"),
-            duration_s=float(duration) if isinstance(duration, int | float) else None,
-            error=data.get("error"),
-            failure_file=f"{rel}/FAILURE".lstrip("/") if failure.exists() else None,
-            log_file=f"{rel}/log.txt".lstrip("/") if log.exists() else None,
+            group=result.group,
+            command=result.command,
+            suffix=result.suffix or "",
+            status=result.status,
+            start=result.start,
+            end=result.end,
+            duration_s=float(result.duration_s),
+            error=result.error,
+            failure_file=f"{rel}/{artifacts.FAILURE}".lstrip("/") if failure.exists() else None,
+            log_file=f"{rel}/{artifacts.LOG}".lstrip("/") if log.exists() else None,
         )
     )
 
@@ -265,8 +285,8 @@ _STEP_NAMES = ("prepare", "test", "cleanup")
 
 def _read_root(run: Run) -> None:
     root = run.root
-    run.has_config = (root / "config.yaml").exists()
-    presets = root / "presets_applied"
+    run.has_config = (root / artifacts.CONFIG).exists()
+    presets = root / artifacts.PRESETS_APPLIED
     if presets.exists():
         try:
             text = presets.read_text()
@@ -278,18 +298,18 @@ def _read_root(run: Run) -> None:
             for line in text.splitlines()
             if line.strip() and not line.lstrip().startswith("#")
         ]
-    overrides = root / "variable_overrides.yaml"
+    overrides = root / artifacts.VARIABLE_OVERRIDES
     if overrides.exists():
         data = _yaml(run, overrides)
         if isinstance(data, dict):
             run.overrides = data
-    run.exit_code = _int_file(root / "exit_code")
-    run.finished = (root / "FINISHED").exists()
-    if (root / "FAILURES").exists():
-        run.failures_file = "FAILURES"
+    run.exit_code = _int_file(root / artifacts.EXIT_CODE)
+    run.finished = (root / artifacts.FINISHED).exists()
+    if (root / artifacts.FAILURES).exists():
+        run.failures_file = artifacts.FAILURES
     run.steps = _steps(root)
-    if (root / "run.json").exists():
-        info = _json(run, root / "run.json")
+    if (root / artifacts.RUN_INFO).exists():
+        info = _json(run, root / artifacts.RUN_INFO)
         if isinstance(info, dict):
             run.run_info = info
             if isinstance(info.get("presets"), list):
@@ -317,8 +337,8 @@ def _steps(root: Path) -> list[dict[str, Any]]:
             child.is_dir() and len(parts) == 2 and parts[0].isdigit() and parts[1] in _STEP_NAMES
         ):
             continue
-        failed = (child / "FAILURE").exists() or any(
-            _int_file(p) not in (0, None) for p in child.glob("*/exit_code")
+        failed = (child / artifacts.FAILURE).exists() or any(
+            _int_file(p) not in (0, None) for p in child.glob(f"*/{artifacts.EXIT_CODE}")
         )
         steps.append(
             {
@@ -353,7 +373,7 @@ def _identity(run: Run) -> tuple[str | None, str | None]:
         step = " -> ".join(names)
     project = None
     if run.has_config:
-        data = _yaml(run, run.root / "config.yaml")
+        data = _yaml(run, run.root / artifacts.CONFIG)
         if isinstance(data, dict):
             project = _project_of_snapshot(data)
     return project, step

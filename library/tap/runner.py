@@ -19,11 +19,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from library.artifacts import (
+    EVENTS_DIR,
+    SUMMARY_TEXT,
+    Operation,
+    SummaryKind,
+    write_summary_json,
+)
 from library.tap.client import QueryResult, TapClient
 from library.tap.query_set import QuerySet
 
 log = logging.getLogger(__name__)
-OPERATION = "tap_query"
+OPERATION = Operation.TAP_QUERY
 
 
 def plan(
@@ -67,7 +74,7 @@ def run(
 
     results: list[tuple[int, str, QueryResult]] = []
     lock = threading.Lock()
-    recorder = Recorder(out_dir / "events", flock=flock, business=business)
+    recorder = Recorder(out_dir / EVENTS_DIR, flock=flock, business=business)
 
     def work(worker: int, advance) -> None:
         monkey = f"worker-{worker:03d}"
@@ -118,8 +125,8 @@ def run(
             "skipped": dict(query_set.skipped),
         }
     )
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out_dir / "summary.txt").write_text(format_summary(summary))
+    write_summary_json(out_dir, SummaryKind.TAP_QUERY_SET, summary)
+    (out_dir / SUMMARY_TEXT).write_text(format_summary(summary))
     return summary
 
 
