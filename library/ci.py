@@ -233,44 +233,25 @@ def _toolbox_calls(root: Path) -> list[dict[str, Any]]:
 
 
 def write_junit(root: Path, project: str, results: list[StepResult]) -> None:
-    suite = ET.Element("testsuite", name=f"bosun.{project}")
-    cases = 0
-    failures = 0
+    from library import junit
 
-    def case(classname: str, name: str, seconds: float, error: str | None) -> None:
-        nonlocal cases, failures
-        element = ET.SubElement(
-            suite, "testcase", classname=classname, name=name, time=f"{seconds:.3f}"
-        )
-        cases += 1
-        if error:
-            failures += 1
-            ET.SubElement(element, "failure", message=error[:1000]).text = error
-
-    for result in results:
-        case(f"{project}.steps", result.dir.name, result.duration_s, result.error)
+    cases: list[junit.Case | ET.Element] = [
+        junit.Case(f"{project}.steps", result.dir.name, result.duration_s, result.error)
+        for result in results
+    ]
     for call in _toolbox_calls(root):
         rel = call["_dir"].relative_to(root)
         step = rel.parts[0] if len(rel.parts) > 1 else "run"
-        case(f"{project}.{step}", str(rel), float(call.get("duration_s") or 0), call.get("error"))
+        cases.append(
+            junit.Case(
+                f"{project}.{step}", str(rel), float(call.get("duration_s") or 0), call.get("error")
+            )
+        )
     # Commands may leave their own JUnit fragments (one testcase per flock, per notebook...).
     for fragment in sorted(root.rglob(artifacts.JUNIT)):
-        if fragment.parent == root:
-            continue
-        try:
-            tree = ET.parse(fragment)
-        except ET.ParseError:
-            continue
-        for element in tree.iter("testcase"):
-            suite.append(element)
-            cases += 1
-            failures += int(
-                element.find("failure") is not None or element.find("error") is not None
-            )
-    suite.set("tests", str(cases))
-    suite.set("failures", str(failures))
-    ET.indent(suite)
-    ET.ElementTree(suite).write(root / artifacts.JUNIT, encoding="utf-8", xml_declaration=True)
+        if fragment.parent != root:
+            cases.extend(junit.read_cases(fragment))
+    junit.write(root / artifacts.JUNIT, junit.suite(f"bosun.{project}", cases))
 
 
 def write_failures(root: Path) -> None:

@@ -16,20 +16,29 @@ log = logging.getLogger(__name__)
 PLAIN_EVERY_S = 10.0
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
+def snapshot(engine: Engine, final: dict[str, dict] | None = None) -> list[dict]:
+    """One dict per flock with the figures both views show.
 
+    While the run goes, latency is over the last executions each flock kept in memory (a
+    window); `final` (from `library.flock.summary.flock_figures`, i.e. every event on disk by
+    the one rule of library/stats.py) replaces counts and percentiles for the last line, so that
+    it says what summary.json and the report say.
+    """
+    from library.stats import percentiles
 
-def snapshot(engine: Engine) -> list[dict]:
-    """One dict per flock with the figures both views show."""
     rows = []
     elapsed = max(1e-6, time.time() - engine.started_wall) if engine.started_wall else 1e-6
     for stats in engine.stats.values():
         states = stats.states()
-        recent = sorted(stats.recent_ms)
-        total = stats.successes + stats.failures
+        figures = (final or {}).get(stats.name)
+        if figures is not None:
+            successes, failures = figures["successes"], figures["failures"]
+            main = figures["operations"].get(stats.operation, {})
+            p50, p95 = main.get("p50_ms"), main.get("p95_ms")
+        else:
+            successes, failures = stats.successes, stats.failures
+            p50, p95 = percentiles(list(stats.recent_ms), (50, 95))
+        total = successes + failures
         rows.append(
             {
                 "flock": stats.name,
@@ -37,30 +46,50 @@ def snapshot(engine: Engine) -> list[dict]:
                 "running": states["running"] + states["starting"],
                 "idle": states["idle"],
                 "error": states["error"],
-                "successes": stats.successes,
-                "failures": stats.failures,
-                "success_pct": 100.0 * stats.successes / total if total else 100.0,
-                "ops_s": stats.successes / elapsed,
-                "p50_ms": percentile(recent, 0.50),
-                "p95_ms": percentile(recent, 0.95),
+                "successes": successes,
+                "failures": failures,
+                "success_pct": 100.0 * successes / total if total else 100.0,
+                "ops_s": successes / elapsed,
+                "p50_ms": p50,
+                "p95_ms": p95,
                 "operation": stats.operation,
             }
         )
     return rows
 
 
-def status_line(engine: Engine) -> str:
+def ms_text(value: float | None) -> str:
+    """Milliseconds as the summary holds them (3 decimals, trailing zeros dropped), or -."""
+    if value is None:
+        return "-"
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def status_line(engine: Engine, final: dict[str, dict] | None = None) -> str:
     parts = [
         f"{r['flock']}: {r['running']} running/{r['idle']} idle/{r['error']} error,"
         f" {r['successes']} ok, {r['failures']} failed ({r['success_pct']:.2f}%),"
-        f" {r['ops_s']:.1f} ops/s, {r['operation']} p50 {r['p50_ms']:.0f} ms"
-        f" p95 {r['p95_ms']:.0f} ms"
-        for r in snapshot(engine)
+        f" {r['ops_s']:.1f} ops/s, {r['operation']} p50 {ms_text(r['p50_ms'])} ms"
+        f" p95 {ms_text(r['p95_ms'])} ms"
+        for r in snapshot(engine, final)
     ]
     return " | ".join(parts) + f" | loop lag {engine.health.last_lag_ms:.0f} ms"
 
 
-def _table(engine: Engine):
+def final_figures(engine: Engine) -> dict[str, dict] | None:
+    """Every event recorded so far, by the summary's own computation; None if unreadable."""
+    from library.flock.summary import flock_figures
+
+    try:
+        engine.recorder.flush(wait=True)
+        engine.recorder.wait()
+        return flock_figures(engine.out_dir, engine.flocks)
+    except Exception as exc:  # noqa: BLE001 - the view must not fail the run; the summary will say
+        log.warning("live view: reading the events for the last line failed: %s", exc)
+        return None
+
+
+def _table(engine: Engine, final: dict[str, dict] | None = None):
     from rich.table import Table
 
     table = Table(title=f"scale run — loop lag {engine.health.last_lag_ms:.0f} ms")
@@ -77,7 +106,7 @@ def _table(engine: Engine):
         "p95 ms",
     ):
         table.add_column(header, justify="left" if header == "flock" else "right")
-    for r in snapshot(engine):
+    for r in snapshot(engine, final):
         table.add_row(
             f"{r['flock']} ({r['operation']})",
             str(r["running"]),
@@ -87,8 +116,8 @@ def _table(engine: Engine):
             str(r["failures"]),
             f"{r['success_pct']:.2f}",
             f"{r['ops_s']:.1f}",
-            f"{r['p50_ms']:.0f}",
-            f"{r['p95_ms']:.0f}",
+            ms_text(r["p50_ms"]),
+            ms_text(r["p95_ms"]),
         )
     return table
 
@@ -128,8 +157,9 @@ class LiveView:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        final = final_figures(self.engine)
         if self._live is not None:
-            self._live.update(_table(self.engine))
+            self._live.update(_table(self.engine, final))
             self._live.stop()
         elif self.plain:
-            log.info("%s", status_line(self.engine))
+            log.info("%s", status_line(self.engine, final))

@@ -12,7 +12,6 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
 from library.flock.businesses import main_operation
 from library.flock.health import client_bound
@@ -26,22 +25,54 @@ def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
-def _ops(durations_us, success) -> dict[str, Any]:
+def _figures(row) -> dict[str, Any]:
+    """A `library.stats` row as summary.json shows it under its flock and operation."""
+    out = row.as_dict()
+    for key in ("flock", "operation", "key", "lifecycle"):
+        out.pop(key)
+    return out
+
+
+def flock_figures(out_dir: Path, flocks: list[FlockConfig]) -> dict[str, dict[str, Any]]:
+    """Per flock: monkeys, started, successes, failures, success % and per-operation figures,
+    from the events under `out_dir` by the one rule (library/stats.py).
+
+    Successes are the successful events of the business's main operation, failures its
+    `monkey_error` events (mobu's counts). The live view's last line shows these same figures.
+    """
     import numpy as np
 
-    count = int(len(durations_us))
-    failures = int(count - success.sum())
-    ms = durations_us / 1000.0
-    q = np.percentile(ms, [50, 95, 99]) if count else [0.0, 0.0, 0.0]
-    return {
-        "count": count,
-        "failures": failures,
-        "success_pct": round(100.0 * (count - failures) / count, 2) if count else 100.0,
-        "p50_ms": round(float(q[0]), 3),
-        "p95_ms": round(float(q[1]), 3),
-        "p99_ms": round(float(q[2]), 3),
-        "max_ms": round(float(ms.max()), 3) if count else 0.0,
-    }
+    from library.events import read_events
+    from library.stats import dictionary_codes, table_stats
+
+    table = read_events(Path(out_dir) / "events")
+    by_flock: dict[str, dict[str, Any]] = {}
+    for row in table_stats(table):
+        by_flock.setdefault(row.flock, {})[row.operation] = row
+    if table.num_rows:
+        flock_codes, flock_names = dictionary_codes(table.column("flock"))
+        monkey_codes, _ = dictionary_codes(table.column("monkey"))
+    else:
+        flock_codes, flock_names, monkey_codes = np.zeros(0, np.int64), [], np.zeros(0, np.int64)
+    out: dict[str, dict[str, Any]] = {}
+    for flock in flocks:
+        ops = by_flock.get(flock.name, {})
+        main = ops.get(main_operation(flock.business.type))
+        errors = ops.get("monkey_error")
+        successes = main.successes if main else 0
+        failures = errors.count if errors else 0
+        total = successes + failures
+        code = flock_names.index(flock.name) if flock.name in flock_names else -1
+        out[flock.name] = {
+            "monkeys": flock.count,
+            "business": flock.business.type,
+            "started": int(len(np.unique(monkey_codes[flock_codes == code]))),
+            "successes": successes,
+            "failures": failures,
+            "success_pct": round(100.0 * successes / total, 2) if total else 0.0,
+            "operations": {name: _figures(row) for name, row in sorted(ops.items())},
+        }
+    return out
 
 
 def build_summary(
@@ -51,15 +82,6 @@ def build_summary(
     end: float,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    import numpy as np
-
-    from library.events import read_events
-
-    table = read_events(Path(out_dir) / "events")
-    cols = {
-        name: table.column(name).to_numpy(zero_copy_only=False) if table.num_rows else np.array([])
-        for name in ("flock", "monkey", "operation", "success", "duration_us")
-    }
     bound, reason = client_bound(Path(out_dir) / "health")
     summary: dict[str, Any] = {
         "start": _iso(start),
@@ -67,29 +89,8 @@ def build_summary(
         "duration_s": round(end - start, 3),
         "client_bound": bound,
         "client_bound_reason": reason,
-        "flocks": {},
+        "flocks": flock_figures(out_dir, flocks),
     }
-    for flock in flocks:
-        in_flock = cols["flock"] == flock.name
-        ops = cols["operation"][in_flock]
-        ok = cols["success"][in_flock].astype(bool)
-        dur = cols["duration_us"][in_flock].astype("int64")
-        main = main_operation(flock.business.type)
-        operations = {
-            str(op): _ops(dur[ops == op], ok[ops == op]) for op in sorted(set(ops.tolist()))
-        }
-        successes = int((ok & (ops == main)).sum())
-        failures = int((ops == "monkey_error").sum())
-        total = successes + failures
-        summary["flocks"][flock.name] = {
-            "monkeys": flock.count,
-            "business": flock.business.type,
-            "started": int(len(set(cols["monkey"][in_flock].tolist()))),
-            "successes": successes,
-            "failures": failures,
-            "success_pct": round(100.0 * successes / total, 2) if total else 0.0,
-            "operations": operations,
-        }
     if extra:
         summary.update(extra)
     return summary
@@ -125,23 +126,16 @@ def flock_failed(flock: dict[str, Any], min_success_pct: float) -> str | None:
 
 
 def junit_xml(summary: dict[str, Any], min_success_pct: float) -> str:
-    cases = []
-    failed = 0
-    for name, flock in summary["flocks"].items():
-        why = flock_failed(flock, min_success_pct)
-        body = ""
-        if why:
-            failed += 1
-            body = f"<failure message={quoteattr(why)}/>"
-        cases.append(
-            f'  <testcase classname="scale.run" name={quoteattr(name)}'
-            f' time="{summary["duration_s"]}">{body}</testcase>'
+    """One testcase per flock, failed when `flock_failed` says so."""
+    from library import junit
+
+    cases = [
+        junit.Case(
+            "scale.run", name, summary["duration_s"], flock_failed(flock, min_success_pct), ""
         )
-    return (
-        f'<testsuite name="scale" tests="{len(cases)}" failures="{failed}">\n'
-        + "\n".join(cases)
-        + "\n</testsuite>\n"
-    )
+        for name, flock in summary["flocks"].items()
+    ]
+    return junit.to_string(junit.suite("scale", cases))
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any], min_success_pct: float) -> str:

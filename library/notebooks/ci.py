@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 
@@ -35,24 +34,21 @@ def changed_notebooks(repo: Path, base_ref: str, head_ref: str = "HEAD") -> list
 
 def junit(suite_name: str, cases: list[dict]) -> str:
     """JUnit XML with one testcase per dict {name, classname, time, failure?, details?}."""
-    suite = ET.Element(
-        "testsuite",
-        name=suite_name,
-        tests=str(len(cases)),
-        failures=str(sum(1 for c in cases if c.get("failure"))),
+    from library import junit as writer
+
+    return writer.to_string(
+        writer.suite(
+            suite_name,
+            [
+                writer.Case(
+                    c["classname"],
+                    c["name"],
+                    c.get("time", 0.0),
+                    c.get("failure") or None,
+                    c.get("details", ""),
+                )
+                for c in cases
+            ],
+        ),
+        wrap=True,
     )
-    for case in cases:
-        el = ET.SubElement(
-            suite,
-            "testcase",
-            name=case["name"],
-            classname=case["classname"],
-            time=f"{case.get('time', 0.0):.3f}",
-        )
-        if case.get("failure"):
-            fail = ET.SubElement(el, "failure", message=case["failure"][:500])
-            fail.text = case.get("details", "")
-    root = ET.Element("testsuites")
-    root.append(suite)
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode") + "\n"

@@ -1,7 +1,7 @@
 """Group, bin and take percentiles of events with numpy, never a Python loop over rows.
 
-Percentiles of many groups at once: sort `group * M + value` once (one int64 sort instead of a
-sort per group), then every group is a contiguous slice and each percentile is an index into it.
+Per-(flock, operation) figures and the percentile rule come from `library.stats`; this module
+adds what only the report shows: time bins, per-target and per-error tables, sweeps.
 """
 
 from __future__ import annotations
@@ -9,54 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# Engine bookkeeping rather than work done against the platform: counted, not plotted as latency.
-LIFECYCLE = frozenset({"monkey_start", "monkey_stop"})
-PERCENTILES = (50.0, 95.0, 99.0)
-CDF_POINTS = 101
+from library.stats import (
+    LIFECYCLE,
+    PERCENTILES,
+    group_quantiles,
+    grouped_sorted,
+    operation_stats,
+    percentiles,
+)
+from library.stats import ms as _ms
+
 _BIN_WIDTHS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
 MAX_BINS = 300
-
-
-def grouped_sorted(group, values, n_groups: int):
-    """(values sorted within each group, offsets) where group g is `sorted[off[g]:off[g+1]]`."""
-    import numpy as np
-
-    counts = np.bincount(group, minlength=n_groups) if len(group) else np.zeros(n_groups, int)
-    offsets = np.zeros(n_groups + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    if not len(values):
-        return np.zeros(0, np.int64), offsets
-    values = np.maximum(values, 0)
-    span = int(values.max()) + 1
-    if n_groups * span < 2**62:
-        key = group.astype(np.int64)
-        key *= span
-        key += values
-        key.sort()
-        key -= np.repeat(np.arange(n_groups, dtype=np.int64) * span, counts)
-        return key, offsets
-    order = np.lexsort((values, group))
-    return values[order], offsets
-
-
-def group_quantiles(sorted_values, offsets, qs):
-    """Linear-interpolated quantiles (0..1) of every group: (n_groups, len(qs)), NaN if empty."""
-    import numpy as np
-
-    qs = np.asarray(qs, float)
-    n = np.diff(offsets)
-    out = np.full((len(n), len(qs)), np.nan)
-    has = n > 0
-    if not has.any():
-        return out
-    first = offsets[:-1][has, None].astype(float)
-    pos = first + qs[None, :] * (n[has, None] - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, offsets[1:][has, None] - 1)
-    frac = pos - lo
-    values = sorted_values.astype(float)
-    out[has] = values[lo] * (1 - frac) + values[hi] * frac
-    return out
 
 
 @dataclass
@@ -97,57 +61,25 @@ def time_bins(start_us, lo_us: int | None = None, hi_us: int | None = None) -> B
     return Bins(t0, width, n, index)
 
 
-def _ms(us):
-    return None if us != us else round(float(us) / 1000.0, 3)  # NaN -> None for JSON
-
-
 def summary(events) -> list[dict[str, Any]]:
-    """One row per (flock, operation): count, success %, p50/p95/p99/max ms, CDF points.
-
-    Latency percentiles are over every event of the group, failed ones included: a timeout that
-    took 30 s is latency a user saw.
-    """
-    import numpy as np
-
+    """One row per (flock, operation) by `library.stats` (its population and percentile rule),
+    with CDF points; per flock the work first, busiest first, engine bookkeeping last."""
     if events is None or not len(events):
         return []
-    n_ops = len(events.operation.categories)
-    key = events.flock.codes.astype(np.int64) * n_ops + events.operation.codes
-    present, group = np.unique(key, return_inverse=True)
-    group = group.astype(np.int64)
-    n_groups = len(present)
-    counts = np.bincount(group, minlength=n_groups)
-    failures = np.bincount(group, weights=~events.success, minlength=n_groups)
-    values, offsets = grouped_sorted(group, events.duration_us, n_groups)
-    cdf_q = np.linspace(0, 1, CDF_POINTS)
-    quant = group_quantiles(values, offsets, [p / 100 for p in PERCENTILES] + list(cdf_q))
-    maxima = values[offsets[1:] - 1]
-    means = np.bincount(group, weights=events.duration_us, minlength=n_groups) / counts
-    rows = []
-    for g, k in enumerate(present):
-        flock = events.flock.categories[int(k) // n_ops]
-        op = events.operation.categories[int(k) % n_ops]
-        count = int(counts[g])
-        rows.append(
-            {
-                "flock": flock,
-                "operation": op,
-                "key": f"{flock}/{op}" if flock else op,
-                "count": count,
-                "failures": int(failures[g]),
-                "success_pct": round(100.0 * float(count - failures[g]) / count, 3),
-                "p50_ms": _ms(quant[g, 0]),
-                "p95_ms": _ms(quant[g, 1]),
-                "p99_ms": _ms(quant[g, 2]),
-                "max_ms": _ms(maxima[g]),
-                "mean_ms": _ms(means[g]),
-                "cdf_ms": [_ms(v) for v in quant[g, len(PERCENTILES) :]],
-            }
+    rows = [
+        s.as_dict()
+        for s in operation_stats(
+            events.flock.codes,
+            events.flock.categories,
+            events.operation.codes,
+            events.operation.categories,
+            events.success,
+            events.duration_us,
+            getattr(events, "lag_us", None),
+            cdf=True,
         )
-    # Per flock: the work first, busiest first; engine bookkeeping (start/stop) last.
-    rows.sort(key=lambda r: (r["flock"], r["operation"] in LIFECYCLE, -r["count"]))
-    for r in rows:
-        r["lifecycle"] = r["operation"] in LIFECYCLE
+    ]
+    rows.sort(key=lambda r: (r["flock"], r["lifecycle"], -r["count"]))
     return rows
 
 
@@ -385,22 +317,21 @@ def sweep_rows(run) -> tuple[list[str], list[dict[str, Any]]]:
 
 def _command_stats(commands) -> dict[str, dict[str, Any]]:
     """Per `group command`: count, success %, p50/p95/p99 of the call durations (ms)."""
-    import numpy as np
 
     groups: dict[str, list] = {}
     for c in commands:
         groups.setdefault(f"{c.group} {c.command}", []).append(c)
     out = {}
     for name, calls in groups.items():
-        d = np.array([c.duration_s for c in calls if c.duration_s is not None], float) * 1000
+        us = [c.duration_s * 1e6 for c in calls if c.duration_s is not None]
         ok = sum(c.status == "success" for c in calls)
-        p = np.percentile(d, [50, 95, 99]) if len(d) else [None] * 3
+        p = percentiles(us)
         out[name] = {
             "count": len(calls),
             "success_pct": round(100.0 * ok / len(calls), 3),
-            "p50_ms": _ms(p[0] * 1000) if len(d) else None,
-            "p95_ms": _ms(p[1] * 1000) if len(d) else None,
-            "p99_ms": _ms(p[2] * 1000) if len(d) else None,
+            "p50_ms": None if p[0] is None else _ms(p[0]),
+            "p95_ms": None if p[1] is None else _ms(p[1]),
+            "p99_ms": None if p[2] is None else _ms(p[2]),
         }
     return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from library import redact
@@ -93,9 +94,11 @@ def test_summary_figures_and_report_lines(tmp_path):
         "• *tap*: 20 monkeys started 2026-11-21 with 3 failures (99.39% success)"
     )
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
-    junit = (tmp_path / "junit.xml").read_text()
-    assert 'tests="2" failures="1"' in junit  # `empty` completed nothing
-    assert 'name="tap" time="60.0"></testcase>' in junit
+    junit = ET.parse(tmp_path / "junit.xml").getroot()
+    assert (junit.get("tests"), junit.get("failures")) == ("2", "1")  # `empty` did nothing
+    tap_case, empty_case = junit.iter("testcase")
+    assert tap_case.get("name") == "tap" and float(tap_case.get("time")) == 60.0
+    assert tap_case.find("failure") is None and empty_case.find("failure") is not None
 
 
 def test_a_flock_below_the_threshold_fails_its_testcase(tmp_path):
