@@ -93,7 +93,7 @@ def test_summary_figures_and_report_lines(tmp_path):
     assert text.splitlines()[0] == (
         "• *tap*: 20 monkeys started 2026-11-21 with 3 failures (99.39% success)"
     )
-    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert json.loads((tmp_path / "summary.json").read_text()) == {"kind": "scale_run", **summary}
     junit = ET.parse(tmp_path / "junit.xml").getroot()
     assert (junit.get("tests"), junit.get("failures")) == ("2", "1")  # `empty` did nothing
     tap_case, empty_case = junit.iter("testcase")
