@@ -368,7 +368,7 @@ def launch(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from library.cli import setup_console_logging
+    from library.cli import print_error, setup_console_logging
 
     parser = argparse.ArgumentParser(
         prog="ci/run",
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trigger-file", type=Path, help="file holding the trigger text")
 
     def one_line_error(message: str) -> None:
-        print(f"error: ci/run: {message} (see ci/run --help)", file=sys.stderr)
+        print_error(f"ci/run: {message} (see ci/run --help)")
         raise SystemExit(2)
 
     parser.error = one_line_error  # type: ignore[method-assign]
@@ -404,19 +404,16 @@ def main(argv: list[str] | None = None) -> int:
             trigger_text, source = os.environ["BOSUN_TRIGGER"], "$BOSUN_TRIGGER"
         return launch(args.project, args.step, args.preset, args.var, trigger_text, source)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_error(str(err))
         return err.exit_code
     except OSError as err:
         message = storage_error_message(err)
         if message is None and os.environ.get("BOSUN_DEBUG") == "1":
             raise
-        print(f"error: {message or 'internal error: ' + toolbox._one_line(err)}", file=sys.stderr)
+        print_error(message or "internal error: " + toolbox._one_line(err))
         return 1
     except Exception as err:
         if os.environ.get("BOSUN_DEBUG") == "1":
             raise
-        print(
-            f"error: internal error: {toolbox._one_line(err)} (BOSUN_DEBUG=1 shows the traceback)",
-            file=sys.stderr,
-        )
+        print_error(f"internal error: {toolbox._one_line(err)} (BOSUN_DEBUG=1 shows the traceback)")
         return 1

@@ -40,6 +40,14 @@ def _print_groups() -> None:
     print("\n".join(lines))
 
 
+def print_error(message: str) -> None:
+    """The one ``error:`` line on stderr; a value holding a secret (a URL's password, a token
+    parameter) is masked like in every log."""
+    from library import redact
+
+    print(f"error: {redact.redact_text(message)}", file=sys.stderr)
+
+
 def setup_console_logging(verbose: bool = False) -> None:
     """Console log lines on stderr: rich in a terminal, plain when ``CI`` is set or piped."""
     root = logging.getLogger()
@@ -174,7 +182,7 @@ def _run_click(app, argv: Sequence[str], prog: str) -> int:
     except usage_error as err:
         ctx = getattr(err, "ctx", None)
         where = ctx.command_path if ctx else prog
-        print(f"error: {where}: {err.format_message()} (see {where} --help)", file=sys.stderr)
+        print_error(f"{where}: {err.format_message()} (see {where} --help)")
         return 2
     return 0
 
@@ -289,23 +297,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_from_config(argv[1:])
         return _run_group(argv[0], argv[1:])
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print_error(str(err))
         return err.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        print_error("interrupted")
         return 130
     except OSError as err:
         message = storage_error_message(err)
         if message is None and verbose:
             raise
-        print(f"error: {message or 'internal error: ' + toolbox._one_line(err)}", file=sys.stderr)
+        print_error(message or "internal error: " + toolbox._one_line(err))
         return 1
     except Exception as err:  # a bug: one line here, the traceback in FAILURE or on request
         if verbose:
             raise
-        print(
-            f"error: internal error: {toolbox._one_line(err)} "
-            "(the command's FAILURE file has the traceback; BOSUN_DEBUG=1 shows it here)",
-            file=sys.stderr,
+        print_error(
+            f"internal error: {toolbox._one_line(err)} "
+            "(the command's FAILURE file has the traceback; BOSUN_DEBUG=1 shows it here)"
         )
         return 1

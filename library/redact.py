@@ -17,12 +17,38 @@ from typing import Any
 MASK = "***"
 
 _SECRET_NAME = re.compile(
-    r"(token|secret|password|passwd|credential|api[_-]?key|authorization|cookie)", re.IGNORECASE
+    r"(token|secret|password|passwd|credential|api[_-]?key|authorization|cookie|webhook)",
+    re.IGNORECASE,
 )
-# Shapes of secrets that may show up in text before anyone registered them.
+# Query parameters and header names that carry credentials (AWS/GCS signed URLs included).
+_SECRET_PARAM = (
+    r"[\w.-]*(?:token|secret|password|passwd|pwd|api[_-]?key|apikey|signature|credential|"
+    r"auth|session)[\w.-]*"
+)
+_SECRET_HEADER = (
+    r"(?:proxy-)?authorization|set-cookie|cookie|x-[\w-]*(?:token|key|secret|auth)[\w-]*|"
+    r"[\w-]*-token|api-key|apikey"
+)
+# Shapes of secrets that may show up in text before anyone registered them. Each pattern keeps
+# its group 1 (the name, the user, the host) and masks what follows.
 _TEXT_PATTERNS = [
-    re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:token|bearer|basic)\s+)[^\s\"',}]+"),
-    re.compile(r"(?i)((?:^|[?&\s])(?:token|access_token|api_key)=)[^&\s\"']+"),
+    # URL userinfo: scheme://user:PASSWORD@host, and scheme://TOKEN@host (no password part).
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s/:@\"'<>]*:)[^\s/@\"'<>]+(?=@)"),
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)(?=[^\s/:@\"'<>]{20,}@)[^\s/:@\"'<>]+"),
+    # Webhook URLs: the path is the credential (Slack, Discord, Teams, Mattermost, generic).
+    re.compile(
+        r"(?i)(\bhttps?://(?:hooks\.slack\.com|[^\s/\"'<>]*(?:discord(?:app)?\.com|webhook\.office\.com"
+        r"|mattermost[^\s/\"'<>]*))/)[^\s\"'<>]+"
+    ),
+    re.compile(r"(?i)(\bhttps?://[^\s\"'<>]*?/(?:hooks|webhooks?)/)[^\s\"'<>]+"),
+    # Authorization-like headers, in logs, options and YAML: `Authorization: Bearer X`.
+    re.compile(
+        rf"(?i)((?<![\w/-])(?:{_SECRET_HEADER})[\"']?\s*[:=]\s*[\"']?"
+        r"(?:(?:token|bearer|basic|digest)\s+)?)[^\s\"',;}]+"
+    ),
+    # Token-bearing query parameters and form fields: `?access_token=X`, `&X-Amz-Signature=X`.
+    re.compile(rf"(?i)((?:^|[?&;\s])(?:{_SECRET_PARAM})=)[^&\s\"'#<>]+"),
+    re.compile(r"(?i)([?&](?:sig|key|code)=)[^&\s\"'#<>]+"),
     re.compile(
         r"(?i)([\"']?(?:token|password|secret|api_key)[\"']?\s*[:=]\s*[\"'])[^\"']+(?=[\"'])"
     ),

@@ -36,7 +36,7 @@ def run(
         hub_url: Hub base URL for ``--where lab`` ($BOSUN_HUB_URL, else the sandbox).
         token_file: Admin token, or ``user: token`` lines ($BOSUN_TOKEN_FILE, else the sandbox).
     """
-    from library.errors import UserError
+    from library.errors import CheckFailed, UserError
     from library.notebooks.params import parse_parameters
 
     if not path.is_file():
@@ -48,7 +48,7 @@ def run(
     )
     outcome = outcomes[0]
     if not outcome["ok"]:
-        raise UserError(outcome["error"])
+        raise CheckFailed(outcome["error"])
     return outcome
 
 
@@ -94,7 +94,7 @@ def run_repo(
         token_file: Admin token, or ``user: token`` lines ($BOSUN_TOKEN_FILE, else the sandbox).
     """
     from library import env
-    from library.errors import UserError
+    from library.errors import CheckFailed, UserError
     from library.jupyter.context import write_json
     from library.notebooks.discovery import discover
     from library.notebooks.params import parse_parameters
@@ -129,7 +129,7 @@ def run_repo(
         "skipped": len(found.skipped),
     }
     if failed:
-        raise UserError(
+        raise CheckFailed(
             f"{len(failed)} of {len(outcomes)} notebooks failed: "
             + "; ".join(o["error"] for o in failed)[:1000]
         )
@@ -184,7 +184,7 @@ def _run_in_lab(
 ):
     import asyncio
 
-    from library.errors import UserError
+    from library.errors import CheckFailed, UserError
     from library.jupyter.context import user_lab
     from library.jupyter.errors import JupyterError
     from library.jupyter.platform import resolve
@@ -212,7 +212,7 @@ def _run_in_lab(
     try:
         return asyncio.run(go())
     except JupyterError as exc:
-        raise UserError(exc.one_line()) from None
+        raise CheckFailed(exc.one_line()) from None
 
 
 @command
@@ -223,7 +223,7 @@ def check_clean(paths: list[str], /, fix: bool = False) -> dict:
         paths: Notebooks or directories to check (repeatable).
         fix: Clear what was found, in place, instead of failing.
     """
-    from library.errors import UserError
+    from library.errors import CheckFailed, UserError
     from library.notebooks.clean import check_clean as check
 
     targets = [Path(p) for p in paths]
@@ -235,7 +235,7 @@ def check_clean(paths: list[str], /, fix: bool = False) -> dict:
         log.info("%s%s", "fixed " if fix else "", d)
     files = sorted({d.path for d in dirt})
     if dirt and not fix:
-        raise UserError(
+        raise CheckFailed(
             f"{len(files)} notebook(s) not clean: {', '.join(files)} "
             "(run notebook check_clean --fix)"
         )
@@ -265,7 +265,7 @@ def ci(
         timeout: Seconds each cell may take.
     """
     from library import env
-    from library.errors import UserError
+    from library.errors import CheckFailed, UserError
     from library.jupyter.context import recorder, write_json
     from library.notebooks.ci import changed_notebooks, junit
     from library.notebooks.clean import check_clean as check
@@ -319,7 +319,7 @@ def ci(
     (env.artifact_dir() / "junit.xml").write_text(junit("notebook_ci", cases), encoding="utf-8")
     write_json("notebooks.json", [o.to_dict() for o in outcomes])
     if failed:
-        raise UserError(
+        raise CheckFailed(
             f"{len(failed)} problem(s) in {len(changed)} changed notebook(s): "
             + "; ".join(failed)[:1000]
         )

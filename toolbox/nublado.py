@@ -33,10 +33,10 @@ def _in_lab(user: str, hub_url, token_file, body, record: str | None = None):
 
 
 def _fail(exc) -> None:
-    """An expected platform failure as one UserError line (the message holds no token)."""
-    from library.errors import UserError
+    """An expected platform failure as one line, exit 1 (the message holds no token)."""
+    from library.errors import CheckFailed
 
-    raise UserError(exc.one_line()) from None
+    raise CheckFailed(exc.one_line()) from None
 
 
 @command

@@ -53,7 +53,7 @@ def run(
         live: Show the live table in a terminal (a status line every 10 s in CI).
     """
     from library import env
-    from library.errors import UserError
+    from library.errors import CheckFailed, UserError
     from library.flock.runner import ScaleRun
 
     if workers is not None and scheduler is not None:
@@ -65,6 +65,8 @@ def run(
         duration=duration,
         count=count,
         options=option or [],
+        start_batch_size=start_batch_size,
+        start_batch_wait=start_batch_wait,
         endpoints={
             "hub_url": hub_url,
             "tap_url": tap_url,
@@ -80,7 +82,8 @@ def run(
         webhook_url=webhook_url,
     )
     if result["failed_flocks"]:
-        raise UserError(
+        # A flock that ran and missed its bar is a failure (exit 1), not bad input (exit 2).
+        raise CheckFailed(
             "scale run: "
             + "; ".join(f"{n}: {why}" for n, why in result["failed_flocks"].items())
             + " (see summary.txt)"

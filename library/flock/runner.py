@@ -15,13 +15,22 @@ log = logging.getLogger(__name__)
 
 
 def _override(
-    flocks: list[FlockConfig], count: int | None, options: list[str], source: str
+    flocks: list[FlockConfig],
+    count: int | None,
+    options: list[str],
+    source: str,
+    fields: dict[str, Any] | None = None,
 ) -> list[FlockConfig]:
     import yaml
 
-    if count is None and not options:
+    fields = {k: v for k, v in (fields or {}).items() if v is not None}
+    if count is None and not options and not fields:
         return flocks
     data = dump_flocks(flocks)
+    for flock in data:
+        # Flock fields given on the command line (--start-batch-size...), validated below
+        # exactly like the file's own values.
+        flock.update(fields)
     for item in options:
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
@@ -54,8 +63,11 @@ class ScaleRun:
         count: int | None = None,
         options: list[str] | None = None,
         endpoints: dict[str, Any] | None = None,
+        start_batch_size: int | None = None,
+        start_batch_wait: str | None = None,
     ) -> ScaleRun:
-        flocks = _override(load_flocks(path), count, options or [], str(path))
+        fields = {"start_batch_size": start_batch_size, "start_batch_wait": start_batch_wait}
+        flocks = _override(load_flocks(path), count, options or [], str(path), fields)
         seconds = None
         if duration is not None:
             try:
@@ -97,8 +109,11 @@ class ScaleRun:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         self._resolve_endpoints()
+        from library import redact
+
+        # A header or token given as a business option is masked like in args.yaml.
         (out_dir / "flocks.yaml").write_text(
-            yaml.safe_dump(dump_flocks(self.flocks), sort_keys=False)
+            yaml.safe_dump(redact.redact_data(dump_flocks(self.flocks)), sort_keys=False)
         )
         extra: dict[str, Any] = {}
         if workers is None and scheduler is None:

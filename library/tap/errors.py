@@ -12,11 +12,18 @@ from library.errors import UserError
 
 
 class TapError(UserError):
-    """Any failed TAP query."""
+    """Any failed TAP query: a failure (exit 1), unless the query itself was refused."""
+
+    exit_code = 1
 
 
 class TapQueryError(TapError):
-    """The service rejected or failed the query (its own message, from QUERY_STATUS/UWS)."""
+    """The service rejected or failed the query (its own message, from QUERY_STATUS/UWS).
+
+    The query is what was given: bad input (exit 2), like a bad option.
+    """
+
+    exit_code = 2
 
 
 class TapHTTPError(TapError):

@@ -289,6 +289,43 @@ CASES = [
         ["--suffix", "control characters"],
         {"config.yaml": GOOD_CONFIG, "command_args.yaml.j2": TEMPLATE},
     ),
+    # -- failures exit 1, bad input 2 (the same everywhere)
+    Case(
+        "failed-notebook-exits-1",
+        tb("notebook", "run", "{tmp}/fails.ipynb"),
+        ["fails.ipynb", "ZeroDivisionError"],
+        {"fails.ipynb": NOTEBOOK.replace("print(1)", "1 / 0")},
+        code=1,
+    ),
+    Case(
+        "dirty-notebook-exits-1",
+        tb("notebook", "check_clean", "{tmp}/dirty.ipynb"),
+        ["not clean"],
+        {"dirty.ipynb": NOTEBOOK.replace('"execution_count": null', '"execution_count": 3')},
+        code=1,
+    ),
+    Case(
+        "failed-flock-exits-1",
+        tb("scale", "run", "--flocks", "{tmp}/f.yaml", "--duration", "1s"),
+        ["h1", "below 95%"],
+        {
+            "f.yaml": flock(
+                name="h1",
+                scopes=[],
+                business={
+                    "type": "HTTPLoop",
+                    "options": {"url": "http://127.0.0.1:9/x", "idle_time": "100ms"},
+                },
+            )
+        },
+        code=1,
+    ),
+    Case(
+        "tap-unreachable-exits-1",
+        tb("tap", "query", "--service", "http://127.0.0.1:9/tap", "--adql", "SELECT 1"),
+        ["127.0.0.1:9"],
+        code=1,
+    ),
     # -- ci/run
     Case("ci-unknown-step", [CI_RUN, "example", "deploy"], ["unknown step 'deploy'"]),
     Case("ci-missing-step", [CI_RUN, "example"], ["required: step"]),
@@ -611,6 +648,49 @@ def test_trigger_values_never_become_shell(tmp_path, trigger):
     assert not marker.exists(), "a trigger value ran as a shell command"
     logs = "".join(p.read_text() for p in art.rglob("run.log"))
     assert f"touch {marker}" in logs
+
+
+SECRET = "s3cretValue0123"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        tb("tap", "query", "--service", f"http://user:{SECRET}@127.0.0.1:9/tap", "--adql", "x"),
+        tb(
+            "tap",
+            "query",
+            "--service",
+            f"http://127.0.0.1:9/tap?access_token={SECRET}",
+            "--adql",
+            "x",
+        ),
+        tb("shell", "run", "--cmd", f"curl -sf http://bot:{SECRET}@127.0.0.1:9/ # fails"),
+        tb(
+            "shell",
+            "run",
+            "--cmd",
+            f"curl -sf -H 'Authorization: Bearer {SECRET}' http://127.0.0.1:9/",
+        ),
+    ],
+    ids=["url-password", "token-parameter", "url-in-shell-command", "header-in-shell-command"],
+)
+def test_a_secret_inside_a_value_reaches_no_file_and_no_console(tmp_path, argv):
+    """Secrets that nobody registered, carried by a URL or a header in an argument: masked in
+    the error line, log.txt, args.yaml, command.sh, result.json, FAILURE and run.log."""
+    art = tmp_path / "artifacts"
+    env = {**os.environ, "CI": "true", "ARTIFACT_DIR": str(art)}
+    env.pop("BOSUN_DEBUG", None)
+    proc = subprocess.run(
+        [sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode != 0
+    assert [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    written = sorted(p.name for p in art.rglob("*") if p.is_file())
+    assert {"args.yaml", "command.sh", "log.txt", "result.json", "FAILURE"} <= set(written)
+    hits = [str(p) for p in art.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert hits == []
+    assert SECRET not in proc.stdout + proc.stderr
 
 
 def test_catalogue_is_large_enough():
