@@ -104,12 +104,17 @@ class Platform(_Frozen):
     # Where each value came from ("flag", "environment", "sandbox"): for messages only.
     origin: dict[str, str] = Field(default_factory=dict)
 
-    def require(self, what: Literal["hub_url", "tap_url", "sia_url", "discovery_url"]) -> str:
-        """The URL named WHAT, or one line saying how to give it."""
+    def require(
+        self,
+        what: Literal["hub_url", "tap_url", "sia_url", "discovery_url"],
+        flag: str | None = None,
+    ) -> str:
+        """The URL named WHAT, or one line saying how to give it (FLAG: the command's own)."""
         value = getattr(self, what)
         if value:
             return value
-        flag, env = _SOURCES[what]
+        default_flag, env = _SOURCES[what]
+        flag = flag or default_flag
         raise UserError(
             f"no {_LABELS[what]}: pass {flag} URL, set ${env}, or start the sandbox with "
             "./run_toolbox.py sandbox up"
@@ -209,7 +214,7 @@ def resolve(
 
     tokens = _tokens(token_file, provider, values.get("hub_url"))
     # The sandbox's admin token is only good for the sandbox's own hub.
-    from_sandbox = sandbox is not None and origin.get("hub_url") == "sandbox"
+    from_sandbox = sandbox is not None and _same(values.get("hub_url"), sandbox.hub_url)
     if tokens is None and from_sandbox and sandbox.tokens is not None:
         tokens, origin["tokens"] = sandbox.tokens, "sandbox"
     return Platform(
@@ -221,6 +226,10 @@ def resolve(
         tokens=tokens,
         origin=origin,
     )
+
+
+def _same(url: str | None, other: str | None) -> bool:
+    return bool(url and other) and url.rstrip("/") == other.rstrip("/")
 
 
 def _tokens(

@@ -48,6 +48,19 @@ def _override(
     return parse_flocks(data, f"{source} (with overrides)")
 
 
+def _check_usernames(flocks: list[FlockConfig], source: str) -> None:
+    """Every monkey's user name is a valid bot user name of the platform (one URL segment):
+    a name like ``bot-x/../alice`` is refused before any URL is built with it."""
+    from library.platform import check_username
+
+    for flock in flocks:
+        for user in flock.monkeys():
+            try:
+                check_username(user.username)
+            except ValueError as exc:
+                raise UserError(f"{source}: flock {flock.name!r}: {exc}") from None
+
+
 @dataclass
 class ScaleRun:
     flocks: list[FlockConfig]
@@ -74,23 +87,49 @@ class ScaleRun:
                 seconds = parse_duration(duration)
             except ValueError as exc:
                 raise UserError(f"--duration: {exc}") from None
+        _check_usernames(flocks, str(path))
         return cls(flocks, seconds, {k: v for k, v in (endpoints or {}).items() if v})
 
     def _resolve_endpoints(self) -> None:
-        """Find the platform once, up front: a missing service is one clear error before any
-        monkey starts, not a failure per monkey (and every shard gets the same answer)."""
+        """Resolve the platform once, up front: a missing service or token is one clear error
+        before any monkey starts, not a failure per monkey, and every shard gets the same
+        answer (the resolved platform travels as data in ``endpoints["platform"]``)."""
+        from library import platform as plat
         from library.flock.businesses import main_operation
 
+        if "platform" in self.endpoints:
+            return
+        resolved = plat.resolve(
+            hub_url=self.endpoints.get("hub_url"),
+            tap_url=self.endpoints.get("tap_url"),
+            token_file=self.endpoints.get("token_file"),
+        )
         needs = {main_operation(f.business.type) for f in self.flocks}
-        if "tap_query" in needs and not self.endpoints.get("tap_url"):
-            from library.tap.service import resolve_url
-
-            self.endpoints["tap_url"] = resolve_url(None)
+        if "tap_query" in needs:
+            resolved.require("tap_url")
         if needs & {"execute_code", "notebook"}:
-            from library.flock.shared import Shared
+            resolved.require("hub_url")
+            if resolved.tokens is None:
+                raise UserError(
+                    "no token for the hub: pass --token-file (an admin token, or 'user: token' "
+                    "lines) or set $BOSUN_TOKEN_FILE"
+                )
+        if isinstance(resolved.tokens, plat.StaticTokens):
+            self._check_static_tokens(resolved.tokens)
+        self.endpoints = {"platform": resolved.to_data()}
 
-            platform = Shared(self.endpoints).platform()
-            self.endpoints.setdefault("hub_url", platform.hub_url)
+    def _check_static_tokens(self, source) -> None:
+        """Every monkey's user has a line in the token file (named before anything starts)."""
+        from library.platform_tokens import StaticProvider
+
+        have = set(StaticProvider(source).users())
+        for flock in self.flocks:
+            for user in flock.monkeys():
+                if user.username not in have:
+                    raise UserError(
+                        f"flock {flock.name!r}: no token for user {user.username} in the token "
+                        f"file {source.path}: add a line '{user.username}: TOKEN'"
+                    )
 
     def execute(
         self,

@@ -1,4 +1,4 @@
-"""Resources all monkeys of one process share: the HTTP session, platform endpoints, clients.
+"""Resources all monkeys of one process share: the HTTP session, the platform, its tokens.
 
 One aiohttp session with an uncapped connector serves every monkey (FACTS: 15 KiB per user
 holding a connection, against 21 KiB for a session per user, at the same CPU per request);
@@ -8,6 +8,8 @@ each request carries its own user's token, so sharing the pool does not mix iden
 from __future__ import annotations
 
 from typing import Any
+
+from library.platform import Platform
 
 
 class Shared:
@@ -36,25 +38,27 @@ class Shared:
         """The shared connector of the shared session, for clients that make their own."""
         return self.http().connector
 
-    def platform(self):
-        """The hub and its tokens (`--hub-url`/`--token-file`, else environment, else sandbox)."""
+    def platform(self) -> Platform:
+        """The platform the run was given (resolved once, at the command boundary)."""
         if "platform" not in self.cache:
-            from pathlib import Path
-
-            from library.jupyter.platform import resolve
-
-            token_file = self.endpoints.get("token_file")
-            self.cache["platform"] = resolve(
-                self.endpoints.get("hub_url"), Path(token_file) if token_file else None
-            )
+            data = self.endpoints.get("platform")
+            self.cache["platform"] = Platform.from_data(data) if data else Platform()
         return self.cache["platform"]
 
     def tap_url(self) -> str:
-        if "tap_url" not in self.cache:
-            from library.tap.service import resolve_url
+        return self.platform().require("tap_url")
 
-            self.cache["tap_url"] = resolve_url(self.endpoints.get("tap_url"))
-        return self.cache["tap_url"]
+    async def token_for(self, user: Any, scopes: list[str] | tuple[str, ...] = ()) -> str | None:
+        """USER's own token from the platform's token provider (None: the platform has none).
+
+        Each monkey asks with its own user, so every request carries that user's identity.
+        """
+        if "tokens" not in self.cache:
+            from library.platform_tokens import provider_for
+
+            self.cache["tokens"] = provider_for(self.platform().tokens, connector=self.connector())
+        provider = self.cache["tokens"]
+        return None if provider is None else await provider.token(user, scopes)
 
     def threads(self):
         """Threads for blocking clients (pyvo), one available per monkey (threads start on
@@ -69,14 +73,12 @@ class Shared:
         return self.cache["threads"]
 
     def token(self, env_name: str | None = None) -> str | None:
-        """A token from the named environment variable, else the platform token, else None."""
+        """A token from the named environment variable, else None (HTTPLoop's token_env)."""
         if env_name:
             from library.tokens import token_from_env
 
-            value = token_from_env(env_name)
-            if value:
-                return value
-        return self.endpoints.get("token")
+            return token_from_env(env_name)
+        return None
 
     async def close(self) -> None:
         for extra in self.extras.values():
@@ -86,6 +88,9 @@ class Shared:
                 if hasattr(result, "__await__"):
                     await result
         self.extras.clear()
+        tokens = self.cache.pop("tokens", None)
+        if tokens is not None:
+            await tokens.aclose()
         threads = self.cache.pop("threads", None)
         if threads is not None:
             # Queries still running in threads finish on their own timeout; do not wait.

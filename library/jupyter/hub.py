@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote, urljoin
+from urllib.parse import urljoin
 
+from library.errors import UserError
 from library.jupyter.errors import HubHTTPError
-from library.jupyter.lab import LabSession
+from library.jupyter.lab import LabSession, _segment
 from library.jupyter.userhttp import UserHTTP
+from library.platform import check_username
 
 
 class HubClient:
@@ -42,10 +44,14 @@ class HubClient:
         return self._admin
 
     async def create_user(self, user: str) -> bool:
-        """Create USER; False when it already existed."""
+        """Create USER (a bot user: the only kind bosun creates); False when it existed."""
+        try:
+            check_username(user)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         try:
             await self._require_admin().request(
-                "POST", self._api(f"users/{quote(user)}"), ok=(201,)
+                "POST", self._api(f"users/{_segment(user)}"), ok=(201,)
             )
             return True
         except HubHTTPError as exc:
@@ -59,7 +65,7 @@ class HubClient:
 
         _, model = await self._require_admin().request(
             "POST",
-            self._api(f"users/{quote(user)}/tokens"),
+            self._api(f"users/{_segment(user)}/tokens"),
             json_body={"note": note, "expires_in": self.token_expiry_s},
         )
         token = model["token"]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
+from library.errors import UserError
 from library.jupyter.errors import (
     DeleteTimeout,
     HubHTTPError,
@@ -19,6 +20,7 @@ from library.jupyter.forms import looks_like_html, page_message, parse_page
 from library.jupyter.messages import parse_progress_line
 from library.jupyter.timing import NoRecorder
 from library.jupyter.userhttp import UserHTTP
+from library.platform import check_username
 
 if TYPE_CHECKING:
     from library.jupyter.kernel import Kernel
@@ -72,11 +74,17 @@ class LabSession:
     """
 
     def __init__(self, hub_url: str, user: str, token: str, *, connector=None, recorder=None):
+        # A name that is not the platform's shape never reaches a URL (and so can never
+        # address another user's lab), whatever the caller checked before.
+        try:
+            check_username(user, bot=False)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         self.user = user
         self.hub_url = hub_url if hub_url.endswith("/") else hub_url + "/"
         self.http = UserHTTP(token, user=user, connector=connector)
         self._rec = recorder if recorder is not None else NoRecorder()
-        self._lab_url = urljoin(self.hub_url, f"user/{quote(user)}/")
+        self._lab_url = urljoin(self.hub_url, f"user/{_segment(user)}/")
 
     # --- URLs ---------------------------------------------------------------------------
 
@@ -98,7 +106,7 @@ class LabSession:
 
     async def server_status(self) -> dict | None:
         """The hub's model of the user's default server, or None when there is none."""
-        _, model = await self.http.request("GET", self.hub_api(f"users/{quote(self.user)}"))
+        _, model = await self.http.request("GET", self.hub_api(f"users/{_segment(self.user)}"))
         server = (model.get("servers") or {}).get("")
         if server and server.get("url"):
             self._set_lab_url(server["url"])
@@ -156,7 +164,7 @@ class LabSession:
         options = {k: v for k, v in (("image", image), ("size", size)) if v}
         try:
             await self.http.request(
-                "POST", self.hub_api(f"users/{quote(self.user)}/server"), json_body=options
+                "POST", self.hub_api(f"users/{_segment(self.user)}/server"), json_body=options
             )
         except HubHTTPError as exc:
             # Lost a race with another starter: the progress stream still tells when it is up.
@@ -238,7 +246,7 @@ class LabSession:
 
     async def _follow_progress(self, started: float, progress: list, last: dict) -> float:
         """Read the progress stream until ready; the perf_counter time ready arrived."""
-        url = self.hub_api(f"users/{quote(self.user)}/server/progress")
+        url = self.hub_api(f"users/{_segment(self.user)}/server/progress")
         async with self.http.session.get(url, headers={"Accept": "text/event-stream"}) as resp:
             if resp.status != 200:
                 raise HubHTTPError(
@@ -284,7 +292,7 @@ class LabSession:
         """Stop the lab and wait until the hub no longer lists it; seconds it took."""
         with self._rec.timed("delete_lab", monkey=self.user):
             started = time.perf_counter()
-            url = self.hub_api(f"users/{quote(self.user)}/server")
+            url = self.hub_api(f"users/{_segment(self.user)}/server")
             try:
                 async with asyncio.timeout(timeout):
                     while True:
@@ -335,6 +343,11 @@ class LabSession:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+def _segment(name: str) -> str:
+    """NAME as one URL path segment: "/" and every other reserved character escaped."""
+    return quote(name, safe="")
 
 
 def _page_reason(text: str) -> str:

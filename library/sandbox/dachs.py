@@ -260,9 +260,23 @@ def _answers(url: str) -> bool:
             return False
     except requests.RequestException:
         return False
-    from library.tap.client import TapClient
-
-    return TapClient(url, timeout=10).execute(PROBE_ADQL).rows == 1
+    # A plain sync query in CSV: the sandbox (a provider of the platform) must not import the
+    # TAP client that runs against it.
+    try:
+        resp = requests.post(
+            f"{url}/sync",
+            data={
+                "REQUEST": "doQuery",
+                "LANG": "ADQL",
+                "QUERY": PROBE_ADQL,
+                "RESPONSEFORMAT": "csv",
+            },
+            timeout=10,
+        )
+    except requests.RequestException:
+        return False
+    lines = [line for line in resp.text.splitlines() if line.strip()]
+    return resp.status_code == 200 and len(lines) == 2
 
 
 # --- the interface the sandbox calls -------------------------------------------------------

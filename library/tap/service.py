@@ -5,33 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from library.errors import UserError
-
 
 def resolve_url(service: str | None) -> str:
-    """--service, else $BOSUN_TAP_URL, else the running sandbox's TAP service."""
-    if service:
-        return service
-    if os.environ.get("BOSUN_TAP_URL"):
-        return os.environ["BOSUN_TAP_URL"]
-    from library import sandbox
+    """--service, else $BOSUN_TAP_URL, else the running sandbox's TAP service (for commands)."""
+    from library import platform
 
-    try:
-        url = sandbox.endpoints().tap_url
-    except UserError:
-        url = None
-    if not url:
-        # The TAP half may run without the hub (tests, --no-hub setups): ask it directly.
-        from library.sandbox import dachs
-        from library.sandbox.state import state_dir
-
-        url = dachs.status(state_dir()).get("url")
-    if not url:
-        raise UserError(
-            "no TAP service: pass --service URL, set $BOSUN_TAP_URL, or start the sandbox "
-            "with ./run_toolbox.py sandbox up"
-        )
-    return url
+    return platform.resolve(tap_url=service).require("tap_url", "--service")
 
 
 def read_token(token_file: Path | None) -> str | None:

@@ -59,17 +59,19 @@ class LabBusiness(Business):
     async def startup(self) -> None:
         from library.jupyter.hub import HubClient
 
-        platform = self.ctx.shared.platform()
+        from library.errors import UserError
+
+        hub_url = self.ctx.shared.platform().require("hub_url")
+        # This monkey's own user's token, with the flock's scopes (the provider creates the
+        # user first where the platform allows it).
+        token = await self.ctx.shared.token_for(self.ctx.user, self.ctx.scopes)
+        if token is None:
+            raise UserError("no token provider for the hub: pass --token-file")
         self.recorder = FlockRecorder(self.ctx)
         self.hub = HubClient(
-            platform.hub_url,
-            platform.admin_token,
-            connector=self.ctx.shared.connector(),
-            recorder=self.recorder,
+            hub_url, None, connector=self.ctx.shared.connector(), recorder=self.recorder
         )
-        self.lab = await self.hub.lab_session(
-            self.ctx.username, platform.token_for(self.ctx.username)
-        )
+        self.lab = await self.hub.lab_session(self.ctx.username, token)
         await self._spawn()
 
     async def _spawn(self) -> None:

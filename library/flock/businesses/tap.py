@@ -26,7 +26,9 @@ class TAPQueryRunner(Business):
         else:
             self.query_set = await asyncio.to_thread(self._load_set, opts.query_set or "dp0.2")
         url = self.ctx.shared.tap_url()
-        self.client = TapClient(url, token=self.ctx.shared.token(), timeout=opts.timeout)
+        # This monkey's own user's token (with the flock's scopes), never a shared one.
+        token = await self.ctx.shared.token_for(self.ctx.user, self.ctx.scopes)
+        self.client = TapClient(url, token=token, timeout=opts.timeout)
 
     @staticmethod
     def _load_set(name: str):

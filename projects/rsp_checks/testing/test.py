@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from library import config, env, run
@@ -24,14 +23,20 @@ def _check_kind() -> None:
         )
 
 
+def _platform():
+    """The platform, resolved once per step: platform.* config keys, else the environment,
+    else the sandbox."""
+    from library import platform
+
+    return platform.resolve(
+        hub_url=config.project.get_config("platform.hub_url") or None,
+        tap_url=config.project.get_config("platform.tap_url") or None,
+    )
+
+
 def _tap_url() -> str | None:
     """platform.tap_url, else $BOSUN_TAP_URL, else the sandbox's own TAP service."""
-    url = config.project.get_config("platform.tap_url") or os.environ.get("BOSUN_TAP_URL")
-    if url:
-        return str(url)
-    from library import sandbox
-
-    return sandbox.endpoints().tap_url
+    return _platform().tap_url
 
 
 def _notebook_services() -> list[str]:
@@ -40,12 +45,10 @@ def _notebook_services() -> list[str]:
 
 def prepare():
     _check_kind()
-    # Fails with "start it with ./run_toolbox.py sandbox up" when the sandbox is down.
-    from library import sandbox
-
-    ep = sandbox.endpoints()
-    hub_url = config.project.get_config("platform.hub_url") or os.environ.get("BOSUN_HUB_URL")
-    tap_url = _tap_url()
+    platform = _platform()
+    # Fails with "start it with ./run_toolbox.py sandbox up" when no hub is known.
+    hub_url = platform.require("hub_url", "platform.hub_url")
+    tap_url = platform.tap_url
     notebooks_need_tap = (
         config.project.get_config("tests.notebooks.enabled") and "tap" in _notebook_services()
     )
@@ -57,9 +60,7 @@ def prepare():
             "platform.tap_url or $BOSUN_TAP_URL, start the sandbox with its TAP service, "
             "or drop tap from the services"
         )
-    (env.artifact_dir() / "platform.txt").write_text(
-        f"hub {hub_url or ep.hub_url}\ntap {tap_url}\n"
-    )
+    (env.artifact_dir() / "platform.txt").write_text(f"hub {hub_url}\ntap {tap_url}\n")
 
 
 def _lab_checks() -> None:
@@ -81,7 +82,8 @@ def test():
     if config.project.get_config("tests.tap.enabled"):
         from library import sandbox
 
-        if sandbox.endpoints().tap_url is None and _tap_url():
+        own = sandbox.platform()
+        if (own is None or own.tap_url is None) and _tap_url():
             # The sandbox runs without TAP, the TAP service is elsewhere: the TAP notebook
             # checks it from the lab instead of the sandbox's own row count.
             log.info("the sandbox has no TAP service of its own: its TAP count is skipped")
