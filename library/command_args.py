@@ -4,18 +4,97 @@ Keys are ``[prefix/]group command[/suffix]``; values are the command's arguments
 is rendered with ``StrictUndefined`` against the effective config, so a missing config value is
 an error naming the template line. Keys starting with ``_`` are metadata, not arguments. A value
 left as ``SET_AT_RUNTIME`` must come from the caller's ``extra``.
+
+TOPSAIL's file name ``command_args.yml.j2`` is accepted too, with its template filters
+``or_env``, ``raise_exception`` and ``log_warning``.
+
+A value rendered by ``{{ ... }}`` stays one value whatever characters it holds: each
+expression renders to a random placeholder, the YAML is parsed, and only then are the
+placeholders replaced by the values. A whole plain scalar becomes the value itself (typed as
+YAML would type its text when it is a string); a placeholder inside a longer or quoted string
+is replaced by its text. A newline or a quote in a value can never add a key or an argument.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+import os
+import re
+import secrets
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from library import yamlio
 from library.errors import ConfigError
 
 SET_AT_RUNTIME = "SET_AT_RUNTIME"
 TEMPLATE_NAME = "command_args.yaml.j2"
+TEMPLATE_NAMES = (TEMPLATE_NAME, "command_args.yml.j2")  # bosun's, then TOPSAIL's
+
+
+def template_path(testing_dir: Path) -> Path:
+    """The project's template: ``command_args.yaml.j2`` or TOPSAIL's ``command_args.yml.j2``."""
+    found = [testing_dir / name for name in TEMPLATE_NAMES if (testing_dir / name).is_file()]
+    if len(found) > 1:
+        raise ConfigError(
+            f"{testing_dir}: both {TEMPLATE_NAMES[0]} and {TEMPLATE_NAMES[1]} exist: keep one"
+        )
+    return found[0] if found else testing_dir / TEMPLATE_NAME
+
+
+def _filters(path: Path) -> dict[str, Any]:
+    def or_env(value: Any, attribute: str | None = None) -> Any:
+        """TOPSAIL: the value when truthy, else the environment variable named ``attribute``."""
+        if value:
+            return value
+        if not attribute:
+            raise ConfigError(f"{path}: or_env needs the name of an environment variable")
+        return os.environ.get(attribute)
+
+    def raise_exception(message: Any) -> None:
+        raise ConfigError(f"{path}: {message}")
+
+    def log_warning(message: Any) -> str:
+        logging.getLogger("toolbox").warning("%s: %s", path.name, message)
+        return ""
+
+    return {"or_env": or_env, "raise_exception": raise_exception, "log_warning": log_warning}
+
+
+def _typed(loader: yaml.SafeLoader, text: str) -> Any:
+    """A plain scalar's text typed as YAML types it (int, bool, null...) - one scalar at most."""
+    tag = loader.resolve(yaml.ScalarNode, text, (True, False))
+    if tag == "tag:yaml.org,2002:str":
+        return text
+    return loader.construct_object(yaml.ScalarNode(tag, text))
+
+
+def _placeholder_loader(values: list[Any], pattern: re.Pattern) -> type[yamlio.BoundedLoader]:
+    class Loader(yamlio.BoundedLoader):
+        pass
+
+    def construct_str(loader: yamlio.BoundedLoader, node: yaml.ScalarNode) -> Any:
+        text = loader.construct_scalar(node)
+        if not pattern.search(text):
+            return text
+        whole = pattern.fullmatch(text)
+        if whole and node.style is None:
+            value = values[int(whole.group(1))]
+            if isinstance(value, str) and type(value) is str:
+                return _typed(loader, value)
+            return copy.deepcopy(value)
+        text = pattern.sub(lambda m: _as_text(values[int(m.group(1))]), text)
+        return _typed(loader, text) if node.style is None else text
+
+    Loader.add_constructor("tag:yaml.org,2002:str", construct_str)
+    return Loader
+
+
+def _as_text(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 def _template_line(err: BaseException, path: Path) -> int | None:
@@ -32,15 +111,26 @@ def render(path: Path, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Render the template against ``data`` and parse it into ``{key: {arg: value}}``."""
     import jinja2
 
-    try:
-        source = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: no such file (the project has no command arguments template)"
-        ) from None
-    env = jinja2.Environment(
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
-    )  # noqa: S701 - renders YAML, not HTML
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file (the project has no command arguments template)")
+    source = yamlio.read_text(path, "template")
+    values: list[Any] = []
+    nonce = secrets.token_hex(6)
+    pattern = re.compile(rf"bosunvalue{nonce}_(\d+)_")
+
+    def placeholder(value: Any) -> str:
+        if isinstance(value, jinja2.Undefined):
+            str(value)  # StrictUndefined raises here, inside the template's frame
+        values.append(value)
+        return f"bosunvalue{nonce}_{len(values) - 1}_"
+
+    env = jinja2.Environment(  # noqa: S701 - renders YAML, not HTML
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        finalize=placeholder,
+    )
+    env.filters.update(_filters(path))
     try:
         template = env.from_string(source)
         template.filename = str(path)
@@ -54,7 +144,8 @@ def render(path: Path, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
             snippet = f" in `{source.splitlines()[line - 1].strip()}`"
         where = f"{path}:{line}" if line else str(path)
         raise ConfigError(f"{where}: missing config value{snippet}: {err.message}") from None
-    rendered = yamlio.loads(text, f"{path} (rendered)") or {}
+    loader = _placeholder_loader(values, pattern)
+    rendered = yamlio.loads(text, f"{path} (rendered)", loader=loader) or {}
     if not isinstance(rendered, dict):
         raise ConfigError(f"{path}: must render to a mapping of 'group command: {{args}}'")
     for key, args in rendered.items():

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from library import command_args, config, env, redact, toolbox
-from library.errors import UserError
+from library.errors import UserError, one_line
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -96,7 +96,7 @@ class ParallelFailed(UserError):
 
     def __init__(self, name: str, failures: list[tuple[str, BaseException]]):
         self.failures = failures
-        listed = "; ".join(f"{task}: {toolbox._one_line(err)}" for task, err in failures)
+        listed = "; ".join(f"{task}: {one_line(err)}" for task, err in failures)
         super().__init__(f"parallel block {name!r}: {len(failures)} task(s) failed: {listed}")
 
 
@@ -171,9 +171,9 @@ def toolbox_args_from_config(
     cfg = config.current()
     if cfg.path is None:
         raise UserError("the current config has no file, so it has no command_args.yaml.j2")
-    template = cfg.path.parent / command_args.TEMPLATE_NAME
+    template = command_args.template_path(cfg.path.parent)
     return command_args.resolve(
-        template, cfg.effective(), group, command, prefix=prefix, suffix=suffix, extra=extra
+        template, cfg.resolved(), group, command, prefix=prefix, suffix=suffix, extra=extra
     )
 
 

@@ -18,25 +18,29 @@ def show(
 ) -> None:
     """Print the effective config (presets and overrides applied) as YAML on stdout.
 
-    Secrets are masked. With --explain KEY, print instead the layers that set KEY (or the
-    leaves under it), in the order they were applied.
+    References (``@key``, ``{@key}``) are shown resolved; secret-file references (``*$@key``)
+    are shown as written, never read. Secret values are masked by where they came from (see
+    docs/config.md). With --explain KEY, print instead the layers that set KEY (or the leaves
+    under it) in the order they were applied, then the references reading KEY follows.
 
     Args:
         project: Project name (projects/NAME/testing/config.yaml).
         config: A config file, instead of --project.
         preset: Preset to apply (repeatable, in order).
-        var: Override 'dotted.key: value' (repeatable, applied after presets).
-        explain: Dotted key whose layers to print.
+        var: Override 'key: value' (repeatable, applied after presets).
+        explain: Key whose layers and references to print.
     """
-    from library import redact, yamlio
+    from library import config as cfgmod
+    from library import yamlio
     from library.cli import load_config_from_cli
 
     cfg = load_config_from_cli(project, config, preset or [], var or [])
     if explain:
-        rows = [
-            {"layer": layer, "key": leaf, "value": redact.redact_data(value, leaf)}
+        rows: list[dict] = [
+            {"layer": layer, "key": leaf, "value": cfgmod.mask(value)}
             for layer, leaf, value in cfg.explain(explain)
         ]
+        rows += [cfgmod.mask(step) for step in cfg.reference_chain(explain)]
         sys.stdout.write(yamlio.dumps(rows))
         return
-    sys.stdout.write(yamlio.dumps(redact.redact_data(cfg.effective())))
+    sys.stdout.write(yamlio.dumps(cfgmod.mask(cfg.resolved())))

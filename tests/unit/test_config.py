@@ -16,7 +16,7 @@ tests:
     flocks: [{name: a, count: 1}, {name: b, count: 2}]
   placeholder: null
 secrets:
-  hub_token: s3cr3t-token-value
+  hub_token: !secret s3cr3t-token-value
 ci_presets:
   base: {tests.tap.count: 5, tests.tap.query_set: base}
   extends_first: {extends: [base], tests.tap.count: 7}
