@@ -48,12 +48,11 @@ def now_us() -> int:
 
 def short_error(exc: BaseException | str) -> str:
     """One line of at most ERROR_MAX_CHARS characters, with registered secrets masked."""
+    from library.errors import one_line
+
     text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
-    text = " ".join(text.split())
-    text = _mask(text)
-    if len(text) > ERROR_MAX_CHARS:
-        text = text[: ERROR_MAX_CHARS - 1] + "…"
-    return text
+    # Masked before the cut, so that a secret cut in half is still recognised.
+    return one_line(_mask(one_line(text)), ERROR_MAX_CHARS)
 
 
 def _mask(text: str) -> str:
@@ -353,10 +352,35 @@ class Recorder:
     def _tmp(path: Path) -> Path:
         return path.with_name("." + path.name + ".tmp")
 
+    def write_columns(self, columns: dict[str, Any]) -> Path:
+        """Write whole columns as one part file at once (generators of large synthetic runs).
+
+        Each value is an array (numpy, Arrow, list) of one length, or one value for every row;
+        `start_us` and `duration_us` are required, every other column defaults as in `record`
+        (the recorder's flock and business, success, rows -1, this shard, "" otherwise).
+        """
+        import pyarrow as pa
+
+        unknown = sorted(set(columns) - set(COLUMNS))
+        if unknown:
+            raise ValueError(f"no events column {unknown[0]!r} (columns: {', '.join(COLUMNS)})")
+        n = len(columns["start_us"])
+        defaults = {"flock": self.flock, "business": self.business, "success": True}
+        defaults |= {"rows": -1, "shard": self.shard}
+        arrays = [
+            _column(columns.get(f.name, defaults.get(f.name, "")), f.type, n) for f in schema()
+        ]
+        path = self._claim_path()
+        self._write_table(pa.Table.from_arrays(arrays, schema=schema()), path)
+        self.files.append(path)
+        return path
+
     def _write(self, columns, dictionaries, path: Path) -> None:
+        self._write_table(_to_table(columns, dictionaries, self.shard), path)
+
+    def _write_table(self, table: pa.Table, path: Path) -> None:
         import pyarrow.parquet as pq
 
-        table = _to_table(columns, dictionaries, self.shard)
         tmp = self._tmp(path)
         pq.write_table(
             table,
@@ -384,6 +408,27 @@ def schema() -> pa.Schema:
             ("shard", pa.int16()),
         ]
     )
+
+
+def _column(value: Any, kind: pa.DataType, n: int) -> pa.Array:
+    """VALUE (an array, or one value for all N rows) as an Arrow array of type KIND."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(value, pa.ChunkedArray):
+        value = value.combine_chunks()
+    if not isinstance(value, pa.Array | np.ndarray | list | tuple):
+        if pa.types.is_dictionary(kind):
+            codes = pa.array(np.zeros(n, np.int32))
+            return pa.DictionaryArray.from_arrays(codes, pa.array([value], pa.string()))
+        return pa.repeat(pa.scalar(value, kind), n)
+    array = value if isinstance(value, pa.Array) else pa.array(value)
+    if len(array) != n:
+        raise ValueError(f"events columns of different lengths ({len(array)} and {n})")
+    if pa.types.is_dictionary(kind) and not pa.types.is_dictionary(array.type):
+        array = pc.dictionary_encode(array)
+    return array if array.type == kind else array.cast(kind)
 
 
 def _to_table(columns, dictionaries, shard: int) -> pa.Table:

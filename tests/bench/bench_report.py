@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from library.report import synthetic
+from tests.support import synthetic
 
 REPO = Path(__file__).resolve().parents[2]
 ANCHOR = """

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from library.report import post_mortem, synthetic
+from library.report import post_mortem
+from tests.support import synthetic
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "recorded_run"

@@ -10,8 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from library.report import parse, post_mortem, synthetic, tables
+from library.report import parse, post_mortem, tables
 from tests.helpers import REPO, error_lines, run_cli
+from tests.support import synthetic
 
 FIXTURE = REPO / "tests" / "fixtures" / "recorded_run"
 EVERY_PLOT = (

@@ -8,8 +8,9 @@ import sqlite3
 import pytest
 
 from library.errors import UserError
-from library.report import compare, history, post_mortem, synthetic
+from library.report import compare, history, post_mortem
 from tests.helpers import error_lines, run_cli
+from tests.support import synthetic
 
 
 @pytest.fixture(scope="module")

@@ -3,19 +3,23 @@
 The tree follows docs/architecture.md: a prepare step that spawns labs, a test step with a
 `scale run` (events, engine health, summary.json), a notebook run and a failing TAP query set
 with its FAILURE file. Events are generated a million rows at a time with numpy and written with
-the same schema as `library.events`, so the reader sees exactly what the engine writes.
+the same writers as a real run (`library.events.Recorder.write_columns` for events, the engine's
+`HealthSampler` for health, `library.artifacts.CommandResult` for results, the scale run's own
+summary writer), so the tree cannot drift from what bosun writes.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from library import artifacts
+from library.artifacts import CommandResult, Operation, ScaleRunDir
 
 # operation, flock, business, median ms, share of the scale run's events
 _SCALE_OPS = (
-    ("empty_loop", "empty", "EmptyLoop", 2.0, 0.55),
-    ("execute_code", "python", "NubladoPythonLoop", 45.0, 0.25),
-    ("tap_query", "tap", "TAPQueryRunner", 80.0, 0.20),
+    (Operation.EMPTY_LOOP, "empty", "EmptyLoop", 2.0, 0.55),
+    (Operation.EXECUTE_CODE, "python", "NubladoPythonLoop", 45.0, 0.25),
+    (Operation.TAP_QUERY, "tap", "TAPQueryRunner", 80.0, 0.20),
 )
 _TAP_TEMPLATES = ("cone_small", "cone_large", "tap_schema", "object_by_id", "async_join")
 _ERRORS = (
@@ -48,12 +52,12 @@ def write_run(
     rng = np.random.default_rng(seed)
     rate = 1.0 if all_failed else failure_rate
     _write(
-        root / "config.yaml",
+        root / artifacts.CONFIG,
         "project:\n  name: synthetic\ntests:\n  scale:\n"
         f"    users: {monkeys}\n    duration: {int(duration_s)}\n",
     )
-    _write(root / "presets_applied", "scale_small\nsynthetic\n")
-    _write(root / "variable_overrides.yaml", f"tests.scale.users: {monkeys}\n")
+    _write(root / artifacts.PRESETS_APPLIED, "scale_small\nsynthetic\n")
+    _write(root / artifacts.VARIABLE_OVERRIDES, f"tests.scale.users: {monkeys}\n")
     _write(root / "ci_run.yaml", f"project: {project}\nstep: test\n")
 
     end_us = _START_US + int(duration_s * 1e6)
@@ -68,9 +72,9 @@ def write_run(
         failed=all_failed,
     )
     _events_simple(
-        spawn / "events",
+        spawn / artifacts.EVENTS_DIR,
         rng,
-        "spawn_lab",
+        Operation.SPAWN_LAB,
         "nublado",
         labs,
         _START_US - 120_000_000,
@@ -79,19 +83,19 @@ def write_run(
         targets=("recommended",),
     )
 
-    scale = root / "001__test" / "000__scale__run"
-    _command(scale, "scale", "run", _START_US, end_us, failed=all_failed)
+    scale = ScaleRunDir(root / "001__test" / "000__scale__run")
+    _command(scale.path, "scale", "run", _START_US, end_us, failed=all_failed)
     _write(
-        scale / "flocks.yaml",
+        scale.flocks,
         "".join(
             f"- name: {flock}\n  count: {monkeys // 3}\n  business:\n    type: {business}\n"
             for _, flock, business, _, _ in _SCALE_OPS
         ),
     )
     summary = _scale_events(
-        scale / "events", rng, n_events, monkeys, duration_s, rate, chunk_rows, slowdown
+        scale.events, rng, n_events, monkeys, duration_s, rate, chunk_rows, slowdown
     )
-    _health(scale / "health", rng, monkeys, duration_s, client_bound)
+    _health(scale.health, rng, monkeys, duration_s, client_bound)
     summary.update(
         start=_iso(_START_US),
         end=_iso(end_us),
@@ -99,19 +103,20 @@ def write_run(
         client_bound=client_bound,
         client_bound_reason=("event-loop lag p99 above 100 ms for 42 s" if client_bound else None),
     )
-    _write(scale / "summary.json", json.dumps(summary, indent=1))
-    _write(scale / "summary.txt", f"{n_events} events\n")
+    from library.flock.summary import write_summary
+
+    write_summary(scale.path, summary, 95.0)
 
     nb = root / "001__test" / "001__notebook__run"
     _command(nb, "notebook", "run", end_us, end_us + 40_000_000, failed=all_failed)
-    _notebook_events(nb / "events", rng, end_us, rate)
+    _notebook_events(nb / artifacts.EVENTS_DIR, rng, end_us, rate)
 
     tap = root / "001__test" / "002__tap__run_query_set"
     _command(tap, "tap", "run_query_set", end_us + 40_000_000, end_us + 70_000_000, failed=True)
     _events_simple(
-        tap / "events",
+        tap / artifacts.EVENTS_DIR,
         rng,
-        "tap_query",
+        Operation.TAP_QUERY,
         "tap",
         60,
         end_us + 40_000_000,
@@ -121,9 +126,9 @@ def write_run(
         rows=True,
     )
 
-    _write(root / "FAILURES", "001__test/002__tap__run_query_set/FAILURE\n")
-    _write(root / "exit_code", "1\n")
-    _write(root / "FINISHED", "")
+    _write(root / artifacts.FAILURES, "001__test/002__tap__run_query_set/FAILURE\n")
+    _write(root / artifacts.EXIT_CODE, "1\n")
+    _write(root / artifacts.FINISHED, "")
     return root
 
 
@@ -142,24 +147,22 @@ def _command(
     path: Path, group: str, command: str, start_us: int, end_us: int, failed: bool
 ) -> None:
     error = f"{command}: 12 of 60 queries failed; see events" if failed else None
-    result = {
-        "group": group,
-        "command": command,
-        "suffix": "",
-        "status": "failure" if failed else "success",
-        "start": _iso(start_us),
-        "end": _iso(end_us),
-        "duration_s": (end_us - start_us) / 1e6,
-        "error": error,
-        "result": None,
-    }
-    _write(path / "result.json", json.dumps(result, indent=1))
-    _write(path / "args.yaml", "token: '*****'\n")
-    _write(path / "command.sh", f"./run_toolbox.py {group} {command}\n")
-    _write(path / "log.txt", f"{_iso(start_us)} INFO {group} {command} started\n")
-    _write(path / "exit_code", "1\n" if failed else "0\n")
+    _write(path / artifacts.ARGS, "token: '*****'\n")
+    _write(path / artifacts.COMMAND, f"./run_toolbox.py {group} {command}\n")
+    _write(path / artifacts.LOG, f"{_iso(start_us)} INFO {group} {command} started\n")
+    _write(path / artifacts.EXIT_CODE, "1\n" if failed else "0\n")
     if failed:
-        _write(path / "FAILURE", f"{error}\n")
+        _write(path / artifacts.FAILURE, f"{error}\n")
+    CommandResult(
+        group=group,
+        command=command,
+        suffix=None,
+        status="failure" if failed else "success",
+        start=_iso(start_us),
+        end=_iso(end_us),
+        duration_s=(end_us - start_us) / 1e6,
+        error=error,
+    ).write(path)
 
 
 def _table(
@@ -175,46 +178,40 @@ def _table(
     monkeys,
     monkey_codes,
     rows,
-):
+) -> dict:
+    """Events columns for `Recorder.write_columns`: string columns as dictionary codes."""
     import numpy as np
     import pyarrow as pa
-
-    from library.events import schema
 
     n = len(start)
     err_messages = pa.array([""] + [m for _, m in _ERRORS])
     codes = np.where(ok, 0, err_codes + 1).astype(np.int32)
 
     def dict_col(values, idx):
-        return pa.DictionaryArray.from_arrays(pa.array(idx.astype(np.int32)), pa.array(values))
+        return pa.DictionaryArray.from_arrays(
+            pa.array(idx.astype(np.int32)), pa.array([str(v) for v in values])
+        )
 
-    def const(value):
-        return dict_col([value], np.zeros(n, np.int32))
-
-    return pa.Table.from_arrays(
-        [
-            pa.array(start),
-            pa.array(duration),
-            flock if isinstance(flock, pa.Array) else const(flock),
-            dict_col(monkeys, monkey_codes),
-            business if isinstance(business, pa.Array) else const(business),
-            operation if isinstance(operation, pa.Array) else const(operation),
-            dict_col(list(targets), target_codes),
-            dict_col([""] + [c for c, _ in _ERRORS], codes),
-            pa.array(ok),
-            err_messages.take(pa.array(codes)),
-            pa.array(rows),
-            pa.array(np.zeros(n, np.int16)),
-        ],
-        schema=schema(),
-    )
+    return {
+        "start_us": start,
+        "duration_us": duration,
+        "flock": flock,
+        "monkey": dict_col(monkeys, monkey_codes),
+        "business": business,
+        "operation": operation,
+        "target": dict_col(list(targets), target_codes),
+        "error_class": dict_col([""] + [c for c, _ in _ERRORS], codes),
+        "success": ok,
+        "error": err_messages.take(pa.array(codes)),
+        "rows": rows,
+        "shard": np.zeros(n, np.int16),
+    }
 
 
-def _write_table(out: Path, index: int, table) -> None:
-    import pyarrow.parquet as pq
+def _write_table(out: Path, columns: dict) -> None:
+    from library.events import Recorder
 
-    out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out / f"part-{index:05d}.parquet", compression="zstd")
+    Recorder(out).write_columns(columns)
 
 
 def _failures(rng, n, rate, start_frac):
@@ -238,7 +235,6 @@ def _events_simple(out, rng, operation, group, n, start_us, median_ms, rate, tar
     nrows = np.where(ok, rng.integers(1, 5000, n), -1) if rows else np.full(n, -1)
     _write_table(
         out,
-        0,
         _table(
             start,
             duration,
@@ -260,9 +256,13 @@ def _scale_events(out, rng, n_events, monkeys, duration_s, rate, chunk_rows, slo
     import numpy as np
     import pyarrow as pa
 
-    ops = pa.array([o for o, *_ in _SCALE_OPS])
+    ops = pa.array([str(o) for o, *_ in _SCALE_OPS])
     flocks = pa.array([f for _, f, *_ in _SCALE_OPS])
     businesses = pa.array([b for _, _, b, *_ in _SCALE_OPS])
+
+    def by_op(op, values):
+        return pa.DictionaryArray.from_arrays(pa.array(op.astype(np.int32)), values)
+
     medians = np.array([m for *_, m, _ in _SCALE_OPS]) * 1000 * slowdown
     shares = np.array([s for *_, s in _SCALE_OPS])
     names = [f"bot-{i}" for i in range(monkeys)]
@@ -271,7 +271,6 @@ def _scale_events(out, rng, n_events, monkeys, duration_s, rate, chunk_rows, slo
     span = int(duration_s * 1e6)
     # Monkey start/stop events bracket the run, so "active monkeys" can be derived from events.
     lifecycle = 2 * monkeys
-    index = 0
     remaining = n_events
     first = True
     while remaining > 0 or first:
@@ -293,9 +292,9 @@ def _scale_events(out, rng, n_events, monkeys, duration_s, rate, chunk_rows, slo
         table = _table(
             start,
             duration,
-            flocks.take(pa.array(op)),
-            businesses.take(pa.array(op)),
-            ops.take(pa.array(op)),
+            by_op(op, flocks),
+            by_op(op, businesses),
+            by_op(op, ops),
             targets,
             target_codes,
             ok,
@@ -305,15 +304,13 @@ def _scale_events(out, rng, n_events, monkeys, duration_s, rate, chunk_rows, slo
             nrows,
         )
         if first and lifecycle:
-            table = pa.concat_tables([_lifecycle(rng, names, span), table])
-            first = False
+            _write_table(out, _lifecycle(rng, names, span))
         first = False
-        _write_table(out, index, table)
+        _write_table(out, table)
         for i, (_, flock, *_rest) in enumerate(_SCALE_OPS):
             mask = op == i
             stats[flock]["count"] += int(mask.sum())
             stats[flock]["failures"] += int((mask & ~ok).sum())
-        index += 1
         remaining -= n
     return {
         "flocks": {
@@ -323,6 +320,9 @@ def _scale_events(out, rng, n_events, monkeys, duration_s, rate, chunk_rows, slo
                 "started": monkeys // 3,
                 "successes": stats[flock]["count"] - stats[flock]["failures"],
                 "failures": stats[flock]["failures"],
+                "success_pct": round(
+                    100.0 * (1 - stats[flock]["failures"] / max(stats[flock]["count"], 1)), 2
+                ),
             }
             for _, flock, business, *_ in _SCALE_OPS
         }
@@ -342,7 +342,8 @@ def _lifecycle(rng, names, span):
 
     flock = pa.array(["empty"] * 2 * n).dictionary_encode()
     lifecycle_ops = pa.DictionaryArray.from_arrays(
-        pa.array(ops.astype(np.int32)), pa.array(["monkey_start", "monkey_stop"])
+        pa.array(ops.astype(np.int32)),
+        pa.array([str(Operation.MONKEY_START), str(Operation.MONKEY_STOP)]),
     )
     return _table(
         start,
@@ -362,7 +363,8 @@ def _lifecycle(rng, names, span):
 
 def _health(out, rng, monkeys, duration_s, client_bound):
     import numpy as np
-    import pyarrow as pa
+
+    from library.flock.health import HealthSampler
 
     n = max(int(duration_s), 1)
     t = _START_US + np.arange(n, dtype=np.int64) * 1_000_000
@@ -370,20 +372,23 @@ def _health(out, rng, monkeys, duration_s, client_bound):
     active = np.minimum(monkeys, np.ceil(monkeys * frac / 0.1)).astype(np.int64)
     active[frac > 0.98] = 0
     lag = rng.gamma(2, 4 if not client_bound else 60, n)
-    table = pa.table(
-        {
-            "time_us": t,
-            "loop_lag_max_ms": lag * 2,
-            "loop_lag_p99_ms": lag,
-            "cpu_percent": np.clip(
-                40 + 50 * frac + rng.normal(0, 5, n) + (40 if client_bound else 0), 0, 100
-            ),
-            "rss_bytes": (150e6 + 1e6 * active).astype(np.int64),
-            "active_monkeys": active,
-            "shard": np.zeros(n, np.int16),
-        }
+    cpu = np.clip(40 + 50 * frac + rng.normal(0, 5, n) + (40 if client_bound else 0), 0, 100)
+    rss = (150e6 + 1e6 * active).astype(np.int64)
+    # The engine's own sampler writes the file, from rows shaped as it samples them.
+    sampler = HealthSampler(active=lambda: 0, shard=0)
+    sampler.rows = list(
+        zip(
+            t.tolist(),
+            (lag * 2).tolist(),
+            lag.tolist(),
+            cpu.tolist(),
+            rss.tolist(),
+            active.tolist(),
+            [0] * n,
+            strict=True,
+        )
     )
-    _write_table(out, 0, table)
+    sampler.write(out)
 
 
 def _notebook_events(out, rng, start_us, rate):
@@ -415,12 +420,12 @@ def _notebook_events(out, rng, start_us, rate):
     duration = (np.array(medians)[idx] * 1000 * rng.lognormal(0, 0.2, n)).astype(np.int64)
     ok = _failures(rng, n, rate, np.zeros(n))
     op = pa.DictionaryArray.from_arrays(
-        pa.array(np.array(ops)[idx].astype(np.int32)), pa.array(["notebook", "cell"])
+        pa.array(np.array(ops)[idx].astype(np.int32)),
+        pa.array([str(Operation.NOTEBOOK), str(Operation.CELL)]),
     )
     monkeys = ["bot-nb"]
     _write_table(
         out,
-        0,
         _table(
             start,
             duration,
