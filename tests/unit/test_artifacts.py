@@ -116,3 +116,41 @@ def test_summaries_carry_their_kind_and_the_report_reads_them_by_kind(tmp_path):
     ]
     assert run.client_bound == ["000__scale__run: event-loop lag"]
     assert run.problems == ["003__odd/summary.json: unknown summary kind 'horoscope'"]
+
+
+def test_whole_columns_are_written_with_the_record_defaults(tmp_path):
+    import numpy as np
+
+    from library.events import read_events
+
+    rec = Recorder(tmp_path, flock="f", business="b", shard=2)
+    path = rec.write_columns(
+        {
+            "start_us": [10, 20],
+            "duration_us": np.array([3, 4]),
+            "operation": artifacts.Operation.CELL,
+            "success": [True, False],
+            "error": ["", "boom"],
+        }
+    )
+    assert path.name == "part-s002-00000.parquet"
+    first, second = read_events(tmp_path).to_pylist()
+    assert first == {
+        "start_us": 10,
+        "duration_us": 3,
+        "flock": "f",
+        "monkey": "",
+        "business": "b",
+        "operation": "cell",
+        "target": "",
+        "error_class": "",
+        "success": True,
+        "error": "",
+        "rows": -1,
+        "shard": 2,
+    }
+    assert (second["success"], second["error"]) == (False, "boom")
+    with pytest.raises(ValueError, match="no events column 'nope'"):
+        rec.write_columns({"start_us": [1], "duration_us": [1], "nope": [1]})
+    with pytest.raises(ValueError, match="different lengths"):
+        rec.write_columns({"start_us": [1, 2], "duration_us": [1]})
