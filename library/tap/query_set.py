@@ -53,6 +53,40 @@ NUMBER_KEYS = (
 )
 
 
+# Limits on what a query set (a repository's content) may make bosun do.
+MAX_OBJECTS_COUNT = 10_000  # ids drawn into {{ objects }} (mobu draws 12)
+MAX_QUERY_CHARS = 1_000_000  # one rendered query
+MAX_TEMPLATE_BYTES = 1_000_000  # one *.sql file
+_MAX_REPEAT = 1_000_000  # longest string or list a template may build with `*` or `**`
+
+
+def template_environment(strict: bool = True):
+    """The Jinja environment for query-set templates: sandboxed, because query sets come from
+    repositories. Attribute access to internals (``__class__``, ``__globals__``...), unsafe
+    methods and large ``range``/``*``/``**`` results raise ``SecurityError``."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+    class QuerySetSandbox(ImmutableSandboxedEnvironment):
+        intercepted_binops = frozenset(["*", "**"])
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+                raise SecurityError(f"exponent {right!r} is too large")
+            if operator == "*":
+                for seq, times in ((left, right), (right, left)):
+                    sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
+                    if sized and len(seq) * times > _MAX_REPEAT:
+                        raise SecurityError(f"repeating a sequence {times} times is refused")
+            return super().call_binop(context, operator, left, right)
+
+    return QuerySetSandbox(
+        undefined=jinja2.StrictUndefined if strict else jinja2.Undefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+
+
 def list_shipped() -> list[str]:
     """Names of the query sets shipped with bosun."""
     return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / PARAMS_FILE).is_file())
@@ -72,8 +106,25 @@ def resolve(name_or_dir: str | Path) -> Path:
     )
 
 
+def _read_template(root: Path, path: Path) -> str:
+    """A template's text; a symlink leading out of the query set, or a huge file, is refused."""
+    real = path.resolve()
+    if not real.is_relative_to(root.resolve()):
+        raise UserError(f"{path}: a link to {real}, outside the query set; copy the file in")
+    size = real.stat().st_size
+    if size > MAX_TEMPLATE_BYTES:
+        raise UserError(f"{path}: {size:,} bytes (limit {MAX_TEMPLATE_BYTES:,}); not a template")
+    return real.read_text()
+
+
 def _check_params(params: dict, path: Path) -> dict:
     merged = {**DEFAULTS, **params}
+    count = merged["objects_count"]
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_OBJECTS_COUNT:
+        raise UserError(
+            f"{path}: key 'objects_count' must be an integer from 1 to {MAX_OBJECTS_COUNT:,} "
+            f"(ids drawn per query), got {count!r}"
+        )
     for key in NUMBER_KEYS:
         if not isinstance(merged[key], int | float) or isinstance(merged[key], bool):
             raise UserError(f"{path}: key {key!r} must be a number, got {merged[key]!r}")
@@ -134,12 +185,10 @@ class QuerySet:
         if not isinstance(params, dict):
             raise UserError(f"{params_path}: must be a mapping of parameter names to values")
         params = _check_params(params, params_path)
-        templates = {p.stem: p.read_text() for p in sorted(path.glob("*.sql"))}
+        templates = {p.stem: _read_template(path, p) for p in sorted(path.glob("*.sql"))}
         if not templates:
             raise UserError(f"{path}: no *.sql templates in the query set")
-        env = jinja2.Environment(
-            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
-        )
+        env = template_environment(strict=True)
         compiled = {}
         for name, source in templates.items():
             try:
@@ -148,7 +197,7 @@ class QuerySet:
                 raise UserError(
                     f"{path / (name + '.sql')} line {exc.lineno}: {exc.message}"
                 ) from None
-        lenient = jinja2.Environment(autoescape=False, keep_trailing_newline=True)
+        lenient = template_environment(strict=False)
         sketches = {name: lenient.from_string(source) for name, source in templates.items()}
         return cls(
             path=path, params=params, templates=templates, _compiled=compiled, _sketches=sketches
@@ -194,19 +243,41 @@ class QuerySet:
 
     def render(self, name: str, values: dict) -> str:
         import jinja2
+        from jinja2.sandbox import SecurityError
 
         try:
-            return self._compiled[name].render(values)
+            text = self._compiled[name].render(values)
+        except (SecurityError, OverflowError) as exc:
+            raise UserError(
+                f"{self.path / (name + '.sql')}: refused by the template sandbox: {exc}"
+            ) from None
         except jinja2.UndefinedError as exc:
             have = ", ".join(sorted(values))
             raise UserError(
                 f"{self.path / (name + '.sql')}: {exc.message}; available variables: {have}"
                 " (add the missing key, e.g. object_ids, to params.yaml)"
             ) from None
+        except Exception as exc:  # a template is data from a repository: its error is input's
+            raise UserError(
+                f"{self.path / (name + '.sql')}: the template failed: {type(exc).__name__}: {exc}"
+            ) from None
+        if len(text) > MAX_QUERY_CHARS:
+            raise UserError(
+                f"{self.path / (name + '.sql')}: renders to {len(text):,} characters "
+                f"(limit {MAX_QUERY_CHARS:,}); shorten the template or objects_count"
+            )
+        return text
 
     def sketch(self, name: str, values: dict) -> str:
         """The template rendered with undefined variables left empty: enough to see its tables."""
-        return self._sketches[name].render(values)
+        from jinja2.sandbox import SecurityError
+
+        try:
+            return self._sketches[name].render(values)
+        except (SecurityError, OverflowError) as exc:
+            raise UserError(
+                f"{self.path / (name + '.sql')}: refused by the template sandbox: {exc}"
+            ) from None
 
     def generate(self, rng: random.Random, username: str = "bosun") -> tuple[str, str]:
         """(template name, ADQL) for one random query among the active templates."""
