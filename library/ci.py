@@ -34,7 +34,7 @@ from types import ModuleType
 from typing import Any
 
 from library import artifacts, config, env, redact, toolbox
-from library.errors import UserError, storage_error_message
+from library.errors import UserError, one_line, storage_error_message
 
 log = logging.getLogger("ci")
 
@@ -202,7 +202,7 @@ def run_steps(
                 interrupted = err
                 result.status, result.error = "failure", f"interrupted by {err}"
             except Exception as err:
-                result.status, result.error = "failure", redact.redact_text(toolbox._one_line(err))
+                result.status, result.error = "failure", redact.redact_text(one_line(err))
                 if not isinstance(err, UserError):
                     (step_dir / artifacts.FAILURE).write_text(
                         redact.redact_text(
@@ -278,7 +278,7 @@ def _post_mortem(root: Path, console: Console) -> str | None:
             report.record_history(root)
         return None
     except Exception as err:
-        message = toolbox._one_line(err)
+        message = one_line(err)
         log.error("post-mortem failed: %s", message)
         (root / "report_FAILURE").write_text(redact.redact_text(traceback.format_exc()))
         return message
@@ -410,10 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         message = storage_error_message(err)
         if message is None and os.environ.get("BOSUN_DEBUG") == "1":
             raise
-        print_error(message or "internal error: " + toolbox._one_line(err))
+        print_error(message or "internal error: " + one_line(err))
         return 1
     except Exception as err:
         if os.environ.get("BOSUN_DEBUG") == "1":
             raise
-        print_error(f"internal error: {toolbox._one_line(err)} (BOSUN_DEBUG=1 shows the traceback)")
+        print_error(f"internal error: {one_line(err)} (BOSUN_DEBUG=1 shows the traceback)")
         return 1

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from library import toolbox
-from library.errors import UserError, storage_error_message
+from library.errors import UserError, one_line, storage_error_message
 
 PROG = "./run_toolbox.py"
 FROM_CONFIG_HELP = "Run a command with its arguments from the project's command_args.yaml.j2."
@@ -306,13 +306,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = storage_error_message(err)
         if message is None and verbose:
             raise
-        print_error(message or "internal error: " + toolbox._one_line(err))
+        print_error(message or "internal error: " + one_line(err))
         return 1
     except Exception as err:  # a bug: one line here, the traceback in FAILURE or on request
         if verbose:
             raise
         print_error(
-            f"internal error: {toolbox._one_line(err)} "
+            f"internal error: {one_line(err)} "
             "(the command's FAILURE file has the traceback; BOSUN_DEBUG=1 shows it here)"
         )
         return 1

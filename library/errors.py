@@ -43,3 +43,27 @@ def storage_error_message(err: OSError) -> str | None:
         f"cannot write {where}: {err.strerror}; free some space or set ARTIFACT_DIR to a "
         "writable directory (what was written before is kept)"
     )
+
+
+def one_line(value: object, limit: int | None = None) -> str:
+    """`value` as one line for a person: the one helper behind error lines, logs and events.
+
+    Runs of whitespace (newlines, tabs) become one space; other control characters (NUL, ESC of
+    a terminal sequence) are shown as `\\xNN`, so a message cannot redraw a terminal or break
+    a file format. Longer than `limit` characters: cut, ending in "…". An exception shows its
+    message; one that is not a UserError is prefixed by its class (`KeyError: 'x'` says more
+    than `'x'`), Ctrl-C reads "interrupted".
+    """
+    import re
+
+    if isinstance(value, KeyboardInterrupt):
+        return "interrupted"
+    text = " ".join(str(value).split())
+    if isinstance(value, BaseException) and not isinstance(value, UserError):
+        name = type(value).__name__
+        text = f"{name}: {text}" if text else name
+    # `re` keeps the compiled pattern in its own cache.
+    text = re.sub("[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", text)
+    if limit is not None and len(text) > limit:
+        text = text[: max(limit - 1, 0)] + "…"
+    return text

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from library import artifacts, env, redact, yamlio
-from library.errors import UserError
+from library.errors import UserError, one_line
 
 TOOLBOX_DIR = Path(__file__).resolve().parent.parent / "toolbox"
 _ATTR = "__bosun_command__"
@@ -400,7 +400,7 @@ def invoke(
             duration = time.perf_counter() - start
             message = None
             if error is not None:
-                message = redact.redact_text(_one_line(error))
+                message = redact.redact_text(one_line(error))
                 tb = "".join(traceback.format_exception(error))
                 (path / artifacts.FAILURE).write_text(
                     f"{group} {name} failed: {message}\n\n{redact.redact_text(tb)}"
@@ -420,15 +420,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
-
-
-def _one_line(error: BaseException) -> str:
-    if isinstance(error, UserError):
-        return str(error)
-    if isinstance(error, KeyboardInterrupt):
-        return "interrupted"
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def exit_code_for(error: BaseException | None) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
+from library.errors import one_line
+
 
 def safe_url(url: str) -> str:
     """URL without query, fragment or userinfo: those are where tokens ride along."""
@@ -28,7 +30,7 @@ class JupyterError(Exception):
 
     def one_line(self) -> str:
         """The message on one line, as logs and event rows want it."""
-        return " ".join(str(self).split())
+        return one_line(str(self))
 
 
 class HubHTTPError(JupyterError):

@@ -314,7 +314,7 @@ class TapClient:
                 message = votable_error(response.content) or one_line(response.text, 200)
             except TapError:
                 message = ""
-        return f"{job.phase}: {one_line(message) or '(the service gave no message)'}"
+        return f"{job.phase}: {one_line(message, 300) or '(the service gave no message)'}"
 
     def _result_url(self, job, result: QueryResult) -> str:
         for res in getattr(job, "results", None) or []:
@@ -461,7 +461,9 @@ class TapClient:
             try:
                 table = TAPResults(votableparse(io.BytesIO(body)), url=url)
             except DALQueryError as exc:
-                raise self._fail(TapQueryError(one_line(exc.reason or str(exc))), result) from None
+                raise self._fail(
+                    TapQueryError(one_line(exc.reason or str(exc), 300)), result
+                ) from None
             except (DALFormatError, Exception) as exc:  # noqa: BLE001 - astropy raises many kinds
                 raise self._fail(
                     TapProtocolError(f"{url}: not a VOTable result ({one_line(exc, 120)})"), result

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from library.errors import UserError
+from library.errors import UserError, one_line
 
 
 class TapError(UserError):
@@ -61,12 +61,7 @@ def votable_error(body: bytes) -> str | None:
     if not match:
         return None
     text = (match.group(1) or match.group(2) or b"").decode("utf-8", "replace")
-    return one_line(html.unescape(text)) or "(the service gave no message)"
-
-
-def one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return one_line(html.unescape(text), 300) or "(the service gave no message)"
 
 
 def connection_message(exc: BaseException, url: str) -> str:
