@@ -130,32 +130,46 @@ def run(
     return summary
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
+def _figures(results: list[QueryResult], groups: list[int], names: list[str]) -> list:
+    """library.stats figures of each group of queries (all of them, failed ones included)."""
     import numpy as np
 
-    return round(float(np.percentile(values, q)) * 1000, 1)
+    from library.stats import operation_stats
+
+    return operation_stats(
+        np.zeros(len(results), np.int64),
+        [""],
+        np.asarray(groups, np.int64),
+        names,
+        np.array([r.success for r in results], bool),
+        np.array([round(r.total_s * 1e6) for r in results], np.int64),
+    )
 
 
 def summarize(results: list[tuple[int, str, QueryResult]], duration: float, start: float) -> dict:
-    by_template: dict[str, list[QueryResult]] = {}
-    for _worker, template, result in results:
-        by_template.setdefault(template, []).append(result)
+    names = sorted({template for _w, template, _r in results})
+    items = [r for _w, _t, r in results]
+    per_template = {
+        row.operation: row
+        for row in _figures(items, [names.index(t) for _w, t, _r in results], names)
+    }
+    (overall,) = _figures(items, [0] * len(items), ["all"]) or [None]
     templates = {}
-    for name, items in sorted(by_template.items()):
-        ok = [r.total_s for r in items if r.success]
+    for name in names:
+        mine = [r for _w, t, r in results if t == name]
+        row = per_template[name]
         templates[name] = {
-            "count": len(items),
-            "failures": sum(not r.success for r in items),
-            "p50_ms": _pct(ok, 50),
-            "p95_ms": _pct(ok, 95),
-            "rows": sum(max(r.rows, 0) for r in items),
-            "bytes": sum(r.bytes for r in items),
+            "count": row.count,
+            "failures": row.failures,
+            "p50_ms": row.p50_ms,
+            "p95_ms": row.p95_ms,
+            "p99_ms": row.p99_ms,
+            "max_ms": row.max_ms,
+            "rows": sum(max(r.rows, 0) for r in mine),
+            "bytes": sum(r.bytes for r in mine),
         }
-    all_ok = [r.total_s for _w, _t, r in results if r.success]
     errors: dict[str, int] = {}
-    for _w, _t, r in results:
+    for r in items:
         if not r.success:
             key = f"{r.error_class}: {r.error}"
             errors[key] = errors.get(key, 0) + 1
@@ -163,10 +177,11 @@ def summarize(results: list[tuple[int, str, QueryResult]], duration: float, star
         "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
         "duration_s": round(duration, 3),
         "count": len(results),
-        "failures": sum(not r.success for _w, _t, r in results),
+        "failures": sum(not r.success for r in items),
         "queries_per_s": round(len(results) / duration, 2) if duration > 0 else None,
-        "p50_ms": _pct(all_ok, 50),
-        "p95_ms": _pct(all_ok, 95),
+        # Over every query, failed ones included (library/stats.py's rule).
+        "p50_ms": overall.p50_ms if overall else None,
+        "p95_ms": overall.p95_ms if overall else None,
         "templates": templates,
         "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:10]),
     }

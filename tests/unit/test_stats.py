@@ -96,3 +96,23 @@ def test_table_with_chunks_of_different_dictionaries():
         ("a/x", 1, 0, 1.0),
         ("b/x", 2, 1, 4.0),
     ]
+
+
+def test_tap_runner_summary_uses_the_same_rule():
+    """Failed queries are latency too: before, tap/runner.py took percentiles of successes only."""
+    from library.tap.client import QueryResult
+    from library.tap.runner import summarize
+
+    def q(seconds, ok):
+        return QueryResult("SELECT 1", "sync", success=ok, total_s=seconds, rows=1)
+
+    results = [(0, "cone", q(0.010, True)), (0, "cone", q(0.020, True)), (1, "cone", q(30, False))]
+    results += [(0, "count", q(0.001, True))]
+    summary = summarize(results, 1.0, 0.0)
+    cone = summary["templates"]["cone"]
+    durations_us = np.array([10_000, 20_000, 30_000_000])
+    assert (cone["count"], cone["failures"]) == (3, 1)
+    assert cone["p50_ms"] == 20.0 and cone["max_ms"] == 30_000.0
+    assert cone["p95_ms"] == pytest.approx(np.percentile(durations_us, 95) / 1000, abs=1e-3)
+    assert summary["p50_ms"] == 15.0  # median of all four queries
+    assert summarize([], 1.0, 0.0)["p50_ms"] is None
