@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from library.stats import percentiles
+
 TICK_S = 0.010
 LAG_P99_LIMIT_MS = 100.0  # a p99 lag above this in a second marks the second as client-bound
 CPU_LIMIT_PERCENT = 90.0
@@ -51,10 +53,10 @@ class HealthSampler:
                 self._row(process)
 
     def _row(self, process) -> None:
-        lags = sorted(self._lags)
-        self._lags = []
-        p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else 0.0
-        self.last_lag_ms = lags[-1] if lags else 0.0
+        lags, self._lags = self._lags, []
+        # The same percentile rule as every other figure (library/stats.py).
+        p99 = percentiles(lags, (99,))[0] if lags else 0.0
+        self.last_lag_ms = max(lags) if lags else 0.0
         self.rows.append(
             (
                 time.time_ns() // 1000,
