@@ -33,7 +33,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from library import artifacts, config, env, redact, toolbox
+from library import artifacts, config, env, redact, toolbox, yamlio
 from library.errors import UserError, one_line, storage_error_message
 
 log = logging.getLogger("ci")
@@ -397,9 +397,10 @@ def main(argv: list[str] | None = None) -> int:
         trigger_text, source = None, "trigger"
         if args.trigger_file is not None:
             try:
-                trigger_text, source = args.trigger_file.read_text(), str(args.trigger_file)
-            except OSError as err:
-                raise UserError(f"--trigger-file {args.trigger_file}: {err.strerror}") from None
+                trigger_text = yamlio.read_text(args.trigger_file, "trigger file")
+                source = str(args.trigger_file)
+            except UserError as err:
+                raise UserError(f"--trigger-file {err}") from None
         elif os.environ.get("BOSUN_TRIGGER"):
             trigger_text, source = os.environ["BOSUN_TRIGGER"], "$BOSUN_TRIGGER"
         return launch(args.project, args.step, args.preset, args.var, trigger_text, source)

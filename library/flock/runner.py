@@ -21,7 +21,7 @@ def _override(
     source: str,
     fields: dict[str, Any] | None = None,
 ) -> list[FlockConfig]:
-    import yaml
+    from library import yamlio
 
     fields = {k: v for k, v in (fields or {}).items() if v is not None}
     if count is None and not options and not fields:
@@ -36,7 +36,9 @@ def _override(
         if not sep or not name.strip():
             raise UserError(f"--option {item!r}: expected NAME=VALUE, e.g. idle_time=5s")
         for flock in data:
-            flock["business"].setdefault("options", {})[name.strip()] = yaml.safe_load(value)
+            flock["business"].setdefault("options", {})[name.strip()] = yamlio.loads(
+                value, f"--option {item!r}"
+            )
     if count is not None:
         for flock in data:
             if "users" in flock:

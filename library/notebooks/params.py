@@ -7,8 +7,7 @@ from typing import Any
 
 def parse_parameters(items: list[str] | None, *, option: str = "--parameters") -> dict[str, Any]:
     """``["n=3", "name=x"]`` -> ``{"n": 3, "name": "x"}``; values are read as YAML scalars."""
-    import yaml
-
+    from library import yamlio
     from library.errors import UserError
 
     out: dict[str, Any] = {}
@@ -18,8 +17,8 @@ def parse_parameters(items: list[str] | None, *, option: str = "--parameters") -
         if not sep or not key.isidentifier():
             raise UserError(f"{option} {item!r}: expected NAME=VALUE with NAME a Python identifier")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            value = yamlio.loads(raw, f"{option} {item!r}") if raw.strip() else ""
+        except UserError:
             value = raw
         out[key] = value if isinstance(value, (str, int, float, bool, type(None))) else raw
     return out

@@ -224,11 +224,12 @@ def _json(run: Run, path: Path) -> Any:
 
 
 def _yaml(run: Run, path: Path) -> Any:
-    import yaml
+    from library import yamlio
+    from library.errors import UserError
 
     try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
+        return yamlio.load_file(path)
+    except UserError as err:
         run.problems.append(f"{_rel(run.root, path)}: {' '.join(str(err).split())}")
         return None
 
@@ -385,8 +386,7 @@ def _project_of_snapshot(data: dict[str, Any]) -> str | None:
     A snapshot is the project's base config with presets and overrides applied, and those may
     only set keys that exist: its preset table is the project's own, and its keys mostly match.
     """
-    import yaml
-
+    from library import yamlio
     from library.config import available_projects, project_testing_dir
 
     def leaves(node: Any, prefix: str = "") -> set[str]:
@@ -406,7 +406,7 @@ def _project_of_snapshot(data: dict[str, Any]) -> str | None:
         return None
     for name in candidates:
         try:
-            base = yaml.safe_load((project_testing_dir(name) / "config.yaml").read_text())
+            base = yamlio.load_file(project_testing_dir(name) / "config.yaml")
         except Exception:  # noqa: BLE001 - an unreadable project is just not this one
             continue
         if not isinstance(base, dict):

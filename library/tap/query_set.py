@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from library import yamlio
 from library.errors import UserError
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "query_sets"
@@ -114,7 +115,7 @@ def _read_template(root: Path, path: Path) -> str:
     size = real.stat().st_size
     if size > MAX_TEMPLATE_BYTES:
         raise UserError(f"{path}: {size:,} bytes (limit {MAX_TEMPLATE_BYTES:,}); not a template")
-    return real.read_text()
+    return yamlio.read_text(real, "query template")
 
 
 def _check_params(params: dict, path: Path) -> dict:
@@ -170,18 +171,17 @@ class QuerySet:
     @classmethod
     def load(cls, name_or_dir: str | Path) -> QuerySet:
         import jinja2
-        import yaml
 
         path = resolve(name_or_dir)
         params_path = path / PARAMS_FILE
         try:
-            params = yaml.safe_load(params_path.read_text()) or {}
+            if not params_path.is_file():
+                raise FileNotFoundError
+            params = yamlio.load_file(params_path) or {}
         except FileNotFoundError:
             raise UserError(f"{path}: no {PARAMS_FILE}; a query set needs one") from None
-        except yaml.YAMLError as exc:
-            line = getattr(getattr(exc, "problem_mark", None), "line", None)
-            where = f" line {line + 1}" if line is not None else ""
-            raise UserError(f"{params_path}{where}: not valid YAML") from None
+        except UserError as err:  # the bounded loader's one line, in this module's wording
+            raise UserError(str(err).replace(": invalid YAML:", ": not valid YAML:", 1)) from None
         if not isinstance(params, dict):
             raise UserError(f"{params_path}: must be a mapping of parameter names to values")
         params = _check_params(params, params_path)
