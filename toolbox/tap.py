@@ -69,7 +69,7 @@ def query(
 
 @command(aliases={"use_async": "--async"})
 def run_query_set(
-    query_set: str = "sandbox",
+    query_set: str = "bosun-sandbox",
     service: str | None = None,
     count: int = 10,
     use_async: bool = False,

@@ -1,6 +1,9 @@
 """Query sets: a directory of jinja ``*.sql`` ADQL templates plus a ``params.yaml``.
 
-The format is mobu's TAPQuerySetRunner format, so a mobu query-set directory works as is:
+The format is mobu's TAPQuerySetRunner format, so a mobu query-set directory works as is, by
+path or by name once its directory is on the search path (``$BOSUN_QUERY_SET_PATH``, e.g. a
+mobu checkout); bosun's own sets are named ``bosun-*`` so that a mobu name (``dp0.2``) never
+silently runs other queries.
 ``params.yaml`` holds the sky bounds (``min_ra``, ``max_ra``, ``min_dec``, ``max_dec``), cone
 sizes (``min_radius``, ``radius_range``, ``radius_near_range``) and ``object_ids``; templates
 use ``{{ ra }}``, ``{{ dec }}``, ``{{ radius }}``, ``{{ radius_near }}``, ``{{ polygon }}``,
@@ -54,6 +57,17 @@ NUMBER_KEYS = (
 )
 
 
+QUERY_SET_PATH_ENV = "BOSUN_QUERY_SET_PATH"
+# mobu keeps its TAP query sets under src/mobu/data/tapquerysetrunner/<name>/: a search
+# directory may be that directory or any parent of it that holds it.
+_MOBU_SUBDIRS = (
+    "",
+    "tapquerysetrunner",
+    "data/tapquerysetrunner",
+    "src/mobu/data/tapquerysetrunner",
+)
+
+
 # Limits on what a query set (a repository's content) may make bosun do.
 MAX_OBJECTS_COUNT = 10_000  # ids drawn into {{ objects }} (mobu draws 12)
 MAX_QUERY_CHARS = 1_000_000  # one rendered query
@@ -89,22 +103,48 @@ def template_environment(strict: bool = True):
 
 
 def list_shipped() -> list[str]:
-    """Names of the query sets shipped with bosun."""
+    """Names of the query sets shipped with bosun (all `bosun-*`: mobu's names stay mobu's)."""
     return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / PARAMS_FILE).is_file())
 
 
-def resolve(name_or_dir: str | Path) -> Path:
-    """A query-set directory from a shipped name or a path; UserError naming it otherwise."""
+def search_path(extra: list[str | Path] | None = None) -> list[Path]:
+    """Where a name that bosun does not ship is looked up: EXTRA, then $BOSUN_QUERY_SET_PATH
+    (directories separated by ':')."""
+    import os
+
+    dirs = [Path(d).expanduser() for d in extra or []]
+    env = os.environ.get(QUERY_SET_PATH_ENV, "")
+    dirs += [Path(d).expanduser() for d in env.split(os.pathsep) if d.strip()]
+    return dirs
+
+
+def resolve(name_or_dir: str | Path, search: list[str | Path] | None = None) -> Path:
+    """A query-set directory from a path, a shipped name, or a name found in the search path.
+
+    A name is never guessed: bosun's own sets are all called ``bosun-*``, so ``dp0.2`` means
+    mobu's ``dp0.2`` and is found only in a configured directory (a mobu checkout's data
+    directory, say). UserError listing every place looked at otherwise.
+    """
     text = str(name_or_dir)
     candidate = Path(text).expanduser()
+    if "/" in text or text.startswith((".", "~")):
+        if candidate.is_dir():
+            return candidate.resolve()
+        raise UserError(f"--query-set {text!r}: no such directory")
+    if (SHIPPED_DIR / text / PARAMS_FILE).is_file():
+        return SHIPPED_DIR / text
+    looked = [f"shipped ({', '.join(list_shipped())})"]
+    for base in search_path(search):
+        for sub in _MOBU_SUBDIRS:
+            where = base / sub / text if sub else base / text
+            if (where / PARAMS_FILE).is_file():
+                return where.resolve()
+        looked.append(str(base))
     if candidate.is_dir():
         return candidate.resolve()
-    if "/" not in text and (SHIPPED_DIR / text).is_dir():
-        return SHIPPED_DIR / text
-    raise UserError(
-        f"--query-set {text!r}: neither a directory nor a shipped query set "
-        f"(shipped: {', '.join(list_shipped())})"
-    )
+    if len(looked) == 1:
+        looked.append(f"no search directories (set ${QUERY_SET_PATH_ENV}, e.g. to a mobu checkout)")
+    raise UserError(f"--query-set {text!r}: not found; looked in: {'; '.join(looked)}")
 
 
 def _read_template(root: Path, path: Path) -> str:
@@ -169,10 +209,11 @@ class QuerySet:
         return self.path.name
 
     @classmethod
-    def load(cls, name_or_dir: str | Path) -> QuerySet:
+    def load(cls, name_or_dir: str | Path, search: list[str | Path] | None = None) -> QuerySet:
+        """Load a query set by directory or name (see `resolve`; SEARCH: extra directories)."""
         import jinja2
 
-        path = resolve(name_or_dir)
+        path = resolve(name_or_dir, search)
         params_path = path / PARAMS_FILE
         try:
             if not params_path.is_file():

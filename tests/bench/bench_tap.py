@@ -123,7 +123,7 @@ def test_sync_throughput(tap_url, concurrency, _throughput={}):  # noqa: B006 - 
     from library.tap.client import TapClient
     from library.tap.query_set import QuerySet
 
-    qs = QuerySet.load("sandbox")
+    qs = QuerySet.load("bosun-sandbox")
     rng = random.Random(2024)
     per_worker = max(2, 60 // concurrency)
     queries = [qs.generate(rng)[1] for _ in range(per_worker * concurrency)]

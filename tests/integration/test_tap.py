@@ -174,7 +174,7 @@ def test_query_set_at_concurrency_10_records_every_query(tap_url, tmp_path):
             "tap",
             "run_query_set",
             service=tap_url,
-            query_set="sandbox",
+            query_set="bosun-sandbox",
             count=4,
             concurrency=10,
             seed=123,
@@ -246,7 +246,7 @@ def test_discovery_skips_templates_whose_tables_are_missing(tap_url, tmp_path):
 def test_dp02_set_runs_only_what_the_sandbox_has(tap_url, tmp_path):
     with env.using_artifact_dir(tmp_path):
         summary = run.run_toolbox(
-            "tap", "run_query_set", service=tap_url, query_set="dp0.2", count=2, seed=1
+            "tap", "run_query_set", service=tap_url, query_set="bosun-dp02", count=2, seed=1
         )
     assert set(summary["templates"]) == {"tap-schema"} and summary["failures"] == 0
     assert len(summary["skipped"]) == 7

@@ -6,6 +6,7 @@ import math
 import random
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,7 @@ def write_set(tmp_path, params: str, templates: dict[str, str]):
 
 
 def test_same_seed_same_queries_other_seed_other_queries():
-    qs = QuerySet.load("sandbox")
+    qs = QuerySet.load("bosun-sandbox")
     first = [qs.generate(random.Random(42)) for _ in range(1)]
     rng_a, rng_b, rng_c = random.Random(42), random.Random(42), random.Random(43)
     a = [qs.generate(rng_a) for _ in range(50)]
@@ -38,7 +39,7 @@ def test_same_seed_same_queries_other_seed_other_queries():
 def test_every_shipped_template_renders_and_is_drawn():
     for name in list_shipped():
         qs = QuerySet.load(name)
-        if name == "dp0.2":
+        if name == "bosun-dp02":
             qs.params["object_ids"] = [1, 2, 3]  # sampled from the service at run time
         qs.check_renders()
         rng = random.Random(1)
@@ -58,7 +59,7 @@ def _segments_cross(p1, p2, p3, p4) -> bool:
 
 
 def test_polygons_are_valid_and_inside_the_bounds():
-    qs = QuerySet.load("sandbox")
+    qs = QuerySet.load("bosun-sandbox")
     p = qs.params
     rng = random.Random(7)
     sizes = set()
@@ -96,14 +97,14 @@ def test_polygons_are_valid_and_inside_the_bounds():
 
 
 def test_polygon_text_has_an_even_number_of_coordinates():
-    qs = QuerySet.load("sandbox")
+    qs = QuerySet.load("bosun-sandbox")
     values = qs.parameters(random.Random(3))
     numbers = [float(x) for x in values["polygon"].split(",")]
     assert len(numbers) % 2 == 0 and 6 <= len(numbers) <= 14
 
 
 def test_cones_stay_inside_the_bounds():
-    qs = QuerySet.load("sandbox")
+    qs = QuerySet.load("bosun-sandbox")
     p = qs.params
     rng = random.Random(11)
     for _ in range(2000):
@@ -153,8 +154,9 @@ def test_bad_params_name_the_file_and_key(tmp_path, params, expected):
     assert "params.yaml" in str(err.value) and expected in str(err.value)
 
 
-def test_missing_set_and_empty_set(tmp_path):
-    with pytest.raises(UserError, match="shipped: dp0.2, sandbox"):
+def test_missing_set_and_empty_set(tmp_path, monkeypatch):
+    monkeypatch.delenv("BOSUN_QUERY_SET_PATH", raising=False)
+    with pytest.raises(UserError, match=r"looked in: shipped \(bosun-dp02, bosun-sandbox\)"):
         QuerySet.load("no-such-set")
     (tmp_path / "params.yaml").write_text("{}\n")
     with pytest.raises(UserError, match=r"no \*.sql templates"):
@@ -228,3 +230,36 @@ def test_mobu_query_set_directory_is_accepted_as_is(tmp_path):
     adql = qs.render("object-one", values)
     assert f"WHERE objectId = {values['object']}" in adql
     assert "'bot-mobu-tap'" in qs.render("scan", values)
+
+
+MOBU_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "mobu"
+
+
+def test_shipped_names_cannot_be_mobus():
+    """mobu's sets are dp0.1, dp0.2, dp0.2-long-scans, dp0.2-med-scans (TAP) and dp02 (SIA)."""
+    assert list_shipped() == ["bosun-dp02", "bosun-sandbox"]
+    assert all(name.startswith("bosun-") for name in list_shipped())
+
+
+def test_a_mobu_name_is_found_only_on_the_search_path(monkeypatch):
+    monkeypatch.delenv("BOSUN_QUERY_SET_PATH", raising=False)
+    with pytest.raises(UserError) as err:
+        QuerySet.load("dp0.2")
+    assert "'dp0.2': not found" in str(err.value) and "BOSUN_QUERY_SET_PATH" in str(err.value)
+    # A mobu checkout's data directory layout, given by environment or by the caller.
+    monkeypatch.setenv("BOSUN_QUERY_SET_PATH", f"/nonexistent:{MOBU_FIXTURE}")
+    qs = QuerySet.load("dp0.2")
+    assert qs.path == MOBU_FIXTURE / "data" / "tapquerysetrunner" / "dp0.2"
+    assert "near-neighbor" in qs.templates  # mobu's template, not bosun's
+    qs.check_renders()
+    monkeypatch.delenv("BOSUN_QUERY_SET_PATH")
+    assert QuerySet.load("dp0.2", [MOBU_FIXTURE / "data"]).path == qs.path
+
+
+def test_an_unknown_name_lists_every_place_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOSUN_QUERY_SET_PATH", str(tmp_path))
+    with pytest.raises(UserError) as err:
+        QuerySet.load("dp9", [MOBU_FIXTURE])
+    message = str(err.value)
+    assert message.startswith("--query-set 'dp9': not found; looked in: shipped (")
+    assert str(MOBU_FIXTURE) in message and str(tmp_path) in message
