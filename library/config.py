@@ -737,7 +737,8 @@ class ProjectConfig:
         if parent is _MISSING or where is _MISSING:
             raise ConfigError(
                 f"{context}: cannot set '{key}': preset {parts[1]!r} has no key "
-                f"{format_key(rest)!r}; a preset can only change keys another preset already sets"
+                f"{rest[0] if len(rest) == 1 else format_key(rest)!r}; a preset can only change "
+                "keys another preset already sets"
             )
         parent[where] = copy.deepcopy(value)
 

@@ -86,3 +86,110 @@ def test_template_syntax_error_names_line(tmp_path):
     path.write_text("a b:\n  x: {{ tests.tap.count \n")
     with pytest.raises(ConfigError, match=rf"{path}:2: template syntax error"):
         command_args.render(path, DATA)
+
+
+# -- a rendered value stays one value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'x"\n  check: false',
+        "x\n  check: false",
+        "a: b",
+        "'quoted'",
+        "[1, 2]",
+        "{check: false}",
+        "&anchor x",
+        "*alias",
+        "x # comment",
+        "- item",
+        "|\n  block",
+    ],
+)
+def test_a_value_cannot_add_arguments(tmp_path, value):
+    path = tmp_path / "command_args.yaml.j2"
+    path.write_text(
+        'tests run:\n  name: {{ tests.name }}\n  quoted: "{{ tests.name }}"\n'
+        "  inside: pre-{{ tests.name }}-post\n  check: true\n"
+    )
+    args = command_args.resolve(path, {"tests": {"name": value}}, "tests", "run")
+    assert args == {
+        "name": value,
+        "quoted": value,
+        "inside": f"pre-{value}-post",
+        "check": True,
+    }
+
+
+def test_values_keep_their_yaml_types(tmp_path):
+    path = tmp_path / "command_args.yaml.j2"
+    path.write_text(
+        "a b:\n  n: {{ n }}\n  s: {{ s }}\n  l: {{ l }}\n  d: {{ d }}\n  none: {{ none }}\n"
+        "  joined: {{ n }}{{ n }}\n  quoted: '{{ n }}'\n  flag: {{ flag }}\n"
+    )
+    data = {"n": 3, "s": "10", "l": ["a", "b"], "d": {"k": 1}, "none": None, "flag": "true"}
+    assert command_args.resolve(path, data, "a", "b") == {
+        "n": 3,
+        "s": 10,  # TOPSAIL renders text then parses YAML: a "10" string becomes an int
+        "l": ["a", "b"],
+        "d": {"k": 1},
+        "none": None,
+        "joined": 33,
+        "quoted": "3",
+        "flag": True,
+    }
+
+
+# -- TOPSAIL's file name and filters
+
+
+def test_topsail_file_name_is_found(tmp_path):
+    assert command_args.template_path(tmp_path).name == "command_args.yaml.j2"
+    (tmp_path / "command_args.yml.j2").write_text("a b: {x: 1}\n")
+    assert command_args.template_path(tmp_path).name == "command_args.yml.j2"
+    (tmp_path / "command_args.yaml.j2").write_text("a b: {x: 2}\n")
+    with pytest.raises(ConfigError, match="both command_args.yaml.j2 and command_args.yml.j2"):
+        command_args.template_path(tmp_path)
+
+
+def test_or_env_filter(tmp_path, monkeypatch):
+    path = tmp_path / "command_args.yml.j2"
+    path.write_text(
+        "{% set location = secrets.dir.name | or_env(secrets.dir.env_key) %}\n"
+        "a b:\n  dir: {{ location }}\n"
+        "{% if not location %}{{ 'no secrets dir' | raise_exception }}{% endif %}\n"
+    )
+    data = {"secrets": {"dir": {"name": None, "env_key": "BOSUN_TEST_SECRETS"}}}
+    monkeypatch.setenv("BOSUN_TEST_SECRETS", "/run/secrets")
+    assert command_args.resolve(path, data, "a", "b") == {"dir": "/run/secrets"}
+    data["secrets"]["dir"]["name"] = "named"
+    assert command_args.resolve(path, data, "a", "b") == {"dir": "named"}
+    data["secrets"]["dir"]["name"] = None
+    monkeypatch.delenv("BOSUN_TEST_SECRETS")
+    with pytest.raises(ConfigError, match=rf"{path}: no secrets dir"):
+        command_args.resolve(path, data, "a", "b")
+
+
+def test_show_args_of_an_injected_var_is_one_value():
+    """The probe of the hostile-input issue: a quote and a newline in --var."""
+    from tests.helpers import REPO, run_cli
+
+    proc = run_cli(
+        REPO / "run_toolbox.py",
+        "from_config",
+        "shell",
+        "run_argv",
+        "--project",
+        "example",
+        "--suffix",
+        "cleanup",
+        "--var",
+        'tests.cleanup.message: "x\\"]\\n  check: false"',
+        "--show-args",
+    )
+    assert proc.returncode == 0, proc.stderr
+    import yaml
+
+    args = yaml.safe_load(proc.stdout)["shell run_argv"]
+    assert args == {"argv": ["echo", 'x"]\n  check: false']}
