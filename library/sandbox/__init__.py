@@ -115,10 +115,17 @@ def platform():
 
 
 def _tap_status(layout) -> dict:
+    from library.sandbox import state as st
+    from library.sandbox import tapauth
+
     dachs = _dachs()
     if dachs is None:
         return {"running": False, "url": None, "pid": None}
     result = dachs.status(layout.root)
+    front = tapauth.running(layout.root)
+    if front is not None and result.get("running"):
+        base = layout.read_settings().get("port_base", st.DEFAULT_PORT_BASE)
+        result = {**result, "auth_url": tapauth.url(base), "auth_pid": front.pid}
     return result if result.get("running") else {**result, "url": None}
 
 
@@ -188,11 +195,27 @@ def up(with_tap: bool = True, port_base: int | None = None, timeout: float = 120
         result["started"].append("tap")
         log.info("TAP service answered after %.1f s at %s", time.monotonic() - t0, tap["url"])
 
+    _start_tap_front(layout, ports, result)
     result.update(status())
     log.info("hub: %s", result["hub"]["url"])
     log.info("TAP: %s", result["tap"]["url"] or f"not running ({tap_reason or 'stopped'})")
     log.info("token file: %s", layout.token_file)
     return result
+
+
+def _start_tap_front(layout, ports, result: dict) -> None:
+    """The token-checking front of TAP (library.sandbox.tapauth), when hub and TAP both run."""
+    from library.sandbox import tapauth
+
+    tap = _tap_status(layout)
+    if not tap.get("url"):
+        return
+    if tapauth.running(layout.root) is not None:
+        result["already_running"].append("tap_auth")
+        return
+    tapauth.start(layout.root, ports.base + tapauth.PORT_OFFSET, tap["url"], _urls(ports.hub)[1])
+    result["started"].append("tap_auth")
+    log.info("TAP with token check: %s", tapauth.url(ports.base))
 
 
 def down() -> dict:
@@ -208,8 +231,11 @@ def down() -> dict:
         from library.tokens import read_token
 
         token = read_token(layout.token_file)
+    from library.sandbox import tapauth
+
     t0 = time.monotonic()
     stopped = hub.stop(layout, token=token, hub_api_url=_urls(ports.hub)[1])
+    stopped["tap_auth"] = tapauth.stop(layout.root)
     if stopped["hub"] or stopped["labs"]:
         log.info(
             "stopped JupyterHub and %d lab(s) in %.1f s",
@@ -269,6 +295,7 @@ def status() -> dict:
             "pid": proxy.pid if proxy else None,
         },
         "tap": {"running": bool(tap.get("running")), "url": tap.get("url"), "pid": tap.get("pid")},
+        "tap_auth": {"url": tap.get("auth_url"), "pid": tap.get("auth_pid")},
         "labs": labs,
         "token_file": str(layout.token_file),
     }

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from library.sandbox import labuser
 from library.sandbox import state as st
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ def start(layout: st.Layout, ports: st.Ports, timeout: float) -> subprocess.Pope
             "PATH": f"{venv_bin()}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
         }
     )
+    # As root, labs drop to an unprivileged user that cannot read the state dir's secrets.
+    environment.update(labuser.prepare(layout))
     with open(layout.hub_log, "ab") as logf:
         logf.write(f"\n=== sandbox up {time.strftime('%Y-%m-%dT%H:%M:%S')} ===\n".encode())
         logf.flush()

@@ -72,12 +72,21 @@ class BearerLoginAuthenticator(Authenticator):
 c.JupyterHub.authenticator_class = BearerLoginAuthenticator
 c.Authenticator.allow_all = True
 c.JupyterHub.services = [{"name": "orchestrator", "api_token": orchestrator_token}]
+# The RSP's service scopes (Gafaelfawr's) as hub custom scopes, so a bot user's token can carry
+# a flock's `scopes` (library.platform_tokens.hub_scopes maps read:tap to custom:read:tap) and
+# the TAP front (library.sandbox.tapauth) can refuse a token without read:tap.
+RSP_SCOPES = ["read:tap", "read:image", "exec:portal", "exec:internal-tools"]
+c.JupyterHub.custom_scopes = {
+    f"custom:{name}": {"description": f"The RSP scope {name} (sandbox)"} for name in RSP_SCOPES
+}
 c.JupyterHub.load_roles = [
     {
         "name": "orchestrator",
         "scopes": ["admin:users", "admin:servers", "tokens", "access:servers", "read:metrics"],
         "services": ["orchestrator"],
-    }
+    },
+    # Every user may hold the RSP scopes (a token minted without scopes inherits them all).
+    {"name": "user", "scopes": ["self", *(f"custom:{name}" for name in RSP_SCOPES)]},
 ]
 
 # Without this, POST .../server blocks for up to 10 s and the progress stream only carries
@@ -85,14 +94,52 @@ c.JupyterHub.load_roles = [
 c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
 
 
+# Set by `sandbox up` when it runs as root (library/sandbox/labuser.py): labs drop to this
+# unprivileged user, which cannot read the state dir's secrets, and run this Python.
+lab_user = os.environ.get("BOSUN_SANDBOX_LAB_USER") or None
+lab_python = os.environ.get("BOSUN_SANDBOX_LAB_PYTHON") or None
+
+
+def _own(path: Path, mode: int = 0o700) -> None:
+    """PATH (created if needed) belongs to the lab user, with everything in it."""
+    import pwd
+
+    entry = pwd.getpwnam(lab_user)
+    path.mkdir(parents=True, exist_ok=True)
+    if path.stat().st_uid != entry.pw_uid:
+        # A dir left by a lab that ran as root: hand all of it over.
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    os.chmod(path, mode)
+
+
 class TrackedSpawner(SimpleLocalProcessSpawner):
-    """SimpleLocalProcessSpawner that records each lab's PID for `sandbox down`."""
+    """SimpleLocalProcessSpawner that records each lab's PID for `sandbox down` and, when
+    the sandbox runs as root, runs the lab as the unprivileged lab user."""
+
+    def make_preexec_fn(self, name):
+        if lab_user is None:
+            return super().make_preexec_fn(name)
+        from jupyterhub.spawner import set_user_setuid
+
+        drop = set_user_setuid(lab_user, chdir=False)
+        home = self.home_dir
+
+        def preexec():
+            drop()
+            os.chdir(home)
+
+        return preexec
 
     def _pid_file(self) -> Path:
         suffix = f"-{self.name}" if self.name else ""
         return lab_pids / f"{self.user.name}{suffix}.pid"
 
     async def start(self):
+        if lab_user is not None:
+            _own(Path(self.home_dir))
         url = await super().start()
         lab_pids.mkdir(parents=True, exist_ok=True)
         self._pid_file().write_text(f"{self.pid}\n")
@@ -115,7 +162,11 @@ class TrackedSpawner(SimpleLocalProcessSpawner):
 
 c.JupyterHub.spawner_class = TrackedSpawner
 c.SimpleLocalProcessSpawner.home_dir_template = str(state / "home" / "{username}")
-c.Spawner.cmd = [str(venv_bin / "jupyterhub-singleuser")]
+if lab_python is not None:
+    # The venv's scripts name the project's interpreter, which the lab user may not reach.
+    c.Spawner.cmd = [lab_python, "-m", "jupyterhub.singleuser"]
+else:
+    c.Spawner.cmd = [str(venv_bin / "jupyterhub-singleuser")]
 c.Spawner.default_url = "/lab"
 # Bursts of 30 labs failed with the 30 s defaults.
 c.Spawner.start_timeout = 120
@@ -123,7 +174,7 @@ c.Spawner.http_timeout = 120
 
 # ipc kernel transport: 50 labs starting kernels at once raced for TCP ports.
 lab_args = ["--KernelManager.transport=ipc"]
-if os.geteuid() == 0:
+if os.geteuid() == 0 and lab_user is None:
     # The single-user server refuses to run as root without it (a bare 500 after ~11 s).
     lab_args.append("--allow-root")
 c.Spawner.args = lab_args
@@ -132,15 +183,21 @@ c.Spawner.args = lab_args
 def _runtime_dir(spawner) -> str:
     # Keyed by the numeric user id: ipc socket paths must stay under 108 characters.
     path = state / "rt" / str(spawner.user.id)
-    path.mkdir(parents=True, exist_ok=True)
+    if lab_user is not None:
+        _own(path)
+    else:
+        path.mkdir(parents=True, exist_ok=True)
     return str(path)
+
+
+lab_bin = Path(lab_python).parent if lab_python is not None else venv_bin
 
 
 c.Spawner.environment = {
     "JUPYTER_RUNTIME_DIR": _runtime_dir,
     # Labs and their kernels use the project's venv (jupyterhub-singleuser, ipykernel, pyvo).
-    "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-    "VIRTUAL_ENV": str(venv_bin.parent),
+    "PATH": f"{lab_bin}{os.pathsep}/usr/local/bin:/usr/bin:/bin",
+    "VIRTUAL_ENV": str(lab_bin.parent),
 }
 
 

@@ -438,12 +438,12 @@ class TapClient:
         message = votable_error(body)
         if message:
             raise self._fail(TapQueryError(message), result)
-        raise self._fail(
-            TapHTTPError(
-                f"HTTP {response.status_code} {response.reason or ''} from {url}".replace("  ", " ")
-            ),
-            result,
-        )
+        text = f"HTTP {response.status_code} {response.reason or ''} from {url}".replace("  ", " ")
+        if response.status_code in (401, 403):
+            # Say why the token was refused (a missing token, a missing scope), as the service
+            # or its auth front tells it.
+            text += f": {_auth_reason(response, body)}"
+        raise self._fail(TapHTTPError(text), result)
 
     def _parse(self, body: bytes, url: str, result: QueryResult, keep_table: bool) -> None:
         import io
@@ -519,3 +519,15 @@ async def execute_async_friendly(
 
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(executor, functools.partial(client.execute, adql, use_async))
+
+
+def _auth_reason(response, body: bytes) -> str:
+    """Why a request was refused: WWW-Authenticate's error_description, else the body's start."""
+    import re
+
+    challenge = response.headers.get("WWW-Authenticate", "")
+    match = re.search(r'error_description="([^"]*)"', challenge)
+    if match:
+        return match.group(1)[:200]
+    first = body[:200].decode("utf-8", "replace").strip().splitlines()
+    return first[0] if first and not first[0].lstrip().startswith("<") else "no reason given"
