@@ -90,8 +90,9 @@ class Monkey:
         self.stats.started += 1
         begin = now_us()
         try:
-            if options.jitter:
-                await asyncio.sleep(random.uniform(0, options.jitter))
+            jitter = getattr(options, "jitter", 0.0)  # mobu: Nublado businesses only
+            if jitter:
+                await asyncio.sleep(random.uniform(0, jitter))
             while True:
                 self.business = business = cls(ctx, options)
                 self.state = STARTING

@@ -1,22 +1,43 @@
-"""Which notebooks of a tree to run.
+"""Which notebooks of a repository to run, as mobu decides it, and why each other one is skipped.
 
-Rules, in order: every ``**/*.ipynb`` (checkpoints and hidden directories never count); drop
-those under an excluded directory; keep only those matching an ``include`` glob when any is
-given; drop those matching an ``exclude`` glob; then, when the deployed services are known,
-keep a notebook only if every service it requires is deployed. A notebook states what it needs
-in ``metadata.bosun.required_services`` (or mobu's ``metadata.mobu.required_applications``);
-without that, a name ``<service>_*.ipynb`` (or ``<service>.ipynb``) for a known service means it
-needs that service.
+mobu's rules (``lsst-sqre/mobu``: ``services/notebook_finder.py``, ``models/repo.py``):
+
+1. every ``**/*.ipynb`` of the repository;
+2. the collection rules, in order: the flock's (or command line's) ``collection_rules``, then
+   those of the repository's own ``mobu.yaml``, then every ``exclude_dirs`` (both sources) as
+   one ``exclude_union_of`` rule of ``DIR/**``. An ``intersect_union_of`` rule keeps only what
+   one of its patterns matches, an ``exclude_union_of`` rule drops it. Patterns are pathlib
+   glob patterns relative to the repository root (``**`` is any number of directories);
+3. a notebook whose ``metadata.mobu.required_applications`` (or bosun's
+   ``metadata.bosun.required_services``) names an application that is not deployed is dropped.
+
+bosun differs in three ways, all visible in the skip reasons: notebooks under a hidden
+directory (``.ipynb_checkpoints``) never run; the application filter applies only when the
+deployed services are given (bosun cannot ask Phalanx's discovery service); and the SQR-080
+file-name convention (``<service>_*.ipynb`` needs ``<service>``) applies only when turned on,
+by the caller (``name_convention=True``) or by the repository (``bosun.yaml`` holding
+``name_convention: true``). ``--include``/``--exclude`` globs of the command line are extra
+rules applied after mobu's.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-# Phalanx application names that notebooks are written against.
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from library.errors import UserError
+from library.flock.options import CollectionRule, Filterable
+
+MOBU_CONFIG = "mobu.yaml"
+BOSUN_CONFIG = "bosun.yaml"
+
+# Phalanx application names that notebooks are written against (file-name convention only).
 KNOWN_SERVICES = frozenset(
     {
         "nublado",
@@ -46,13 +67,28 @@ KNOWN_SERVICES = frozenset(
 )
 
 
+class RepoConfig(Filterable):
+    """A repository's ``mobu.yaml``: mobu refuses unknown keys, so bosun does too."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BosunRepoConfig(BaseModel):
+    """A repository's ``bosun.yaml``: what bosun adds to mobu's rules for this repository."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name_convention: bool = False
+
+
 @dataclass
 class Discovery:
-    """What discovery kept and, for each notebook it dropped, why."""
+    """What discovery kept and, for each notebook it dropped, which rule dropped it."""
 
     root: Path
     selected: list[Path] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    rules: list[str] = field(default_factory=list)  # the rules applied, in order
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -61,23 +97,98 @@ class Discovery:
         return {
             "selected": [self.relative(p) for p in self.selected],
             "skipped": dict(sorted(self.skipped.items())),
+            "rules": list(self.rules),
         }
 
 
-def required_services(path: Path, known: frozenset[str] | set[str] = KNOWN_SERVICES) -> set[str]:
-    """Services the notebook at PATH needs: from its metadata, else from its name."""
+@lru_cache(maxsize=512)
+def _pattern(pattern: str) -> re.Pattern[str]:
+    """A pathlib glob pattern (Python 3.13 semantics, as mobu runs) as a regex on a relative
+    path: ``**`` is zero or more whole segments; ``*``, ``?`` and ``[...]`` stay in a segment."""
+    segments = [s for s in pattern.strip("/").split("/") if s not in ("", ".")]
+    out = ""
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        if seg == "**":
+            out += ".*" if last else "(?:[^/]+/)*"
+            continue
+        part = ""
+        j = 0
+        while j < len(seg):
+            c = seg[j]
+            if c == "*":
+                part += "[^/]*"
+            elif c == "?":
+                part += "[^/]"
+            elif c == "[":
+                end = seg.find("]", j + 1)
+                if end == -1:
+                    part += re.escape(c)
+                else:
+                    body = seg[j + 1 : end]
+                    if body.startswith("!"):
+                        body = "^" + body[1:]
+                    part += f"[{body}]"
+                    j = end
+            else:
+                part += re.escape(c)
+            j += 1
+        out += part + ("" if last else "/")
+    return re.compile(out + r"\Z", re.DOTALL)
+
+
+def matches(rel: str, pattern: str) -> bool:
+    """Whether the repository-relative path REL is one of the paths PATTERN globs."""
+    return _pattern(pattern).match(rel) is not None
+
+
+def _read_yaml(path: Path) -> Any:
+    from library import yamlio
+
+    return yamlio.loads(yamlio.read_text(path, "repository config"), str(path))
+
+
+def read_repo_config(root: Path) -> RepoConfig:
+    """The repository's ``mobu.yaml`` (empty rules when absent); UserError naming a bad key."""
+    path = root / MOBU_CONFIG
+    if not path.is_file():
+        return RepoConfig()
+    return _validated(RepoConfig, _read_yaml(path), path)
+
+
+def read_bosun_config(root: Path) -> BosunRepoConfig:
+    path = root / BOSUN_CONFIG
+    if not path.is_file():
+        return BosunRepoConfig()
+    return _validated(BosunRepoConfig, _read_yaml(path), path)
+
+
+def _validated(model: type[BaseModel], data: Any, path: Path):
+    try:
+        return model.model_validate(data or {})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        raise UserError(f"{path}: {loc}: {error['msg']}") from None
+
+
+def required_applications(path: Path) -> tuple[set[str], str] | None:
+    """What the notebook's metadata says it needs, and where it says it; None if it says
+    nothing. mobu reads ``metadata.mobu.required_applications``; bosun also reads
+    ``metadata.bosun.required_services``."""
     try:
         metadata = json.loads(path.read_text(encoding="utf-8")).get("metadata") or {}
-    except (OSError, ValueError):
-        metadata = {}
-    for section, key in (("bosun", "required_services"), ("mobu", "required_applications")):
+    except (OSError, ValueError, AttributeError):
+        return None
+    for section, key in (("mobu", "required_applications"), ("bosun", "required_services")):
         declared = (metadata.get(section) or {}).get(key)
         if declared is not None:
-            return {str(s) for s in declared}
-    return services_from_name(path.name, known)
+            return {str(s) for s in declared}, f"metadata.{section}.{key}"
+    return None
 
 
 def services_from_name(name: str, known: frozenset[str] | set[str] = KNOWN_SERVICES) -> set[str]:
+    """SQR-080's convention: ``<service>_*.ipynb`` or ``<service>.ipynb`` needs ``<service>``."""
     stem = name[: -len(".ipynb")] if name.endswith(".ipynb") else name
     # Longest first: "vo-cutouts_x" must not be read as a service "vo".
     for service in sorted(known, key=len, reverse=True):
@@ -86,54 +197,124 @@ def services_from_name(name: str, known: frozenset[str] | set[str] = KNOWN_SERVI
     return set()
 
 
-def _matches(rel: str, patterns: list[str]) -> bool:
-    name = PurePosixPath(rel).name
-    return any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(name, pat) for pat in patterns)
+@dataclass(frozen=True)
+class _Rule:
+    rule: CollectionRule
+    label: str  # e.g. "collection_rules[1] exclude_union_of (mobu.yaml)"
 
 
-def _excluded_dir(rel: str, exclude_dirs: list[str]) -> str | None:
-    parents = PurePosixPath(rel).parents
-    rel_dirs = [p.as_posix() for p in parents if p.as_posix() != "."]
-    for wanted in exclude_dirs:
-        wanted = wanted.strip("/")
-        for d in rel_dirs:
-            if d == wanted or PurePosixPath(d).name == wanted:
-                return wanted
-    return None
+def _rules(
+    collection_rules: list[CollectionRule],
+    exclude_dirs: list[str],
+    repo: RepoConfig,
+) -> list[_Rule]:
+    """mobu's order: caller's rules, the repo's, then every exclude_dirs as one exclude rule."""
+    out = [
+        _Rule(r, f"collection_rules[{i}] {r.type} (options)")
+        for i, r in enumerate(collection_rules)
+    ]
+    out += [
+        _Rule(r, f"collection_rules[{i}] {r.type} ({MOBU_CONFIG})")
+        for i, r in enumerate(repo.collection_rules)
+    ]
+    dirs = sorted({d.strip("/") for d in [*exclude_dirs, *repo.exclude_dirs] if d.strip("/")})
+    if dirs:
+        sources = []
+        if exclude_dirs:
+            sources.append("options")
+        if repo.exclude_dirs:
+            sources.append(MOBU_CONFIG)
+        rule = CollectionRule(type="exclude_union_of", patterns=[f"{d}/**" for d in dirs])
+        out.append(_Rule(rule, f"exclude_dirs ({', '.join(sources)})"))
+    return out
 
 
 def discover(
     root: Path,
     *,
     exclude_dirs: list[str] | None = None,
+    collection_rules: list[CollectionRule | dict] | None = None,
     include: list[str] | None = None,
     exclude: list[str] | None = None,
     services: list[str] | set[str] | None = None,
+    name_convention: bool | None = None,
     known_services: frozenset[str] | set[str] = KNOWN_SERVICES,
 ) -> Discovery:
-    """Apply the rules above to the tree at ROOT; ``services=None`` means no service filter."""
+    """Apply the rules above to the tree at ROOT.
+
+    ``services=None`` means the deployed services are unknown: no application filter.
+    ``name_convention=None`` leaves the choice to the repository's ``bosun.yaml``.
+    """
     root = root.resolve()
     found = Discovery(root)
+    repo = read_repo_config(root)
+    if name_convention is None:
+        name_convention = read_bosun_config(root).name_convention
+        convention_source = BOSUN_CONFIG
+    else:
+        convention_source = "the caller"
+    rules = _rules(
+        [
+            r if isinstance(r, CollectionRule) else CollectionRule(**r)
+            for r in collection_rules or []
+        ],
+        list(exclude_dirs or []),
+        repo,
+    )
+    found.rules = [f"{r.label}: {', '.join(r.rule.patterns)}" for r in rules]
     deployed = None if services is None else set(services)
     known = set(known_services) | (deployed or set())
     for path in sorted(root.rglob("*.ipynb")):
         rel = path.relative_to(root).as_posix()
-        if any(part.startswith(".") for part in PurePosixPath(rel).parts):
+        if any(part.startswith(".") for part in PurePosixPath(rel).parts[:-1]):
+            found.skipped[rel] = "in a hidden directory (bosun never runs checkpoint copies)"
             continue
-        hit = _excluded_dir(rel, exclude_dirs or [])
-        if hit:
-            found.skipped[rel] = f"in excluded directory {hit}"
-            continue
-        if include and not _matches(rel, include):
-            found.skipped[rel] = "matches no include glob"
-            continue
-        if exclude and _matches(rel, exclude):
-            found.skipped[rel] = "matches an exclude glob"
-            continue
-        if deployed is not None:
-            missing = required_services(path, known) - deployed
-            if missing:
-                found.skipped[rel] = "needs services not deployed: " + ", ".join(sorted(missing))
-                continue
-        found.selected.append(path)
+        why = _dropped_by(rel, rules)
+        if why is None and include and not any(matches(rel, p) or _name(rel, p) for p in include):
+            why = "--include: matches none of " + ", ".join(include)
+        if why is None and exclude:
+            hit = next((p for p in exclude if matches(rel, p) or _name(rel, p)), None)
+            if hit:
+                why = f"--exclude: matches {hit!r}"
+        if why is None and deployed is not None:
+            why = _needs(path, deployed, known, name_convention, convention_source)
+        if why is None:
+            found.selected.append(path)
+        else:
+            found.skipped[rel] = why
     return found
+
+
+def _name(rel: str, pattern: str) -> bool:
+    # A pattern without a slash may name the file alone (bosun's --include/--exclude).
+    return "/" not in pattern and matches(PurePosixPath(rel).name, pattern)
+
+
+def _dropped_by(rel: str, rules: list[_Rule]) -> str | None:
+    for r in rules:
+        hit = next((p for p in r.rule.patterns if matches(rel, p)), None)
+        if r.rule.type == "exclude_union_of" and hit is not None:
+            return f"{r.label}: matches {hit!r}"
+        if r.rule.type == "intersect_union_of" and hit is None:
+            return f"{r.label}: matches none of {', '.join(repr(p) for p in r.rule.patterns)}"
+    return None
+
+
+def _needs(
+    path: Path, deployed: set[str], known: set[str], convention: bool, convention_source: str
+) -> str | None:
+    declared = required_applications(path)
+    if declared is not None:
+        needed, where = declared
+        missing = needed - deployed
+        if missing:
+            return f"{where}: needs {', '.join(sorted(missing))}, not deployed"
+        return None
+    if convention:
+        missing = services_from_name(path.name, known) - deployed
+        if missing:
+            return (
+                f"file-name convention (SQR-080, turned on by {convention_source}): needs "
+                f"{', '.join(sorted(missing))}, not deployed"
+            )
+    return None

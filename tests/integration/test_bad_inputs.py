@@ -66,6 +66,7 @@ def flock(**overrides) -> str:
         "name": "f1",
         "count": 1,
         "users": [{"username": "bot-user1"}],
+        "scopes": [],
         "business": {"type": "EmptyLoop"},
     }
     body.update(overrides)
@@ -402,10 +403,10 @@ CASES = [
         {"f.yaml": flock(business={"type": "EmptyLoop", "options": {"idle_time": "soon"}})},
     ),
     Case(
-        "flock-unknown-field",
+        "flock-missing-scopes",  # mobu requires scopes (an unknown flock key it ignores)
         tb("scale", "run", "--flocks", "{tmp}/f.yaml"),
-        ["f1", "colour"],
-        {"f.yaml": flock(colour="red")},
+        ["f1", "scopes: Field required"],
+        {"f.yaml": flock(scopes=None, colour="red")},
     ),
     Case("flock-missing-file", tb("scale", "run", "--flocks", "{tmp}/none.yaml"), ["none.yaml"]),
     Case(

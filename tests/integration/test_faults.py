@@ -178,12 +178,13 @@ def test_proxy_faults_are_recorded_and_the_monkeys_recover(sandbox, tmp_path):
                     "name": "tap",
                     "count": 3,
                     "user_spec": {"username_prefix": tap_users},
+                    "scopes": [],
                     "business": {
                         "type": "TAPQuerySetRunner",
                         **common,
                         "options": {
-                            "query_set": "sandbox",
-                            "timeout": "3s",
+                            "query_set": "bosun-sandbox",
+                            "query_timeout": 3,
                             "idle_time": "300ms",
                             "error_idle_time": "500ms",
                         },
@@ -193,6 +194,7 @@ def test_proxy_faults_are_recorded_and_the_monkeys_recover(sandbox, tmp_path):
                     "name": "http",
                     "count": 2,
                     "user_spec": {"username_prefix": http_users},
+                    "scopes": [],
                     "business": {
                         "type": "HTTPLoop",
                         **common,
@@ -289,6 +291,7 @@ def test_hub_killed_mid_run_monkeys_recover_after_restart(sandbox, tmp_path):
                 "name": "python",
                 "count": 2,
                 "user_spec": {"username_prefix": users},
+                "scopes": [],
                 "business": {
                     "type": "NubladoPythonLoop",
                     "restart": True,
@@ -342,7 +345,7 @@ def test_hub_killed_mid_run_monkeys_recover_after_restart(sandbox, tmp_path):
         for r in rows
         if r["operation"] == "execute_code" and r["success"] and r["start_us"] > restarted
     }
-    assert recovered == {f"{users}01", f"{users}02"}, recovered
+    assert recovered == {f"{users}1", f"{users}2"}, recovered
     summary = json.loads((out / "summary.json").read_text())
     assert summary["flocks"]["python"]["failures"] == sum(
         1 for r in rows if r["operation"] == "monkey_error"
@@ -365,12 +368,13 @@ def test_dachs_stopped_mid_query_set_and_flock(sandbox, tmp_path):
                 "name": "tap",
                 "count": 2,
                 "user_spec": {"username_prefix": users},
+                "scopes": [],
                 "business": {
                     "type": "TAPQuerySetRunner",
                     "restart": True,
                     "options": {
-                        "query_set": "sandbox",
-                        "timeout": "5s",
+                        "query_set": "bosun-sandbox",
+                        "query_timeout": 5,
                         "idle_time": "300ms",
                         "error_idle_time": "1s",
                     },
@@ -452,7 +456,7 @@ def test_dachs_stopped_mid_query_set_and_flock(sandbox, tmp_path):
         for r in rows
         if r["operation"] == "tap_query" and r["success"] and r["start_us"] > restarted
     }
-    assert back == {f"{users}01", f"{users}02"}
+    assert back == {f"{users}1", f"{users}2"}
 
 
 # --- 4. a lab's kernel killed while a NubladoPythonLoop runs -----------------------------------
@@ -485,7 +489,7 @@ def in_new_lab(pid: int, old_lab: int) -> bool:
 
 def test_killed_kernel_is_a_kernel_death_and_the_monkey_recovers(sandbox, tmp_path):
     users = prefix("kern")
-    user = f"{users}01"
+    user = f"{users}1"
     flocks = write_flocks(
         tmp_path / "flocks.yaml",
         [
@@ -493,6 +497,7 @@ def test_killed_kernel_is_a_kernel_death_and_the_monkey_recovers(sandbox, tmp_pa
                 "name": "python",
                 "count": 1,
                 "user_spec": {"username_prefix": users},
+                "scopes": [],
                 "business": {
                     "type": "NubladoPythonLoop",
                     "restart": True,

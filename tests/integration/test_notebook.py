@@ -72,6 +72,8 @@ def test_repo_in_one_lab_with_discovery_and_respawn(request, tmp_path, artifacts
     write_notebook(repo / "e_after.ipynb", "print('still running')")
     write_notebook(repo / "butler_only.ipynb", "raise SystemExit('must be skipped')")
     write_notebook(repo / "drafts" / "wip.ipynb", "raise SystemExit('must be skipped')")
+    # The SQR-080 file-name rule applies because the repository turns it on.
+    (repo / "bosun.yaml").write_text("name_convention: true\n")
     user = bot("repo")
     with pytest.raises(
         UserError,
@@ -92,8 +94,10 @@ def test_repo_in_one_lab_with_discovery_and_respawn(request, tmp_path, artifacts
     cmd = _only_dir(artifacts, "notebook__run_repo")
     discovery = json.loads((cmd / "discovery.json").read_text())
     assert discovery["skipped"] == {
-        "butler_only.ipynb": "needs services not deployed: butler",
-        "drafts/wip.ipynb": "in excluded directory drafts",
+        "butler_only.ipynb": (
+            "file-name convention (SQR-080, turned on by bosun.yaml): needs butler, not deployed"
+        ),
+        "drafts/wip.ipynb": "exclude_dirs (options): matches 'drafts/**'",
     }
     outcomes = {o["notebook"]: o for o in json.loads((cmd / "notebooks.json").read_text())}
     assert [n for n, o in outcomes.items() if o["ok"]] == [

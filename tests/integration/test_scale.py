@@ -71,6 +71,7 @@ def test_sigint_mid_run_deletes_every_lab_and_leaves_complete_events(sandbox, tm
                 "name": "python",
                 "count": 2,
                 "user_spec": {"username_prefix": "bot-scalesig"},
+                "scopes": [],
                 "business": {
                     "type": "NubladoPythonLoop",
                     "options": {
@@ -116,10 +117,11 @@ def test_tap_query_set_flock(sandbox, tmp_path):
                 "name": "tap",
                 "count": 4,
                 "user_spec": {"username_prefix": "bot-scaletap"},
+                "scopes": [],
                 "business": {
                     "type": "TAPQuerySetRunner",
                     "restart": True,
-                    "options": {"query_set": "sandbox", "idle_time": "500ms"},
+                    "options": {"query_set": "bosun-sandbox", "idle_time": "500ms"},
                 },
             }
         ],
@@ -144,6 +146,7 @@ def test_http_flock_against_the_hub_api(sandbox, tmp_path):
                 "name": "http",
                 "count": 50,
                 "user_spec": {"username_prefix": "bot-scalehttp"},
+                "scopes": [],
                 "business": {
                     "type": "HTTPLoop",
                     "options": {
@@ -182,6 +185,7 @@ def test_a_failing_http_flock_fails_the_command_and_its_testcase(sandbox, tmp_pa
                 "name": "noauth",
                 "count": 3,
                 "user_spec": {"username_prefix": "bot-scalenoauth"},
+                "scopes": [],
                 "business": {
                     "type": "HTTPLoop",
                     "options": {
@@ -211,6 +215,7 @@ def test_dask_two_workers_merge_events_from_both_shards(tmp_path):
                 "name": "empty",
                 "count": 40,
                 "user_spec": {"username_prefix": "bot-shard"},
+                "scopes": [],
                 "business": {"type": "EmptyLoop", "options": {"idle_time": "500ms"}},
             }
         ],
@@ -246,6 +251,7 @@ def test_a_dead_shard_is_reported_and_its_monkeys_count_as_failed(tmp_path):
                 "name": "empty",
                 "count": 10,
                 "user_spec": {"username_prefix": "bot-dead"},
+                "scopes": [],
                 "business": {"type": "EmptyLoop", "options": {"idle_time": "200ms"}},
             }
         ],
@@ -309,11 +315,17 @@ def test_notebook_runner_list_runs_its_notebooks_once_and_the_run_ends(sandbox, 
                 "name": "notebooks",
                 "count": 1,
                 "users": [{"username": "bot-scalenb"}],
+                "scopes": [],
                 "business": {
                     "type": "NotebookRunnerList",
                     "options": {
                         "notebooks_dir": str(notebooks),
-                        "notebooks_to_run": ["first.ipynb", "second.ipynb"],
+                        "collection_rules": [
+                            {
+                                "type": "intersect_union_of",
+                                "patterns": ["first.ipynb", "second.ipynb"],
+                            }
+                        ],
                         "execution_idle_time": "100ms",
                         "spawn_timeout": "120s",
                     },
@@ -345,6 +357,7 @@ def test_tap_query_runner_with_a_query_list(sandbox, tmp_path):
                 "name": "tapq",
                 "count": 2,
                 "user_spec": {"username_prefix": "bot-scaletapq"},
+                "scopes": [],
                 "business": {
                     "type": "TAPQueryRunner",
                     "options": {

@@ -30,25 +30,26 @@ def scale(tmp_path, *args):
     ("flocks", "args", "message"),
     [
         (
-            "- name: x\n  count: 2\n  users: [{username: bot-a}]\n  business: {type: EmptyLoop}\n",
+            "- name: x\n  count: 2\n  users: [{username: bot-a}]\n  scopes: []\n"
+            "  business: {type: EmptyLoop}\n",
             [],
-            "flock 'x': users has 1 entries but count is 2; they must match",
+            "flock 'x': users: has 1 entries, count is 2; mobu needs exactly 2",
         ),
         (
             "- name: x\n  count: 1\n  user_spec: {username_prefix: bot-a}\n"
-            "  business: {type: EmptyLoop}\n",
+            "  scopes: []\n  business: {type: EmptyLoop}\n",
             ["--duration", "soon"],
-            "--duration: expected a duration like 5s, 1m or 1h30m, got 'soon'",
+            "--duration: expected a duration like 30, 5s, 5min, 2 hours, 1d or 1h30m, got 'soon'",
         ),
         (
             "- name: x\n  count: 1\n  user_spec: {username_prefix: bot-a}\n"
-            "  business: {type: EmptyLoop}\n",
+            "  scopes: []\n  business: {type: EmptyLoop}\n",
             ["--option", "idle_time"],
             "--option 'idle_time': expected NAME=VALUE",
         ),
         (
             "- name: x\n  count: 1\n  user_spec: {username_prefix: bot-a}\n"
-            "  business: {type: EmptyLoop}\n",
+            "  scopes: []\n  business: {type: EmptyLoop}\n",
             ["--workers", "2", "--scheduler", "tcp://x:1"],
             "--workers and --scheduler exclude each other",
         ),
@@ -66,7 +67,7 @@ def test_bad_input_is_one_line_without_traceback(tmp_path, flocks, args, message
 def test_an_empty_loop_run_leaves_every_artifact(tmp_path):
     path = tmp_path / "flocks.yaml"
     path.write_text(
-        "- name: e\n  count: 20\n  user_spec: {username_prefix: bot-e}\n"
+        "- name: e\n  count: 20\n  user_spec: {username_prefix: bot-e}\n  scopes: []\n"
         "  business: {type: EmptyLoop, options: {idle_time: 100ms}}\n"
     )
     result = scale(tmp_path, "--flocks", str(path), "--duration", "1500ms", "--count", "30")

@@ -73,7 +73,8 @@ def flocks(count=2, restart=False, business="Scripted", **options):
             {
                 "name": "f",
                 "count": count,
-                "user_spec": {"username_prefix": "bot-f"},
+                "user_spec": {"username_prefix": "bot-f0"},
+                "scopes": [],
                 "business": {"type": business, "restart": restart, "options": options},
             }
         ]
@@ -166,9 +167,10 @@ def test_batched_starts_follow_batch_size_and_wait(tmp_path):
             {
                 "name": "f",
                 "count": 6,
-                "user_spec": {"username_prefix": "bot-f"},
+                "user_spec": {"username_prefix": "bot-f0"},
                 "start_batch_size": 2,
                 "start_batch_wait": "200ms",
+                "scopes": [],
                 "business": {"type": "Scripted", "options": {"idle_time": 10}},
             }
         ]
@@ -187,6 +189,7 @@ def test_ten_thousand_empty_loop_monkeys_start_and_stop_cleanly(tmp_path):
                 "name": "empty",
                 "count": 10_000,
                 "user_spec": {"username_prefix": "bot-e"},
+                "scopes": [],
                 "business": {"type": "EmptyLoop", "options": {"idle_time": 1}},
             }
         ]
@@ -316,6 +319,7 @@ def test_a_launcher_stop_request_stops_a_scale_run_in_a_parallel_thread(tmp_path
                     "name": "empty",
                     "count": 3,
                     "user_spec": {"username_prefix": "bot-stopreq"},
+                    "scopes": [],
                     "business": {"type": "EmptyLoop", "options": {"idle_time": "100ms"}},
                 }
             ]

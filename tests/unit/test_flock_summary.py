@@ -23,12 +23,14 @@ def _flocks():
                 "name": "tap",
                 "count": 20,
                 "user_spec": {"username_prefix": "bot-t"},
+                "scopes": [],
                 "business": {"type": "TAPQuerySetRunner"},
             },
             {
                 "name": "empty",
                 "count": 2,
                 "user_spec": {"username_prefix": "bot-e"},
+                "scopes": [],
                 "business": {"type": "EmptyLoop"},
             },
         ]

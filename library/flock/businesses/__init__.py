@@ -1,7 +1,11 @@
-"""Businesses by `type`: name -> options model and (lazily imported) implementation.
+"""Businesses by `type`: name -> options model, implementation, and what it needs to run.
 
-The options models are light (pydantic only) so a flock file validates without importing the
-HTTP, Jupyter or TAP clients; the implementation is imported when a monkey first needs it.
+The registry holds every business mobu 19.x has (``lsst-sqre/mobu``,
+``models/business/business_config_type.py``) plus bosun's HTTPLoop. The options models are light
+(pydantic only) so a flock file validates without importing the HTTP, Jupyter or TAP clients;
+the implementation is imported when a monkey first needs it. A business whose implementation
+is not in this build (``target=None``) still validates exactly as mobu validates it; running it
+stops before any monkey starts, with one line naming what it needs.
 """
 
 from __future__ import annotations
@@ -9,58 +13,105 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from library.errors import UserError
 from library.flock import options as o
 
 
 @dataclass(frozen=True)
 class Entry:
     options: type[o.BusinessOptions]
-    target: str  # "module:Class"
+    target: str | None  # "module:Class"; None when bosun cannot run it yet
     operation: str  # the event operation one execution records; the summary's main figure
+    endpoint: str = "none"  # what one execution talks to: hub, tap, sia, git-lfs, muster, url
+    needs: str = ""  # for target=None: what running it needs, in one phrase
+    options_required: bool = False  # mobu's `options: Field(...)`: the key must be given
 
 
 REGISTRY: dict[str, Entry] = {
     "EmptyLoop": Entry(
-        o.EmptyLoopOptions, "library.flock.businesses.empty:EmptyLoop", "empty_loop"
+        o.EmptyLoopOptions, "library.flock.businesses.empty:EmptyLoop", "empty_loop", "none"
     ),
-    "HTTPLoop": Entry(o.HTTPLoopOptions, "library.flock.businesses.http:HTTPLoop", "http_request"),
     "NubladoPythonLoop": Entry(
         o.NubladoPythonLoopOptions,
         "library.flock.businesses.nublado:NubladoPythonLoop",
         "execute_code",
-    ),
-    "NotebookRunner": Entry(
-        o.NotebookRunnerOptions, "library.flock.businesses.notebook:NotebookRunner", "notebook"
+        "hub",
     ),
     "NotebookRunnerCounting": Entry(
-        o.NotebookRunnerOptions,
+        o.NotebookRunnerCountingOptions,
         "library.flock.businesses.notebook:NotebookRunnerCounting",
         "notebook",
+        "hub",
     ),
     "NotebookRunnerList": Entry(
-        o.NotebookRunnerListOptions,
+        o.NotebookRunnerOptions,
         "library.flock.businesses.notebook:NotebookRunnerList",
         "notebook",
+        "hub",
     ),
     "NotebookRunnerInfinite": Entry(
         o.NotebookRunnerOptions,
         "library.flock.businesses.notebook:NotebookRunnerInfinite",
         "notebook",
+        "hub",
     ),
     "TAPQueryRunner": Entry(
-        o.TAPQueryRunnerOptions, "library.flock.businesses.tap:TAPQueryRunner", "tap_query"
+        o.TAPQueryRunnerOptions,
+        "library.flock.businesses.tap:TAPQueryRunner",
+        "tap_query",
+        "tap",
+        options_required=True,
     ),
     "TAPQuerySetRunner": Entry(
-        o.TAPQuerySetRunnerOptions, "library.flock.businesses.tap:TAPQuerySetRunner", "tap_query"
+        o.TAPQuerySetRunnerOptions,
+        "library.flock.businesses.tap:TAPQuerySetRunner",
+        "tap_query",
+        "tap",
+    ),
+    "SIAQuerySetRunner": Entry(
+        o.SIAQuerySetRunnerOptions,
+        None,
+        "sia_query",
+        "sia",
+        needs="an SIA v2 service and SIA query sets (not in this build of bosun)",
+    ),
+    "GitLFS": Entry(
+        o.GitLFSOptions,
+        None,
+        "git_lfs",
+        "git-lfs",
+        needs="the git-lfs client and a Git-LFS server (not in this build of bosun)",
+        options_required=True,
+    ),
+    "Muster": Entry(
+        o.MusterOptions,
+        None,
+        "muster",
+        "muster",
+        needs="a Muster service behind the platform's ingress (not in this build of bosun)",
+    ),
+    # bosun's own: not a mobu business.
+    "HTTPLoop": Entry(
+        o.HTTPLoopOptions, "library.flock.businesses.http:HTTPLoop", "http_request", "url"
     ),
 }
-# Older mobu names that existing flock files still use.
+
+# Older mobu names that existing flock files still use: accepted, with a notice.
 ALIASES = {"JupyterPythonLoop": "NubladoPythonLoop"}
+
+# Names mobu no longer has: refused as mobu refuses them, saying what replaced them.
+RETIRED = {
+    "NotebookRunner": "mobu 15 replaced it with NotebookRunnerCounting (and NotebookRunnerList)",
+    "JupyterLoginLoop": "mobu merged it into JupyterPythonLoop, now NubladoPythonLoop",
+    "JupyterJitterLoginLoop": "mobu retired it: set `jitter` on NubladoPythonLoop",
+}
 
 
 def canonical(name: str) -> str:
     """The registered name for `name` (resolving old aliases); ValueError listing known types."""
     name = ALIASES.get(name, name)
+    if name in RETIRED:
+        raise ValueError(f"business type {name!r} no longer exists: {RETIRED[name]}")
     if name not in REGISTRY:
         known = ", ".join(sorted([*REGISTRY, *ALIASES]))
         raise ValueError(f"unknown business type {name!r} (known: {known})")
@@ -71,6 +122,17 @@ def main_operation(name: str) -> str:
     return REGISTRY[canonical(name)].operation
 
 
+def runnable(name: str) -> str | None:
+    """None when bosun can run this business; otherwise one line saying what it needs."""
+    entry = REGISTRY[canonical(name)]
+    if entry.target is not None:
+        return None
+    return f"business {canonical(name)} validates but cannot run here: it needs {entry.needs}"
+
+
 def business_class(name: str) -> type:
-    module, _, cls = REGISTRY[canonical(name)].target.partition(":")
+    entry = REGISTRY[canonical(name)]
+    if entry.target is None:
+        raise UserError(runnable(name))
+    module, _, cls = entry.target.partition(":")
     return getattr(importlib.import_module(module), cls)

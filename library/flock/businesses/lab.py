@@ -57,9 +57,8 @@ class LabBusiness(Business):
     kernel = None
 
     async def startup(self) -> None:
-        from library.jupyter.hub import HubClient
-
         from library.errors import UserError
+        from library.jupyter.hub import HubClient
 
         hub_url = self.ctx.shared.platform().require("hub_url")
         # This monkey's own user's token, with the flock's scopes (the provider creates the
@@ -93,8 +92,12 @@ class LabBusiness(Business):
             with contextlib.suppress(Exception):
                 await kernel.aclose()
 
+    def cycle_done(self) -> bool:
+        """Whether the lab is due for mobu's refresh (after every max_executions executions)."""
+        return self.executions % self.options.max_executions == 0
+
     async def idle(self) -> None:
-        cycle_done = self.executions % self.options.max_executions == 0
+        cycle_done = self.cycle_done()
         await asyncio.sleep(
             self.options.idle_time if cycle_done else self.options.execution_idle_time
         )

@@ -1,9 +1,13 @@
-"""NotebookRunner and its variants: run notebooks cell by cell in the user's lab.
+"""mobu's notebook runners: run a repository's notebooks cell by cell in the user's lab.
 
-- NotebookRunner: every notebook of the repository (or directory) in turn, forever.
-- NotebookRunnerCounting: the same, and the business ends after `max_executions` notebooks.
-- NotebookRunnerList: only `notebooks_to_run`, once through the list, then the business ends.
-- NotebookRunnerInfinite: never refreshes the lab (no `max_executions` cycle).
+Which notebooks run is mobu's rule (library/notebooks/discovery.py): the flock's
+``collection_rules`` and ``exclude_dirs``, then the repository's own ``mobu.yaml``.
+
+- NotebookRunnerCounting: one notebook per execution; the lab is refreshed (deleted if
+  ``delete_lab``, then spawned again) after every ``max_executions`` notebooks.
+- NotebookRunnerList: every notebook once, then the business ends (bosun: mobu's CI runs a
+  list once; a mobu flock would refresh the lab and go round again).
+- NotebookRunnerInfinite: never refreshes the lab.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from library.flock.businesses.lab import LabBusiness
 
 
 class NotebookRunner(LabBusiness):
-    finite = False
     refreshes = True
 
     async def startup(self) -> None:
@@ -38,10 +41,11 @@ class NotebookRunner(LabBusiness):
             self.root = checkout(opts.repo_url, opts.repo_ref, env.artifact_dir() / ".repos")
         else:
             raise ValueError("give notebooks_dir or repo_url")
-        found = discover(self.root, exclude_dirs=list(opts.exclude_dirs)).selected
-        if opts.notebooks_to_run is not None:
-            wanted = set(opts.notebooks_to_run)
-            found = [p for p in found if p.relative_to(self.root.resolve()).as_posix() in wanted]
+        found = discover(
+            self.root,
+            exclude_dirs=list(opts.exclude_dirs),
+            collection_rules=list(opts.collection_rules),
+        ).selected
         return found
 
     async def execute(self) -> bool:
@@ -53,7 +57,7 @@ class NotebookRunner(LabBusiness):
         await run_in_kernel(
             self.kernel,
             path,
-            cell_timeout=self.options.jupyter_timeout,
+            cell_timeout=self.options.cell_execution_timeout or self.options.jupyter_timeout,
             label=label,
             recorder=self.recorder,
         )
@@ -63,7 +67,12 @@ class NotebookRunner(LabBusiness):
     def _finished(self) -> bool:
         return False
 
+    def cycle_done(self) -> bool:
+        return self.executions % len(self.notebooks) == 0
+
     async def idle(self) -> None:
+        if self.options.notebook_idle_time:
+            await asyncio.sleep(self.options.notebook_idle_time)
         if not self.refreshes:
             await asyncio.sleep(self.options.execution_idle_time)
             return
@@ -71,8 +80,8 @@ class NotebookRunner(LabBusiness):
 
 
 class NotebookRunnerCounting(NotebookRunner):
-    def _finished(self) -> bool:
-        return self.executions >= self.options.max_executions
+    def cycle_done(self) -> bool:
+        return self.executions % self.options.max_executions == 0
 
 
 class NotebookRunnerList(NotebookRunner):

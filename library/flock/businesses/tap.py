@@ -15,7 +15,7 @@ from library.flock.businesses.base import Business
 
 class TAPQueryRunner(Business):
     async def startup(self) -> None:
-        from library.tap.client import TapClient
+        from library.tap.client import DEFAULT_TIMEOUT, TapClient
 
         opts = self.options
         self.rng = random.Random()
@@ -24,11 +24,12 @@ class TAPQueryRunner(Business):
         if queries:
             self.queries = list(queries)
         else:
-            self.query_set = await asyncio.to_thread(self._load_set, opts.query_set or "dp0.2")
+            self.query_set = await asyncio.to_thread(self._load_set, opts.query_set)
         url = self.ctx.shared.tap_url()
         # This monkey's own user's token (with the flock's scopes), never a shared one.
         token = await self.ctx.shared.token_for(self.ctx.user, self.ctx.scopes)
-        self.client = TapClient(url, token=token, timeout=opts.timeout)
+        # mobu waits without limit when query_timeout is unset; bosun keeps the client's bound.
+        self.client = TapClient(url, token=token, timeout=opts.query_timeout or DEFAULT_TIMEOUT)
 
     @staticmethod
     def _load_set(name: str):
