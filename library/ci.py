@@ -33,7 +33,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from library import artifacts, config, env, redact, toolbox, yamlio
+from library import artifacts, config, env, redact, rundir, toolbox, yamlio
 from library.errors import UserError, one_line, storage_error_message
 
 log = logging.getLogger("ci")
@@ -138,6 +138,7 @@ class StepResult:
     status: str = "success"
     duration_s: float = 0.0
     error: str | None = None
+    interrupted: Interrupted | None = None
 
 
 @contextlib.contextmanager
@@ -150,7 +151,22 @@ def _signals_raise() -> Iterator[None]:
     with run.stop_request_scope() as request:
 
         def handler(signum, _frame):
-            request.set(signal.Signals(signum).name)
+            name = signal.Signals(signum).name
+            request.signals += 1
+            if request.signum is None:
+                request.signum = signum
+            request.set(name)
+            if request.signals > 1:
+                # Records are never given up: the running work is already stopping; raising
+                # again would pull this thread out of the wait for its result files.
+                log.warning("%s again: the run is already stopping; its records come next", name)
+                return
+            if request.shielded:
+                # The main thread waits on work that watches the request (a scale run, a
+                # Parallel block): it stops by itself; the rest of the step is skipped after.
+                log.warning("%s: stopping the running work, then the remaining steps", name)
+                request.pending = Interrupted(signum)
+                return
             raise Interrupted(signum)
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -181,45 +197,83 @@ class Console:
 def run_steps(
     steps: list[str], module: ModuleType, console: Console
 ) -> tuple[list[StepResult], int]:
+    from library import run
+
     results: list[StepResult] = []
     interrupted: Interrupted | None = None
     last_cleanup = len(steps) - 1 if steps and steps[-1] == "cleanup" and len(steps) > 1 else None
     for index, name in enumerate(steps):
         if interrupted is not None and index != last_cleanup:
             continue
-        with env.NextArtifactDir(name) as step_dir:
-            result = StepResult(name, step_dir)
-            console.line(f"==> {name}  ({step_dir})", "bold")
-            start = time.perf_counter()
-            try:
-                if name == "test" and config.project.get_config("sweep", None):
-                    from library.sweep import run_sweep
-
-                    run_sweep(module.test)
-                else:
-                    getattr(module, name)()
-            except Interrupted as err:
-                interrupted = err
-                result.status, result.error = "failure", f"interrupted by {err}"
-            except Exception as err:
-                result.status, result.error = "failure", redact.redact_text(one_line(err))
-                if not isinstance(err, UserError):
-                    (step_dir / artifacts.FAILURE).write_text(
-                        redact.redact_text(
-                            f"step {name} failed: {result.error}\n\n{traceback.format_exc()}"
-                        )
-                    )
-            result.duration_s = time.perf_counter() - start
-            results.append(result)
-            if result.status == "success":
-                console.line(f"    {name}: passed in {result.duration_s:.1f} s", "green")
-            else:
-                console.line(
-                    f"    {name}: FAILED in {result.duration_s:.1f} s: {result.error}", "red"
-                )
+        result = _run_step(name, module, console)
+        request = run.stop_request()
+        if interrupted is None and request is not None and request.is_set():
+            # A signal that arrived while the step waited on stop-aware work (or an exception
+            # it left pending): the step is interrupted even if it returned normally.
+            request.pending = None
+            interrupted = Interrupted(request.signum or signal.SIGINT)
+            if result.status == "success" or result.error is None:
+                result.status, result.error = "failure", f"interrupted by {interrupted}"
+        if result.interrupted is not None and interrupted is None:
+            interrupted = result.interrupted
+        results.append(result)
+        if result.status == "success":
+            console.line(f"    {name}: passed in {result.duration_s:.1f} s", "green")
+        else:
+            console.line(f"    {name}: FAILED in {result.duration_s:.1f} s: {result.error}", "red")
     if interrupted is not None:
         return results, 128 + interrupted.signum
     return results, 0 if all(r.status == "success" for r in results) else 1
+
+
+def _run_step(name: str, module: ModuleType, console: Console) -> StepResult:
+    """One step in its own dir; whatever happens (a full disk included) it returns a result."""
+    try:
+        step_dir_cm = env.NextArtifactDir(name)
+        step_dir = step_dir_cm.__enter__()
+    except OSError as err:
+        # Not even the step's dir could be made (a full disk): the step fails, the run goes on
+        # to its last cleanup and its records.
+        message = storage_error_message(err) or one_line(err)
+        return StepResult(name, env.artifact_dir() / name, "failure", 0.0, message)
+    result = StepResult(name, step_dir)
+    try:
+        console.line(f"==> {name}  ({step_dir})", "bold")
+        start = time.perf_counter()
+        try:
+            if name == "test" and config.project.get_config("sweep", None):
+                from library.sweep import run_sweep
+
+                run_sweep(module.test)
+            else:
+                getattr(module, name)()
+        except Interrupted as err:
+            result.interrupted = err
+            result.status, result.error = "failure", f"interrupted by {err}"
+        except Exception as err:
+            message = isinstance(err, OSError) and storage_error_message(err) or one_line(err)
+            result.status, result.error = "failure", redact.redact_text(message)
+            if not isinstance(err, UserError):
+                _write_quietly(
+                    step_dir / artifacts.FAILURE,
+                    redact.redact_text(
+                        f"step {name} failed: {result.error}\n\n{traceback.format_exc()}"
+                    ),
+                )
+        result.duration_s = time.perf_counter() - start
+    finally:
+        step_dir_cm.__exit__(None, None, None)
+    return result
+
+
+def _write_quietly(path: Path, text: str) -> bool:
+    """Write a record; a full disk is logged, never raised out of the error handling."""
+    try:
+        path.write_text(text)
+        return True
+    except OSError as err:
+        log.error("could not write %s: %s", path, storage_error_message(err) or err)
+        return False
 
 
 # ---------------------------------------------------------------------------- run root files
@@ -280,7 +334,7 @@ def _post_mortem(root: Path, console: Console) -> str | None:
     except Exception as err:
         message = one_line(err)
         log.error("post-mortem failed: %s", message)
-        (root / "report_FAILURE").write_text(redact.redact_text(traceback.format_exc()))
+        _write_quietly(root / "report_FAILURE", redact.redact_text(traceback.format_exc()))
         return message
 
 
@@ -288,7 +342,19 @@ def _post_mortem(root: Path, console: Console) -> str | None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    _write_whole(path, json.dumps(data, indent=2) + "\n")
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename: on a full disk, no half-written record."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def _now() -> str:
@@ -313,12 +379,28 @@ def launch(
     overrides = [("trigger", trigger.variables)] if trigger.variables else []
     overrides += [("cli", config.parse_var(text)) for text in variables]
     root = env.artifact_dir()
+    # One run at a time per artifact dir: a second is refused before it writes anything.
+    with rundir.owned(root):
+        return _launch_owned(root, project, step, presets, trigger, overrides)
+
+
+def _launch_owned(
+    root: Path,
+    project: str,
+    step: str,
+    presets: list[str],
+    trigger: Trigger,
+    overrides: list[tuple[str, dict]],
+) -> int:
+    # variable_overrides.yaml is CI input (TOPSAIL's), never written by bosun: the overrides a
+    # run applied go to overrides_applied.yaml, so a rerun into this dir does not replay them.
     cfg = config.load(
         project,
         presets=[*presets, *trigger.presets],
         overrides=overrides,
         overrides_file=root / config.OVERRIDES_FILE,
     )
+    rundir.reserve(root)
     cfg.write_snapshot(root)
     module = load_test_module(project)
     steps = plan(step, trigger, module, project)
@@ -330,8 +412,22 @@ def launch(
     started = _now()
     with config.using(cfg), toolbox.logging_to(root / artifacts.CI_LOG), _signals_raise():
         results, code = run_steps(steps, module, console)
-    write_junit(root, project, results)
-    write_failures(root)
+    # The last records must land even on a full disk: the reserve is given back for them, and
+    # each is written on its own (one that fails is logged and makes the run a failure).
+    rundir.release(root)
+    lost: list[str] = []
+
+    def record(what: str, write) -> None:
+        try:
+            write()
+        except OSError as err:
+            lost.append(what)
+            log.error("could not write %s: %s", what, storage_error_message(err) or err)
+
+    record(artifacts.JUNIT, lambda: write_junit(root, project, results))
+    record(artifacts.FAILURES, lambda: write_failures(root))
+    if lost and code == 0:
+        code = 1
     run_info = {
         "project": project,
         "step": step,
@@ -356,13 +452,15 @@ def launch(
         "report_error": None,
     }
     # The report and the history read run.json and exit_code: both exist before they run.
-    _write_json(root / artifacts.RUN_INFO, run_info)
-    (root / artifacts.EXIT_CODE).write_text(f"{code}\n")
+    record(artifacts.EXIT_CODE, lambda: _write_whole(root / artifacts.EXIT_CODE, f"{code}\n"))
+    record(artifacts.RUN_INFO, lambda: _write_json(root / artifacts.RUN_INFO, run_info))
     run_info["report_error"] = _post_mortem(root, console)
     if run_info["report_error"]:
-        _write_json(root / artifacts.RUN_INFO, run_info)
-    (root / artifacts.FINISHED).write_text(_now() + "\n")
+        record(artifacts.RUN_INFO, lambda: _write_json(root / artifacts.RUN_INFO, run_info))
+    record(artifacts.FINISHED, lambda: (root / artifacts.FINISHED).write_text(_now() + "\n"))
     verdict = "PASSED" if code == 0 else "FAILED"
+    if lost:
+        console.line(f"bosun ci: could not write {', '.join(lost)} (disk full?)", "red")
     console.line(f"bosun ci: {verdict} (exit {code}); artifacts: {root}", "bold")
     return code
 

@@ -46,7 +46,10 @@ from library.errors import ConfigError
 PRESETS_KEY = "ci_presets"
 # Entries of ci_presets that TOPSAIL uses for bookkeeping: never applicable as presets.
 BOOKKEEPING = ("names", "name", "local_config", "to_apply", "variable_overrides")
+# CI input (TOPSAIL's): overrides a CI system drops into $ARTIFACT_DIR; bosun never writes it.
 OVERRIDES_FILE = "variable_overrides.yaml"
+# What a run applied (snapshot): another name, so a rerun into the dir does not replay it.
+OVERRIDES_SNAPSHOT = "overrides_applied.yaml"
 SECRET_DIR_KEY = "secrets.dir.env_key"
 SECRET_REF = "*$@"
 _MISSING = object()
@@ -529,7 +532,7 @@ class ProjectConfig:
         (directory / "presets_applied").write_text(
             "".join(f"{name}\n" for name in self._state.presets_applied)
         )
-        yamlio.dump_file(mask(self._state.overrides), directory / OVERRIDES_FILE)
+        yamlio.dump_file(mask(self._state.overrides), directory / OVERRIDES_SNAPSHOT)
 
     # -- internals: references
 

@@ -35,6 +35,13 @@ class StopRequest:
 
         self._event = threading.Event()
         self.reason: str | None = None
+        self.signals = 0  # SIGINT/SIGTERM received by the launcher
+        self.signum: int | None = None  # the first of them
+        # While the main thread waits on work that watches this request (a Parallel block, a
+        # scale run), a signal must not raise in it: the work stops by itself and writes its
+        # records. The exception the launcher would have raised waits in ``pending``.
+        self._shield = 0
+        self.pending: BaseException | None = None
 
     def set(self, reason: str) -> None:
         if self.reason is None:
@@ -43,6 +50,57 @@ class StopRequest:
 
     def is_set(self) -> bool:
         return self._event.is_set()
+
+    @property
+    def shielded(self) -> bool:
+        return self._shield > 0
+
+    @contextlib.contextmanager
+    def watched(self, raise_pending: bool = True) -> Iterator[None]:
+        """Mark a wait of the main thread on work that watches this request (see ``pending``).
+
+        On leaving the outermost such block, a signal received meanwhile raises its exception
+        here (unless ``raise_pending`` is false: then at the next ``run_toolbox``/``run``
+        call, or when the step ends), so the rest of the step is skipped."""
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        self._shield += 1
+        try:
+            yield
+        finally:
+            self._shield -= 1
+        if raise_pending:
+            self.raise_pending()
+
+    def raise_pending(self) -> None:
+        """Raise the exception a signal left pending, in the main thread outside any wait."""
+        import threading
+
+        if (
+            self.pending is not None
+            and self._shield == 0
+            and threading.current_thread() is threading.main_thread()
+        ):
+            pending, self.pending = self.pending, None
+            raise pending
+
+
+def watching_stop(raise_pending: bool = True) -> contextlib.AbstractContextManager[None]:
+    """``with run.watching_stop():`` around a wait on work that stops by itself on the current
+    launcher's stop request (a no-op outside a launcher)."""
+    request = _stop_request.get()
+    if request is None:
+        return contextlib.nullcontext()
+    return request.watched(raise_pending)
+
+
+def _raise_pending_stop() -> None:
+    request = _stop_request.get()
+    if request is not None:
+        request.raise_pending()
 
 
 # The launcher's stop request. A context variable, so that the threads of a Parallel block
@@ -116,6 +174,7 @@ def run(
     With ``capture_stdout`` the output is also returned in ``.stdout`` (text). A non-zero exit
     raises ``CommandFailed`` when ``check`` is true.
     """
+    _raise_pending_stop()
     if isinstance(cmd, str):
         argv, shown_cmd = ["bash", "-c", cmd], cmd
     else:
@@ -157,6 +216,7 @@ def run_toolbox(
     group: str, command: str, /, *, artifact_dir_suffix: str | None = None, **kwargs: Any
 ) -> Any:
     """Run a toolbox command in-process with these arguments; returns its result."""
+    _raise_pending_stop()
     return toolbox.invoke(group, command, kwargs, suffix=artifact_dir_suffix)
 
 
@@ -185,6 +245,7 @@ def run_toolbox_from_config(
     extra: dict[str, Any] | None = None,
 ) -> Any:
     """Run a toolbox command with its arguments from ``command_args.yaml.j2`` (``extra`` wins)."""
+    _raise_pending_stop()
     args = toolbox_args_from_config(group, command, prefix, suffix, extra)
     return toolbox.invoke(group, command, args, suffix=suffix)
 
@@ -221,29 +282,32 @@ class Parallel:
         if not self.tasks:
             return False
         workers = self.max_workers or len(self.tasks)
-        with concurrent.futures.ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix=f"parallel-{self.name}"
-        ) as pool:
-            futures = {
-                pool.submit(
-                    contextvars.copy_context().run, self._run_task, fn, args, kwargs
-                ): _describe(fn, args, kwargs)
-                for fn, args, kwargs in self.tasks
-            }
-            for future in concurrent.futures.as_completed(futures):
-                err = future.exception()
-                if err is not None:
-                    self.failures.append((futures[future], err))
-        if self.failures:
-            report = "\n\n".join(
-                f"task {task}:\n{''.join(traceback.format_exception(err))}"
-                for task, err in self.failures
-            )
-            (self.path / "FAILURE").write_text(redact.redact_text(report))
-            error = ParallelFailed(self.name, self.failures)
-            log.error("%s", error)
-            if self.exit_on_exception:
-                raise error
+        # The tasks see the launcher's stop request (a scale run stops and writes its records):
+        # a signal must not pull the main thread out of this wait before they are written.
+        with watching_stop():
+            with concurrent.futures.ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix=f"parallel-{self.name}"
+            ) as pool:
+                futures = {
+                    pool.submit(
+                        contextvars.copy_context().run, self._run_task, fn, args, kwargs
+                    ): _describe(fn, args, kwargs)
+                    for fn, args, kwargs in self.tasks
+                }
+                for future in concurrent.futures.as_completed(futures):
+                    err = future.exception()
+                    if err is not None:
+                        self.failures.append((futures[future], err))
+            if self.failures:
+                report = "\n\n".join(
+                    f"task {task}:\n{''.join(traceback.format_exception(err))}"
+                    for task, err in self.failures
+                )
+                (self.path / "FAILURE").write_text(redact.redact_text(report))
+                error = ParallelFailed(self.name, self.failures)
+                log.error("%s", error)
+                if self.exit_on_exception:
+                    raise error
         return False
 
 

@@ -17,6 +17,7 @@ import inspect
 import json
 import logging
 import shlex
+import sys
 import threading
 import time
 import traceback
@@ -296,7 +297,10 @@ class _LogFile:
 
     def close(self) -> None:
         with self.lock:
-            self.stream.close()
+            try:
+                self.stream.close()
+            except OSError as err:  # a full disk: what was buffered is lost, nothing else
+                print(f"warning: {self.path}: log lines lost ({err.strerror})", file=sys.stderr)
 
 
 class ArtifactLogHandler(logging.Handler):
@@ -308,6 +312,11 @@ class ArtifactLogHandler(logging.Handler):
             return
         try:
             target.write(redact.redact_text(self.format(record)))
+        except OSError as err:
+            # A full disk: the line is lost, the command goes on; one notice, no traceback.
+            if not getattr(target, "lost", False):
+                target.lost = True
+                print(f"warning: {target.path}: log lines lost ({err.strerror})", file=sys.stderr)
         except Exception:  # a log line must never break the command
             self.handleError(record)
 

@@ -159,19 +159,23 @@ class ScaleRun:
         extra: dict[str, Any] = {}
         if workers is None and scheduler is None:
             from library.flock.engine import RunSettings, run_flocks
-            from library.run import stop_request
+            from library.run import stop_request, watching_stop
 
-            request = stop_request()  # ci/run's SIGINT/SIGTERM, when running in its threads
-            result = run_flocks(
-                self.flocks,
-                out_dir,
-                RunSettings(
-                    duration=self.duration,
-                    live=None if live else False,
-                    endpoints=self.endpoints,
-                    stop_check=None if request is None else (lambda: request.reason),
-                ),
-            )
+            request = stop_request()  # ci/run's SIGINT/SIGTERM, when running under it
+            # Under a launcher, its handler owns the signals: the engine watches the request
+            # (a second signal cannot pull this thread out before the records are written).
+            with watching_stop(raise_pending=False):
+                result = run_flocks(
+                    self.flocks,
+                    out_dir,
+                    RunSettings(
+                        duration=self.duration,
+                        live=None if live else False,
+                        endpoints=self.endpoints,
+                        stop_check=None if request is None else (lambda: request.reason),
+                        handle_signals=request is None,
+                    ),
+                )
             start, end = result.start, result.end
             extra = {"stop_reason": result.stop_reason, "shards": 1}
         else:

@@ -299,7 +299,10 @@ def _read_root(run: Run) -> None:
             for line in text.splitlines()
             if line.strip() and not line.lstrip().startswith("#")
         ]
-    overrides = root / artifacts.VARIABLE_OVERRIDES
+    # Trees written before the snapshot had its own name hold it in the CI input's name.
+    overrides = root / artifacts.OVERRIDES_APPLIED
+    if not overrides.exists():
+        overrides = root / artifacts.VARIABLE_OVERRIDES
     if overrides.exists():
         data = _yaml(run, overrides)
         if isinstance(data, dict):

@@ -12,6 +12,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -585,6 +587,128 @@ def test_full_disk_keeps_what_was_written(tmp_path):
         run_case(case, mount, {})
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_disk_filling_during_ci_run_keeps_the_last_cleanup_and_the_records(tmp_path):
+    """The disk fills during the test step: the step fails in one line, the last cleanup is
+    attempted, and junit.xml, exit_code and run.json are written (from the room the run set
+    aside at its start); exit 1, no traceback."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)]).returncode
+        != 0
+    ):
+        pytest.fail("mounting a tmpfs needs root (the suite runs as root on its CI machines)")
+    try:
+        art = mount / "art"
+        env = {
+            **os.environ,
+            "CI": "true",
+            "ARTIFACT_DIR": str(art),
+            # Every greeting logs its 8 kB command line and prints it: the disk fills.
+            "BOSUN_TRIGGER": "/var tests.example.greeting: " + "x" * 8_000,
+        }
+        env.pop("BOSUN_DEBUG", None)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                CI_RUN,
+                "example",
+                "ci",
+                "--preset",
+                "sequential",
+                "--var",
+                f"tests.example.names: [{', '.join(f'n{i}' for i in range(30))}]",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 1, output[-3000:]
+        assert "Traceback" not in output, output[-3000:]
+        assert (art / "exit_code").read_text() == "1\n"
+        suite = ET.parse(art / "junit.xml").getroot()
+        assert int(suite.get("failures")) >= 1
+        info = json.loads((art / "run.json").read_text())
+        assert [r["name"] for r in info["step_results"]] == [
+            "cleanup",
+            "prepare",
+            "test",
+            "cleanup",
+        ]
+        test_step = info["step_results"][2]
+        assert test_step["status"] == "failure" and "No space left" in test_step["error"]
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def _ci_run(art: Path, *args: str, trigger: str | None = None, wait: bool = True):
+    env = {**os.environ, "CI": "true", "ARTIFACT_DIR": str(art)}
+    env.pop("BOSUN_TRIGGER", None)
+    if trigger:
+        env["BOSUN_TRIGGER"] = trigger
+    popen = subprocess.Popen(
+        [sys.executable, CI_RUN, "example", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if not wait:
+        return popen
+    out, err = popen.communicate(timeout=180)
+    return subprocess.CompletedProcess(popen.args, popen.returncode, out, err)
+
+
+def test_a_rerun_into_the_same_dir_does_not_replay_the_first_runs_overrides(tmp_path):
+    art = tmp_path / "art"
+    first = _ci_run(art, "test", trigger="/var tests.example.fail_on: beta")
+    assert first.returncode == 1, first.stderr
+    assert "fail_on: beta" in (art / "overrides_applied.yaml").read_text()
+    assert not (art / "variable_overrides.yaml").exists()  # CI input, never written by bosun
+    second = _ci_run(art, "test")
+    assert second.returncode == 0, second.stdout + second.stderr
+    provenance = (art / "config_provenance.yaml").read_text()
+    assert "var:" not in provenance
+    # The input file stays the CI system's: applied, and left as it was.
+    (art / "variable_overrides.yaml").write_text("tests.example.greeting: salut\n")
+    third = _ci_run(art, "test")
+    assert third.returncode == 0, third.stderr
+    assert "tests.example.greeting: var:file" in (art / "config_provenance.yaml").read_text()
+    assert (art / "variable_overrides.yaml").read_text() == "tests.example.greeting: salut\n"
+
+
+def test_a_second_ci_run_into_a_busy_dir_is_refused_in_one_line(tmp_path):
+    art = tmp_path / "art"
+    owner = _ci_run(
+        art, "ci", "--preset", "sequential", "--var", "tests.example.pause: 3", wait=False
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (art / "001__prepare").exists():
+            assert owner.poll() is None and time.monotonic() < deadline, owner.communicate()
+            time.sleep(0.1)
+        second = _ci_run(art, "ci", trigger="/var tests.example.fail_on: alpha")
+        assert second.returncode == 2
+        errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+        assert errors == [
+            f"error: ARTIFACT_DIR {art}: another ci/run (pid {owner.pid}) is writing there; "
+            "wait for it to end or set ARTIFACT_DIR to a directory of this run's own"
+        ]
+        out, err = owner.communicate(timeout=180)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+    assert owner.returncode == 0, out + err
+    assert (art / "exit_code").read_text() == "0\n"
+    assert "fail_on" not in (art / "overrides_applied.yaml").read_text()
+    steps = sorted(p.name for p in art.iterdir() if p.is_dir() and p.name[0].isdigit())
+    assert steps == ["000__cleanup", "001__prepare", "002__test", "003__cleanup"]
 
 
 def test_read_only_artifact_dir(tmp_path):

@@ -52,10 +52,11 @@ def test_ci_sequence_passes_and_writes_the_run_files(tmp_path):
         "junit.xml",
         "presets_applied",
         "run.json",
-        "variable_overrides.yaml",
+        "overrides_applied.yaml",
     ):
         assert expected in names
     assert "FAILURES" not in names
+    assert "variable_overrides.yaml" not in names  # CI input: bosun never writes it
     assert (tmp_path / "exit_code").read_text() == "0\n"
     assert (tmp_path / "presets_applied").read_text() == "two_names\nquick\n"
     suite = ET.parse(tmp_path / "junit.xml").getroot()

@@ -224,7 +224,8 @@ def test_snapshot_files_are_written_and_redacted(cfg_file, tmp_path):
     out = tmp_path / "snap"
     cfg.write_snapshot(out)
     assert (out / "presets_applied").read_text() == "base\nextends_first\n"
-    assert yamlio.load_file(out / "variable_overrides.yaml") == {"tests.tap.count": 4}
+    assert yamlio.load_file(out / "overrides_applied.yaml") == {"tests.tap.count": 4}
+    assert not (out / "variable_overrides.yaml").exists()  # CI input, never written
     assert yamlio.load_file(out / "config_provenance.yaml")["tests.tap.count"] == "var:cli"
     text = (out / "config.yaml").read_text()
     assert "s3cr3t-token-value" not in text and "hub_token: '***'" in text
