@@ -7,13 +7,18 @@ shape changes in one place. docs/architecture.md ("The artifact tree") describes
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from library.events import Recorder
 
 # ---------------------------------------------------------------------------- names
 
@@ -298,3 +303,42 @@ class ScaleRunDir:
         write_summary_json(self.path, SummaryKind.SCALE_RUN, summary)
         self.summary_text.write_text(text)
         self.junit.write_text(junit)
+
+
+# ---------------------------------------------------------------------------- a command's files
+
+CACHE_DIR = "_cache"  # at the top of the tree: what every command of a run may share
+
+
+def write_json(name: str, data: Any) -> Path:
+    """Write DATA as JSON into the current artifact dir (a command's own extra file)."""
+    from library import env
+
+    path = env.artifact_dir() / name
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def events_recorder(flock: str, business: str) -> Iterator[Recorder]:
+    """A Recorder writing to the current artifact dir's ``events/``, closed (flushed) on exit."""
+    from library import env
+    from library.events import Recorder
+
+    rec = Recorder(out_dir=env.artifact_dir() / EVENTS_DIR, flock=flock, business=business)
+    try:
+        yield rec
+    finally:
+        rec.close()
+
+
+def cache_dir(name: str) -> Path:
+    """``_cache/NAME`` at the top of the artifact tree, so every command of a run shares it.
+
+    The top is ``$ARTIFACT_DIR`` as the launcher (``ci/run``, the CLI) set it; a command run
+    on its own keeps its cache in its own dir.
+    """
+    from library import env
+
+    top = os.environ.get("ARTIFACT_DIR")
+    return (Path(top) if top else env.artifact_dir()) / CACHE_DIR / name

@@ -6,6 +6,10 @@ import logging
 from pathlib import Path
 from typing import Literal
 
+from library.errors import CheckFailed, UserError
+from library.notebooks import runs
+from library.notebooks.clean import check_clean as check
+from library.notebooks.params import parse_parameters
 from library.toolbox import command
 
 log = logging.getLogger(__name__)
@@ -36,20 +40,23 @@ def run(
         hub_url: Hub base URL for ``--where lab`` ($BOSUN_HUB_URL, else the sandbox).
         token_file: Admin token, or ``user: token`` lines ($BOSUN_TOKEN_FILE, else the sandbox).
     """
-    from library.errors import CheckFailed, UserError
-    from library.notebooks.params import parse_parameters
-
     if not path.is_file():
         raise UserError(f"notebook {path}: no such file")
     params = parse_parameters(parameters, option="--parameters/-p")
-    notebooks = [(path, path.name)]
-    outcomes = _run_set(
-        notebooks, params, where, user, timeout, 1, hub_url, token_file, keep_lab=True
+    (outcome,) = runs.run_notebooks(
+        [(path, path.name)],
+        params,
+        where,
+        user=user,
+        timeout=timeout,
+        max_executions=1,
+        hub_url=hub_url,
+        token_file=token_file,
+        keep_lab=True,
     )
-    outcome = outcomes[0]
-    if not outcome["ok"]:
-        raise CheckFailed(outcome["error"])
-    return outcome
+    if not outcome.ok:
+        raise CheckFailed(outcome.error)
+    return outcome.to_dict()
 
 
 @command
@@ -93,126 +100,22 @@ def run_repo(
         hub_url: Hub base URL for ``--where lab`` ($BOSUN_HUB_URL, else the sandbox).
         token_file: Admin token, or ``user: token`` lines ($BOSUN_TOKEN_FILE, else the sandbox).
     """
-    from library import env
-    from library.errors import CheckFailed, UserError
-    from library.jupyter.context import write_json
-    from library.notebooks.discovery import discover
-    from library.notebooks.params import parse_parameters
-    from library.notebooks.source import checkout
-
     if max_executions < 1:
         raise UserError(f"--max-executions {max_executions}: give at least 1")
-    params = parse_parameters(parameters)
     deployed = [s.strip() for s in services.split(",") if s.strip()] if services else None
-    root = checkout(source, ref, _cache_dir(env.artifact_dir()))
-    found = discover(
-        root, exclude_dirs=exclude_dir, include=include, exclude=exclude, services=deployed
+    rules = {"exclude_dirs": exclude_dir, "include": include, "exclude": exclude}
+    return runs.run_repo(
+        source,
+        ref,
+        parse_parameters(parameters),
+        where,
+        rules={**rules, "services": deployed},
+        user=user,
+        timeout=timeout,
+        max_executions=max_executions,
+        hub_url=hub_url,
+        token_file=token_file,
     )
-    write_json("discovery.json", found.to_dict())
-    for rel, why in found.skipped.items():
-        log.info("skip %s: %s", rel, why)
-    if not found.selected:
-        raise UserError(
-            f"notebook source {source}: no notebook left after the collection rules "
-            "(see discovery.json)"
-        )
-    notebooks = [(p, found.relative(p)) for p in found.selected]
-    outcomes = _run_set(
-        notebooks, params, where, user, timeout, max_executions, hub_url, token_file, keep_lab=False
-    )
-    failed = [o for o in outcomes if not o["ok"]]
-    summary = {
-        "source": source,
-        "ref": ref,
-        "notebooks": len(outcomes),
-        "failed": len(failed),
-        "skipped": len(found.skipped),
-    }
-    if failed:
-        raise CheckFailed(
-            f"{len(failed)} of {len(outcomes)} notebooks failed: "
-            + "; ".join(o["error"] for o in failed)[:1000]
-        )
-    return summary
-
-
-def _cache_dir(artifact_dir: Path) -> Path:
-    """The git cache at the top of the artifact tree, so every command of a run shares it."""
-    import os
-
-    top = os.environ.get("ARTIFACT_DIR")
-    base = Path(top) if top else artifact_dir
-    return base / "_cache" / "git"
-
-
-def _run_set(
-    notebooks, params, where, user, timeout, max_executions, hub_url, token_file, *, keep_lab: bool
-) -> list[dict]:
-    from library import env
-    from library.errors import UserError
-    from library.jupyter.context import recorder, write_json
-
-    out_dir = env.artifact_dir()
-    with recorder("notebook", "notebook") as rec:
-        if where == "local":
-            from library.notebooks.repo import run_local_set
-
-            outcomes = run_local_set(
-                notebooks, out_dir / "executed", parameters=params, timeout=timeout, recorder=rec
-            )
-        else:
-            if not user:
-                raise UserError("--where lab needs --user: the bot user whose lab runs them")
-            outcomes = _run_in_lab(
-                notebooks, params, user, timeout, max_executions, hub_url, token_file, rec, keep_lab
-            )
-    data = [o.to_dict() for o in outcomes]
-    write_json("notebooks.json", data)
-    tracebacks = [
-        f"== {o.notebook} cell {o.cell}\n{o.traceback}\n" for o in outcomes if o.traceback
-    ]
-    if tracebacks:
-        (out_dir / "tracebacks.txt").write_text("".join(tracebacks), encoding="utf-8")
-    for o in outcomes:
-        if not o.ok:
-            log.error("%s", o.error)
-    return data
-
-
-def _run_in_lab(
-    notebooks, params, user, timeout, max_executions, hub_url, token_file, rec, keep_lab
-):
-    import asyncio
-
-    from library.errors import CheckFailed, UserError
-    from library.jupyter.context import user_lab
-    from library.jupyter.errors import JupyterError
-    from library.jupyter.platform import resolve
-    from library.notebooks.repo import run_lab_set
-
-    platform = resolve(hub_url, token_file)
-
-    async def go():
-        async with user_lab(platform, user, rec) as lab:
-            if keep_lab and not await lab.lab_running():
-                raise UserError(f"--user {user}: no running lab; run nublado spawn_lab first")
-            try:
-                return await run_lab_set(
-                    lab,
-                    notebooks,
-                    parameters=params,
-                    cell_timeout=timeout,
-                    max_executions=max_executions,
-                    recorder=rec,
-                )
-            finally:
-                if not keep_lab:
-                    await lab.delete_lab()
-
-    try:
-        return asyncio.run(go())
-    except JupyterError as exc:
-        raise CheckFailed(exc.one_line()) from None
 
 
 @command
@@ -223,9 +126,6 @@ def check_clean(paths: list[str], /, fix: bool = False) -> dict:
         paths: Notebooks or directories to check (repeatable).
         fix: Clear what was found, in place, instead of failing.
     """
-    from library.errors import CheckFailed, UserError
-    from library.notebooks.clean import check_clean as check
-
     targets = [Path(p) for p in paths]
     for p in targets:
         if not p.exists():
@@ -264,63 +164,4 @@ def ci(
         parameters: ``NAME=VALUE`` given to every notebook (repeatable).
         timeout: Seconds each cell may take.
     """
-    from library import env
-    from library.errors import CheckFailed, UserError
-    from library.jupyter.context import recorder, write_json
-    from library.notebooks.ci import changed_notebooks, junit
-    from library.notebooks.clean import check_clean as check
-    from library.notebooks.params import parse_parameters
-    from library.notebooks.repo import run_local_set
-
-    if not (repo / ".git").exists():
-        raise UserError(f"notebook ci {repo}: not a git checkout")
-    params = parse_parameters(parameters)
-    changed = changed_notebooks(repo, base_ref, head_ref)
-    write_json("changed.json", changed)
-    if not changed:
-        log.info("no notebook changed between %s and %s", base_ref, head_ref)
-        (env.artifact_dir() / "junit.xml").write_text(junit("notebook_ci", []))
-        return {"changed": 0, "failed": 0}
-    notebooks = [(repo / rel, rel) for rel in changed]
-    with recorder("notebook_ci", "notebook") as rec:
-        outcomes = run_local_set(
-            notebooks,
-            env.artifact_dir() / "executed",
-            parameters=params,
-            timeout=timeout,
-            recorder=rec,
-        )
-    cases = []
-    failed = []
-    for (path, rel), outcome in zip(notebooks, outcomes, strict=True):
-        cases.append(
-            {
-                "name": f"{rel} run",
-                "classname": "notebook_ci.run",
-                "time": outcome.duration_s,
-                "failure": "" if outcome.ok else outcome.error,
-                "details": outcome.traceback,
-            }
-        )
-        dirt = check([path])
-        cases.append(
-            {
-                "name": f"{rel} clean",
-                "classname": "notebook_ci.clean",
-                "time": 0.0,
-                "failure": "; ".join(str(d) for d in dirt)[:500] if dirt else "",
-                "details": "\n".join(str(d) for d in dirt),
-            }
-        )
-        if not outcome.ok:
-            failed.append(outcome.error)
-        if dirt:
-            failed.append(f"{rel}: not clean ({len(dirt)} finding(s))")
-    (env.artifact_dir() / "junit.xml").write_text(junit("notebook_ci", cases), encoding="utf-8")
-    write_json("notebooks.json", [o.to_dict() for o in outcomes])
-    if failed:
-        raise CheckFailed(
-            f"{len(failed)} problem(s) in {len(changed)} changed notebook(s): "
-            + "; ".join(failed)[:1000]
-        )
-    return {"changed": len(changed), "failed": 0}
+    return runs.run_changed(repo, base_ref, head_ref, parse_parameters(parameters), timeout)

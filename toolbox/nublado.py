@@ -6,30 +6,10 @@ import logging
 from pathlib import Path
 from typing import Literal
 
+from library import artifacts, labs
 from library.toolbox import command
 
 log = logging.getLogger(__name__)
-
-
-def _in_lab(user: str, hub_url, token_file, body, record: str | None = None):
-    """``await body(lab)`` with USER's lab session, events recorded when RECORD names them.
-
-    Platform errors (JupyterError) propagate: each command reports them its own way.
-    """
-    import asyncio
-    import contextlib
-
-    from library.jupyter.context import recorder, user_lab
-    from library.jupyter.platform import resolve
-
-    platform = resolve(hub_url, token_file)
-
-    async def go():
-        with recorder(record, "nublado") if record else contextlib.nullcontext() as rec:
-            async with user_lab(platform, user, rec) as lab:
-                return await body(lab)
-
-    return asyncio.run(go())
 
 
 def _fail(exc) -> None:
@@ -65,7 +45,6 @@ def spawn_lab(
         hub_url: Hub base URL ($BOSUN_HUB_URL, else the sandbox).
         token_file: Admin token, or ``user: token`` lines ($BOSUN_TOKEN_FILE, else the sandbox).
     """
-    from library.jupyter.context import write_json
     from library.jupyter.errors import JupyterError
 
     async def spawn(lab):
@@ -75,11 +54,11 @@ def spawn_lab(
         return result.to_dict()
 
     try:
-        result = _in_lab(user, hub_url, token_file, spawn, record="spawn_lab")
+        result = labs.in_lab(user, hub_url, token_file, spawn, record="spawn_lab")
     except JupyterError as exc:
-        write_json("spawn_progress.json", getattr(exc, "progress_log", []))
+        artifacts.write_json("spawn_progress.json", getattr(exc, "progress_log", []))
         _fail(exc)
-    write_json("spawn_progress.json", result.pop("progress"))
+    artifacts.write_json("spawn_progress.json", result.pop("progress"))
     log.info(
         "lab of %s ready in %.2f s (client overhead %.3f s)",
         user,
@@ -146,49 +125,12 @@ def python_loop(
 
 
 def _loop(user, code, count, idle, timeout, hub_url, token_file, name) -> dict:
-    import asyncio
-    import statistics
-
-    from library.errors import UserError
-    from library.jupyter.context import write_json
-    from library.jupyter.errors import ExecutionError, JupyterError
-    from library.progress import progress
-
-    executions: list[dict] = []
-
-    async def loop(lab):
-        if not await lab.lab_running():
-            raise UserError(f"--user {user}: no running lab; run nublado spawn_lab first")
-        kernel = await lab.open_kernel()
-        try:
-            with progress(count, f"executions for {user}") as advance:
-                for i in range(count):
-                    if i and idle:
-                        await asyncio.sleep(idle)
-                    res = await kernel.execute(code, timeout)
-                    executions.append(res.to_dict())
-                    advance()
-        finally:
-            await kernel.aclose()
+    from library.jupyter.errors import JupyterError
 
     try:
-        _in_lab(user, hub_url, token_file, loop, record=name)
+        return labs.python_loop(user, code, count, idle, timeout, hub_url, token_file, record=name)
     except JupyterError as exc:
-        failure = {"execution": len(executions) + 1, "error": exc.one_line()}
-        if isinstance(exc, ExecutionError):
-            failure["traceback"] = exc.plain_traceback()
-        write_json("executions.json", {"executions": executions, "failure": failure})
         _fail(exc)
-    finally:
-        if executions:
-            write_json("executions.json", {"executions": executions})
-    durations = [e["duration_s"] for e in executions]
-    return {
-        "executions": len(executions),
-        "median_s": round(statistics.median(durations), 6),
-        "max_s": round(max(durations), 6),
-        "last": executions[-1],
-    }
 
 
 @command
@@ -214,7 +156,7 @@ def delete_lab(
         return {"user": user, "was_running": was_running, "duration_s": round(seconds, 6)}
 
     try:
-        return _in_lab(user, hub_url, token_file, delete, record="delete_lab")
+        return labs.in_lab(user, hub_url, token_file, delete, record="delete_lab")
     except JupyterError as exc:
         _fail(exc)
 
@@ -248,7 +190,7 @@ def lab_status(
         }
 
     try:
-        result = _in_lab(user, hub_url, token_file, status)
+        result = labs.in_lab(user, hub_url, token_file, status)
     except JupyterError as exc:
         _fail(exc)
     print(f"{user}: {result['state']}")
