@@ -178,7 +178,7 @@ def plots(out: Path, runs: list[dict[str, Any]], limit: int = 8) -> list[str]:
     """Overlay plots: latency CDF per operation (runs with CDF points), p50/p95/success bars."""
     import numpy as np
 
-    from library.report.plots import _COLORS, _figure, _save
+    from library.report.plots import _COLORS, _figure, _save, log_axis
     from library.report.stats import operations
 
     ops_per_run = [operations(r) for r in runs]
@@ -196,10 +196,12 @@ def plots(out: Path, runs: list[dict[str, Any]], limit: int = 8) -> list[str]:
     lat, succ = axes[0, 0], axes[0, 1]
     height = 0.8 / len(runs)
     y = np.arange(len(keys))
+    drawn: list[float] = []
     for i, ops in enumerate(ops_per_run):
         color = _COLORS[i % len(_COLORS)]
-        p50 = [ops.get(k, {}).get("p50_ms") or np.nan for k in keys]
-        p95 = [ops.get(k, {}).get("p95_ms") or np.nan for k in keys]
+        p50 = [_value(ops.get(k, {}).get("p50_ms")) for k in keys]
+        p95 = [_value(ops.get(k, {}).get("p95_ms")) for k in keys]
+        drawn += p50 + p95
         sp = [ops.get(k, {}).get("success_pct") for k in keys]
         yy = y + (i - (len(runs) - 1) / 2) * height
         lat.barh(yy, p95, height=height, color=color, alpha=0.35)
@@ -213,8 +215,7 @@ def plots(out: Path, runs: list[dict[str, Any]], limit: int = 8) -> list[str]:
         )
     lat.set_yticks(y, [k[-40:] for k in keys], fontsize=8)
     succ.set_yticks(y, [""] * len(keys))
-    lat.set_xscale("log")
-    lat.set(title="Latency per operation (solid p50, light p95)", xlabel="ms (log scale)")
+    lat.set(title="Latency per operation (solid p50, light p95)", xlabel=log_axis(lat, drawn, "x"))
     succ.set(title="Success per operation", xlabel="success (%)")
     lo = min(
         [
@@ -241,10 +242,12 @@ def plots(out: Path, runs: list[dict[str, Any]], limit: int = 8) -> list[str]:
         fig, axes = _figure(w=11, h=2.9 * rows_n + 0.5, rows=rows_n, cols=cols)
         for j, key in enumerate(with_cdf):
             ax = axes[j // cols, j % cols]
+            drawn = []
             for i, ops in enumerate(ops_per_run):
                 cdf = ops.get(key, {}).get("cdf_ms")
                 if cdf:
                     v = np.maximum(np.array([np.nan if x is None else x for x in cdf], float), 1e-3)
+                    drawn.append(v)
                     ax.plot(
                         v,
                         np.linspace(0, 1, len(v)),
@@ -252,8 +255,12 @@ def plots(out: Path, runs: list[dict[str, Any]], limit: int = 8) -> list[str]:
                         lw=1.4,
                         label=labels[i],
                     )
-            ax.set_xscale("log")
-            ax.set(title=key, xlabel="latency (ms, log)", ylabel="fraction ≤ x", ylim=(0, 1.01))
+            ax.set(
+                title=key,
+                xlabel=f"latency ({log_axis(ax, drawn)})",
+                ylabel="fraction ≤ x",
+                ylim=(0, 1.01),
+            )
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=7, loc="lower right")
         for j in range(len(with_cdf), rows_n * cols):
@@ -261,6 +268,11 @@ def plots(out: Path, runs: list[dict[str, Any]], limit: int = 8) -> list[str]:
         fig.suptitle("Latency distribution per operation, runs overlaid")
         files.append(_save(fig, out, "compare_cdf.png"))
     return files
+
+
+def _value(ms: float | None) -> float:
+    """A figure to draw: None (no latency) is a gap, 0 ms stays a zero-length bar."""
+    return float("nan") if ms is None else float(ms)
 
 
 def _run_label(stats: dict[str, Any], index: int) -> str:

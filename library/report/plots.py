@@ -58,6 +58,23 @@ def _log_if_wide(ax, values, axis: str = "y", ratio: float = 50.0) -> None:
         (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
 
 
+def log_axis(ax, values, axis: str = "x", label: str = "ms") -> str:
+    """A log axis when `values` hold a positive number, else linear; returns the axis label.
+
+    Latency spans decades, so log is the right scale, but matplotlib refuses a log axis with
+    nothing positive on it (an EmptyLoop run: every duration 0 ms; a run with no latency at
+    all): such a run gets a linear axis and its zeros are drawn, not a crash.
+    """
+    import numpy as np
+
+    parts = values if isinstance(values, list | tuple) else [values]
+    arr = np.concatenate([np.asarray(v, float).ravel() for v in parts] or [np.zeros(0)])
+    if (np.isfinite(arr) & (arr > 0)).any():
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+        return f"{label} (log scale)"
+    return label
+
+
 def _line_style(values) -> dict[str, Any]:
     """A line for dense series; markers too when most bins are empty (a lone bin has no line)."""
     import numpy as np
@@ -177,9 +194,11 @@ def latency_cdf(out: Path, summary_rows: list[dict[str, Any]], limit: int = 10) 
         return None
     fig, ax = _figure(h=4.5)
     ax = ax[0, 0]
+    drawn = []
     for i, r in enumerate(rows):
         values = np.array([np.nan if v is None else v for v in r["cdf_ms"]], float)
         values = np.maximum(values, 1e-3)
+        drawn.append(values)
         ax.plot(
             values,
             np.linspace(0, 1, len(values)),
@@ -187,10 +206,9 @@ def latency_cdf(out: Path, summary_rows: list[dict[str, Any]], limit: int = 10) 
             color=_COLORS[i % len(_COLORS)],
             label=f"{r['key']} (n={r['count']:,})",
         )
-    ax.set_xscale("log")
     ax.set(
         title="Latency distribution (CDF)",
-        xlabel="latency (ms, log scale)",
+        xlabel=f"latency ({log_axis(ax, drawn)})",
         ylabel="fraction of operations ≤ x",
         ylim=(0, 1.01),
     )
