@@ -89,3 +89,28 @@ def run(
             + " (see summary.txt)"
         )
     return result
+
+
+@command(record=False)
+def check(flocks: Path, hub_url: str | None = None, tap_url: str | None = None) -> dict:
+    """Print the flocks of a file as they would run, without running them (a dry run).
+
+    The file is a list of flocks, an ``autostart:`` list, or a Phalanx values file
+    (``config.autostart``). For each flock the YAML shows its users as mobu generates them,
+    the scopes of their tokens, every business option with its default, what one execution
+    talks to (hub and spawn form, TAP service and query set, URL...), whether bosun can run
+    that business here, and one-line notices where bosun reads the file differently from mobu.
+    Nothing is contacted. The first invalid flock stops the check: one line naming the flock
+    and the field, exit 2.
+
+    Args:
+        flocks: Flock YAML file.
+        hub_url: Hub base URL to show ($BOSUN_HUB_URL, else "the sandbox's").
+        tap_url: TAP service URL to show ($BOSUN_TAP_URL, else "the dataset's").
+    """
+    from library import yamlio
+    from library.flock.check import check_file
+
+    result = check_file(flocks, {"hub_url": hub_url, "tap_url": tap_url})
+    print(yamlio.dumps(result), end="")
+    return {"flocks": result}

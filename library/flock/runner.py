@@ -90,6 +90,12 @@ class ScaleRun:
             except ValueError as exc:
                 raise UserError(f"--duration: {exc}") from None
         _check_usernames(flocks, str(path))
+        from library.flock.businesses import runnable
+
+        for flock in flocks:  # validated as mobu does, but not runnable here: say so up front
+            why = runnable(flock.business.type)
+            if why:
+                raise UserError(f"{path}: flock {flock.name!r}: {why}")
         return cls(flocks, seconds, {k: v for k, v in (endpoints or {}).items() if v})
 
     def _resolve_endpoints(self) -> None:
