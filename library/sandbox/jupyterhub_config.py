@@ -12,6 +12,9 @@ from jupyterhub.auth import Authenticator
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from tornado import web
 
+# The spawn form's rules; importable because the venv has the project installed (make setup).
+from library.sandbox import spawn_form
+
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
 state = Path(os.environ["BOSUN_SANDBOX_DIR"])
@@ -152,19 +155,17 @@ class TrackedSpawner(SimpleLocalProcessSpawner):
     def get_env(self):
         env = super().get_env()
         # The lab shows which image and size it was asked for (spawn form or REST options).
-        options = self.user_options or {}
-        if isinstance(options.get("image"), str):
-            env["JUPYTER_IMAGE_SPEC"] = options["image"]
-        if isinstance(options.get("size"), str):
-            env["BOSUN_LAB_SIZE"] = options["size"]
+        env.update(spawn_form.lab_env(self.user_options or {}))
         return env
 
 
 c.JupyterHub.spawner_class = TrackedSpawner
 c.SimpleLocalProcessSpawner.home_dir_template = str(state / "home" / "{username}")
 if lab_python is not None:
-    # The venv's scripts name the project's interpreter, which the lab user may not reach.
-    c.Spawner.cmd = [lab_python, "-m", "jupyterhub.singleuser"]
+    # The venv's scripts name the project's interpreter, which the lab user may not reach:
+    # the script runs under the lab's Python (its name stays in the command line, which
+    # `sandbox status`/`down` look for).
+    c.Spawner.cmd = [lab_python, str(venv_bin / "jupyterhub-singleuser")]
 else:
     c.Spawner.cmd = [str(venv_bin / "jupyterhub-singleuser")]
 c.Spawner.default_url = "/lab"
@@ -201,78 +202,22 @@ c.Spawner.environment = {
 }
 
 
-# A spawn form shaped like Nublado's: an image by class, from a list or by tag, and a size.
-# The choice reaches the lab as user_options (REST: GET /hub/api/users/NAME, servers[""])
-# and as the environment variables JUPYTER_IMAGE_SPEC (as in Nublado labs) and
-# BOSUN_LAB_SIZE. Labs all run the same venv: the image is a label here.
-LAB_IMAGE_REPO = "sandbox/lab"
-LAB_IMAGE_TAGS = ["recommended", "w_2025_01", "r29_0_0"]
-LAB_IMAGES = [f"{LAB_IMAGE_REPO}:{tag}" for tag in LAB_IMAGE_TAGS]
-LAB_SIZES = {"small": "1 CPU, 4 GiB", "medium": "2 CPU, 8 GiB", "large": "4 CPU, 16 GiB"}
-
-
-def _options_form(spawner) -> str:
-    images = "".join(f'<option value="{ref}">{ref}</option>' for ref in LAB_IMAGES)
-    sizes = "".join(
-        f'<option value="{name}"{" selected" if name == "small" else ""}>{name} ({what})</option>'
-        for name, what in LAB_SIZES.items()
-    )
-    return f"""
-<fieldset>
-  <legend>Image</legend>
-  <label><input type="radio" name="image_class" value="recommended" checked>
-    Recommended ({LAB_IMAGES[0]})</label><br>
-  <label><input type="radio" name="image_class" value="list"> From the list</label>
-  <select name="image_list">{images}</select><br>
-  <label><input type="radio" name="image_class" value="tag"> By tag</label>
-  <input type="text" name="image_tag" value="" placeholder="{LAB_IMAGE_TAGS[1]}">
-</fieldset>
-<fieldset>
-  <legend>Size</legend>
-  <select name="size">{sizes}</select>
-</fieldset>
-"""
-
-
-def _form_error(message: str) -> web.HTTPError:
-    # The hub shows jupyterhub_message in the form's error line and answers 400.
-    exc = web.HTTPError(400, message)
-    exc.jupyterhub_message = message
-    return exc
+# A spawn form shaped like Nublado's (library/sandbox/spawn_form.py): an image by class, by
+# reference or by tag, a size, debug. The choice reaches the lab as user_options (REST: GET
+# /hub/api/users/NAME, servers[""]) and as environment variables (TrackedSpawner.get_env).
 
 
 def _options_from_form(formdata: dict) -> dict:
-    """The form's fields as user_options; an unknown choice is refused with 400."""
-
-    def field(name: str) -> str:
-        values = formdata.get(name) or [""]
-        return values[0].strip()
-
-    image_class = field("image_class")
-    if not image_class:
-        # Clients that post one image field only (as mobu does) say which by its name.
-        image_class = "tag" if field("image_tag") else "list" if field("image_list") else ""
-        image_class = image_class or "recommended"
-    if image_class == "recommended":
-        image = LAB_IMAGES[0]
-    elif image_class == "list":
-        image = field("image_list")
-        if image not in LAB_IMAGES:
-            raise _form_error(f"unknown image_list {image!r}: choose one of {LAB_IMAGES}")
-    elif image_class == "tag":
-        tag = field("image_tag")
-        if tag not in LAB_IMAGE_TAGS:
-            raise _form_error(f"unknown image_tag {tag!r}: choose one of {LAB_IMAGE_TAGS}")
-        image = f"{LAB_IMAGE_REPO}:{tag}"
-    else:
-        raise _form_error(f"unknown image_class {image_class!r}: recommended, list or tag")
-    size = field("size") or "small"
-    if size not in LAB_SIZES:
-        raise _form_error(f"unknown size {size!r}: choose one of {list(LAB_SIZES)}")
-    return {"image": image, "image_class": image_class, "size": size}
+    try:
+        return spawn_form.options_from_form(formdata)
+    except spawn_form.FormRefused as exc:
+        # The hub shows jupyterhub_message in the form's error line and answers 400.
+        error = web.HTTPError(400, str(exc))
+        error.jupyterhub_message = str(exc)
+        raise error from None
 
 
-c.Spawner.options_form = _options_form
+c.Spawner.options_form = lambda spawner: spawn_form.options_form()
 c.Spawner.options_from_form = _options_from_form
-# get_env above applies image and size; this hook only marks them as handled.
+# get_env applies image and size; this hook only marks them as handled.
 c.Spawner.apply_user_options = lambda spawner, user_options: None

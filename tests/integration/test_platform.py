@@ -217,8 +217,14 @@ def test_a_lab_runs_unprivileged_and_cannot_read_the_sandbox_secrets(ep):
         ]
     )
 
+    from library import sandbox
+
+    user = bot("secret")
+
     async def go():
-        async with lab_for(ep, bot("secret")) as lab:
+        async with lab_for(ep, user) as lab:
+            # The unprivileged lab is still tracked (status lists it, down stops it by PID).
+            assert user in [lab["server"] for lab in sandbox.status()["labs"]]
             kernel = await lab.open_kernel()
             try:
                 return await kernel.execute(code, timeout=60)
