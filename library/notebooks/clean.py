@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from library.notebooks.files import read_notebook
+from library.notebooks.files import outside, read_notebook
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,21 +53,30 @@ def check_clean(paths: list[Path], fix: bool = False) -> list[Dirt]:
         nb = read_notebook(path, as_version=None)
         dirt = find_dirt(nb, str(path))
         if dirt and fix:
-            scrub(nb)
-            nbformat.write(nb, path)
+            if path.is_symlink():
+                # --fix rewrites files, never what a link points at (maybe outside the repo).
+                found.append(Dirt(str(path), None, "a link: not rewritten (fix its target)"))
+            else:
+                scrub(nb)
+                nbformat.write(nb, path)
         found.extend(dirt)
     return found
 
 
 def _expand(paths: list[Path]) -> list[Path]:
+    """The notebooks named, and those under the directories named; a link from a directory to
+    a notebook outside it is left out (logged), never read nor rewritten."""
     out = []
     for p in paths:
         if p.is_dir():
-            out.extend(
-                q
-                for q in sorted(p.rglob("*.ipynb"))
-                if not any(part.startswith(".") for part in q.relative_to(p).parts)
-            )
+            for q in sorted(p.rglob("*.ipynb")):
+                if any(part.startswith(".") for part in q.relative_to(p).parts):
+                    continue
+                why = outside(p, q)
+                if why:
+                    log.warning("skip %s: %s", q, why)
+                    continue
+                out.append(q)
         else:
             out.append(p)
     return out

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from library.errors import UserError
 from library.flock.options import CollectionRule, Filterable
+from library.notebooks.files import outside
 
 MOBU_CONFIG = "mobu.yaml"
 BOSUN_CONFIG = "bosun.yaml"
@@ -269,7 +270,7 @@ def discover(
         if any(part.startswith(".") for part in PurePosixPath(rel).parts[:-1]):
             found.skipped[rel] = "in a hidden directory (bosun never runs checkpoint copies)"
             continue
-        why = _dropped_by(rel, rules)
+        why = outside(root, path) or _dropped_by(rel, rules)
         if why is None and include and not any(matches(rel, p) or _name(rel, p) for p in include):
             why = "--include: matches none of " + ", ".join(include)
         if why is None and exclude:

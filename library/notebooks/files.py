@@ -38,3 +38,15 @@ def read_notebook(path: Path, as_version: int | None = 4):
         raise UserError(
             f"{path}: not a valid notebook: {' '.join(str(err).split())[:200]}"
         ) from None
+
+
+def outside(root: Path, path: Path) -> str | None:
+    """Why PATH is not part of the repository at ROOT (a link leading out of it), else None.
+
+    Notebook repositories are not trusted: a notebook that is a symlink to ``/etc/...`` or to
+    another checkout is never read, run or rewritten as if it were the repository's own.
+    """
+    real = Path(path).resolve()
+    if real.is_relative_to(Path(root).resolve()):
+        return None
+    return f"a link to {real}, outside the repository"

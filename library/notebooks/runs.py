@@ -18,6 +18,7 @@ from library.errors import CheckFailed, UserError
 from library.notebooks.ci import changed_notebooks
 from library.notebooks.clean import check_clean
 from library.notebooks.discovery import discover
+from library.notebooks.files import outside
 from library.notebooks.repo import Outcome
 from library.notebooks.source import checkout
 
@@ -172,10 +173,19 @@ def run_changed(
         log.info("no notebook changed between %s and %s", base_ref, head_ref)
         junit.write(junit_path, junit.suite("notebook_ci", []), wrap=True)
         return {"changed": 0, "failed": 0}
-    notebooks = [(repo / rel, rel) for rel in changed]
-    outcomes = run_notebooks(notebooks, parameters, "local", timeout=timeout, flock="notebook_ci")
     cases: list[junit.Case] = []
     failed: list[str] = []
+    notebooks = []
+    for rel in changed:
+        why = outside(repo, repo / rel)
+        if why:
+            # A change that links a notebook to a file outside the repository is refused, not
+            # run: the check fails naming it.
+            cases.append(junit.Case("notebook_ci.run", f"{rel} run", 0.0, f"{rel}: {why}"))
+            failed.append(f"{rel}: {why}")
+        else:
+            notebooks.append((repo / rel, rel))
+    outcomes = run_notebooks(notebooks, parameters, "local", timeout=timeout, flock="notebook_ci")
     for (path, rel), outcome in zip(notebooks, outcomes, strict=True):
         error = None if outcome.ok else outcome.error
         cases.append(

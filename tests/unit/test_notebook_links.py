@@ -1,0 +1,88 @@
+"""Notebook repositories are not trusted: a notebook linked to a file outside the repository is
+never discovered, run, cleaned nor rewritten."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from library.errors import CheckFailed
+from library.notebooks.clean import check_clean
+from library.notebooks.discovery import discover
+
+DIRTY = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "source": "print(1)",
+            "metadata": {},
+            "outputs": [{"output_type": "stream", "name": "stdout", "text": "1\n"}],
+            "execution_count": 1,
+        }
+    ],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+@pytest.fixture
+def repo_with_links(tmp_path: Path) -> tuple[Path, Path]:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    secret = outside / "private.ipynb"
+    secret.write_text(json.dumps(DIRTY))
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+    (repo / "own.ipynb").write_text(json.dumps(DIRTY))
+    (repo / "escape.ipynb").symlink_to(secret)
+    (repo / "sub" / "deep.ipynb").symlink_to("../../elsewhere/private.ipynb")
+    (repo / "alias.ipynb").symlink_to("own.ipynb")  # inside the repository: fine
+    return repo, secret
+
+
+def test_discovery_skips_links_leading_out_of_the_repository(repo_with_links):
+    repo, secret = repo_with_links
+    found = discover(repo)
+    assert sorted(found.relative(p) for p in found.selected) == ["alias.ipynb", "own.ipynb"]
+    for rel in ("escape.ipynb", "sub/deep.ipynb"):
+        assert found.skipped[rel] == f"a link to {secret.resolve()}, outside the repository"
+
+
+def test_check_clean_fix_never_rewrites_a_file_outside_the_repository(repo_with_links):
+    repo, secret = repo_with_links
+    before = secret.read_bytes()
+    dirt = check_clean([repo], fix=True)
+    assert secret.read_bytes() == before
+    assert {d.path for d in dirt} == {str(repo / "alias.ipynb"), str(repo / "own.ipynb")}
+    assert any("a link: not rewritten" in d.what for d in dirt)  # alias.ipynb is a link
+    assert check_clean([repo / "own.ipynb"]) == []  # the repository's own file was fixed
+
+
+def test_check_clean_fix_of_a_named_link_does_not_write_through_it(repo_with_links):
+    repo, secret = repo_with_links
+    before = secret.read_bytes()
+    dirt = check_clean([repo / "escape.ipynb"], fix=True)
+    assert secret.read_bytes() == before
+    assert any("a link: not rewritten" in d.what for d in dirt)
+
+
+def test_notebook_ci_refuses_a_changed_notebook_linked_out_of_the_repository(
+    repo_with_links, artifact_dir
+):
+    from library.notebooks.runs import run_changed
+
+    repo, _ = repo_with_links
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    (repo / "README").write_text("x\n")
+    subprocess.run([*git, "add", "README"], check=True)
+    subprocess.run([*git, "commit", "-qm", "base"], check=True)
+    subprocess.run([*git, "add", "escape.ipynb"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a link"], check=True)
+    with pytest.raises(CheckFailed, match="escape.ipynb: a link to .*outside the repository"):
+        run_changed(repo, "HEAD~1", "HEAD", {}, timeout=60)
+    assert "outside the repository" in (artifact_dir / "junit.xml").read_text()
