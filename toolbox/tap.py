@@ -92,8 +92,9 @@ def run_query_set(
     p50/p95 per template).
 
     Args:
-        query_set: A shipped set name (see list_query_sets) or a directory of *.sql + params.yaml
-            (mobu's query-set directories work as they are).
+        query_set: A shipped set (see list_query_sets), a name on the query-set search path
+            ($BOSUN_QUERY_SET_PATH, e.g. a mobu checkout: ``dp0.2``) or a directory of *.sql +
+            params.yaml (mobu's query-set directories work as they are).
         service: TAP service base URL (default: $BOSUN_TAP_URL, then the running sandbox).
         count: Queries per worker (the run makes COUNT x CONCURRENCY queries).
         use_async: Run through UWS instead of /sync.
@@ -190,3 +191,71 @@ def _client(service, token_file, timeout, **limits):
     return TapClient(
         svc.resolve_url(service), token=svc.read_token(token_file), timeout=timeout, **limits
     )
+
+
+@command(record=False)
+def render(
+    query_set: str,
+    count: int = 10,
+    seed: int = 0,
+    concurrency: int = 1,
+    service: str | None = None,
+    token_file: Path | None = None,
+) -> dict:
+    """Print the queries a query set renders, without running them (a dry run).
+
+    The same seed, count and concurrency give the queries ``run_query_set`` runs. Without
+    ``--service`` nothing is contacted: a template that cannot render offline (its object ids
+    are sampled from the service through ``object_ids_query``) is listed as skipped. With
+    ``--service``, the service's tables and ids are read first, exactly as ``run_query_set``
+    does, so the output is the run's queries.
+
+    Args:
+        query_set: A shipped set (``bosun-sandbox``, ``bosun-dp02``), a name on the query-set
+            search path ($BOSUN_QUERY_SET_PATH, e.g. a mobu checkout: ``dp0.2``), or a
+            directory of *.sql + params.yaml.
+        count: Queries per worker.
+        seed: Seed of the query generator.
+        concurrency: Workers (each draws COUNT queries from the one seeded generator).
+        service: TAP service to prepare against (tables, object ids), as run_query_set does.
+        token_file: File holding a bearer token for the service.
+    """
+    import random
+
+    from library.errors import UserError
+    from library.tap import discovery, runner
+    from library.tap.query_set import QuerySet
+
+    if count < 1 or concurrency < 1:
+        raise UserError("--count and --concurrency must be at least 1")
+    qs = QuerySet.load(query_set)
+    if service:
+        notes = discovery.prepare(qs, _client(service, token_file, 60.0))
+    else:
+        notes = {}
+        values = qs.parameters(random.Random(0))
+        for name in qs.active:
+            try:
+                qs.render(name, values)
+            except UserError as exc:
+                sampled = qs.params.get("object_ids_query") and not qs.params.get("object_ids")
+                notes[name] = (
+                    "skipped offline: its object ids come from the service (object_ids_query); "
+                    "give --service to render it"
+                    if sampled
+                    else f"skipped offline: {exc}"
+                )
+                qs.skip(name, notes[name])
+    for name, note in notes.items():
+        print(f"-- {name}: {note}")
+    plan = runner.plan(qs, seed, count, concurrency)
+    for worker, queries in enumerate(plan):
+        for index, (name, adql) in enumerate(queries):
+            print(f"-- worker {worker} query {index + 1}: {name}")
+            print(adql.strip())
+    return {
+        "query_set": str(qs.path),
+        "seed": seed,
+        "skipped": notes,
+        "queries": [{"template": n, "adql": q} for queries in plan for n, q in queries],
+    }
