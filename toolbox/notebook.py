@@ -59,7 +59,7 @@ def run(
     return outcome.to_dict()
 
 
-@command
+@command(aliases={"list_only": "--list"})
 def run_repo(
     source: str,
     /,
@@ -70,6 +70,8 @@ def run_repo(
     include: list[str] | None = None,
     exclude: list[str] | None = None,
     services: str | None = None,
+    name_convention: bool = False,
+    list_only: bool = False,
     parameters: list[str] | None = None,
     max_executions: int = 25,
     timeout: float = 300.0,
@@ -78,12 +80,16 @@ def run_repo(
 ) -> dict:
     """Run every notebook of a directory or git repository that the collection rules keep.
 
-    Rules: every ``**/*.ipynb``, minus excluded directories, only ``--include`` globs when given,
-    minus ``--exclude`` globs; with ``--services``, only notebooks whose required services
-    (``metadata.bosun.required_services``, mobu's ``metadata.mobu.required_applications``, or the
-    ``<service>_*.ipynb`` name) are all deployed. `discovery.json` lists what was kept and why
-    the rest was skipped; `notebooks.json` every outcome. In a lab, notebooks share one kernel
-    and the lab is respawned after ``--max-executions`` of them; the lab is deleted at the end.
+    Rules, as mobu applies them: every ``**/*.ipynb``; the repository's own ``mobu.yaml``
+    (``collection_rules``, ``exclude_dirs``) and ``--exclude-dir`` (relative to the root);
+    then ``--include``/``--exclude`` globs; with ``--services``, only notebooks whose
+    ``metadata.mobu.required_applications`` (or ``metadata.bosun.required_services``) are all
+    deployed. SQR-080's file-name rule (``<service>_*.ipynb`` needs ``<service>``) applies only
+    with ``--name-convention`` or when the repository's ``bosun.yaml`` turns it on. ``--list``
+    prints what would run and which rule skipped each other notebook, and runs nothing.
+    `discovery.json` lists what was kept and why the rest was skipped; `notebooks.json` every
+    outcome. In a lab, notebooks share one kernel and the lab is respawned after
+    ``--max-executions`` of them; the lab is deleted at the end.
 
     Args:
         source: Directory, or git URL (cloned once per artifact tree).
@@ -94,6 +100,9 @@ def run_repo(
         include: Glob a notebook must match (repeatable).
         exclude: Glob of notebooks to skip (repeatable).
         services: Comma-separated deployed services, e.g. ``nublado,tap``.
+        name_convention: Apply SQR-080's file-name rule (a repo's ``bosun.yaml`` may too).
+        list_only: Print the notebooks that would run and why each other one is skipped; run
+            nothing.
         parameters: ``NAME=VALUE`` given to every notebook (repeatable).
         max_executions: Notebooks per lab before it is respawned (``--where lab``).
         timeout: Seconds each cell may take.
@@ -104,6 +113,14 @@ def run_repo(
         raise UserError(f"--max-executions {max_executions}: give at least 1")
     deployed = [s.strip() for s in services.split(",") if s.strip()] if services else None
     rules = {"exclude_dirs": exclude_dir, "include": include, "exclude": exclude}
+    if name_convention:
+        rules["name_convention"] = True
+    if list_only:
+        from library.notebooks.discovery import listing
+
+        found = runs.discover_source(source, ref, {**rules, "services": deployed})
+        print(listing(found), end="")
+        return found.to_dict()
     return runs.run_repo(
         source,
         ref,

@@ -319,3 +319,12 @@ def _needs(
                 f"{', '.join(sorted(missing))}, not deployed"
             )
     return None
+
+
+def listing(found: Discovery) -> str:
+    """What `--list` prints: the notebooks that would run, then each skipped one and its rule."""
+    lines = [f"run   {found.relative(p)}" for p in found.selected]
+    lines += [f"skip  {rel}: {why}" for rel, why in sorted(found.skipped.items())]
+    lines += [f"rule  {rule}" for rule in found.rules]
+    lines.append(f"{len(found.selected)} to run, {len(found.skipped)} skipped")
+    return "\n".join(lines) + "\n"

@@ -17,7 +17,7 @@ from library import artifacts, env, junit, labs
 from library.errors import CheckFailed, UserError
 from library.notebooks.ci import changed_notebooks
 from library.notebooks.clean import check_clean
-from library.notebooks.discovery import discover
+from library.notebooks.discovery import Discovery, discover
 from library.notebooks.files import outside
 from library.notebooks.repo import Outcome
 from library.notebooks.source import checkout
@@ -115,6 +115,11 @@ def _run_in_lab(
         raise CheckFailed(exc.one_line()) from None
 
 
+def discover_source(source: str, ref: str | None, rules: dict[str, Any] | None) -> Discovery:
+    """SOURCE (dir or git URL, cloned once per artifact tree) and what its RULES keep."""
+    return discover(checkout(source, ref, artifacts.cache_dir("git")), **(rules or {}))
+
+
 def run_repo(
     source: str,
     ref: str | None,
@@ -130,8 +135,7 @@ def run_repo(
     ``services``...); ``discovery.json`` lists what was kept and why the rest was skipped.
     RUN_OPTIONS go to ``run_notebooks``.
     """
-    root = checkout(source, ref, artifacts.cache_dir("git"))
-    found = discover(root, **(rules or {}))
+    found = discover_source(source, ref, rules)
     artifacts.write_json("discovery.json", found.to_dict())
     for rel, why in found.skipped.items():
         log.info("skip %s: %s", rel, why)
