@@ -212,3 +212,18 @@ def test_ci_run_bomb_in_a_var_line_is_one_line(tmp_path):
         env={"ARTIFACT_DIR": str(tmp_path / "a"), "BOSUN_TRIGGER": f"/var tests.x: {bomb}\n"},
     )
     one_line(proc, "/var", "expands to more than")
+
+
+def test_flock_file_duplicates_latin1_and_depth(tmp_path):
+    from library.flock import models
+
+    path = tmp_path / "flocks.yaml"
+    path.write_text("- name: a\n  count: 1\n  count: 2\n")
+    with pytest.raises(UserError, match=rf"{path}:3:3: invalid YAML: duplicate key 'count'"):
+        models.load_flocks(path)
+    path.write_bytes("- name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(UserError, match=rf"{path}: not a UTF-8 text file"):
+        models.load_flocks(path)
+    path.write_text("- " + "[" * 950 + "]" * 950 + "\n")
+    with pytest.raises(UserError, match=rf"{path}:1:\d+: invalid YAML: nesting deeper than"):
+        models.load_flocks(path)
