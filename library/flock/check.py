@@ -14,7 +14,7 @@ from typing import Any
 
 from library.errors import UserError
 from library.flock import businesses
-from library.flock.models import FlockConfig, User, find_flock_list, parse_flocks
+from library.flock.models import FlockConfig, User, parse_flocks
 
 SHOWN_USERS = 10  # beyond this, the first and last few stand for the rest
 
@@ -25,8 +25,7 @@ def check_file(path: str | Path, endpoints: dict[str, str | None] | None = None)
 
     path = Path(path)
     data = yamlio.loads(yamlio.read_text(path, "flock file"), str(path))
-    items, _ = find_flock_list(data)
-    flocks = parse_flocks(items, str(path))
+    flocks = parse_flocks(data, str(path))
     return [effective(flock, endpoints or {}) for flock in flocks]
 
 
