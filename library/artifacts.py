@@ -66,6 +66,11 @@ class Operation(enum.StrEnum):
     TAP_QUERY = "tap_query"
     HTTP_REQUEST = "http_request"
     EMPTY_LOOP = "empty_loop"
+    SIA_QUERY = "sia_query"
+    GIT_LFS = "git_lfs"
+    GIT_LFS_STEP = "git_lfs_step"
+    MUSTER = "muster"
+    MUSTER_STEP = "muster_step"
     # The engine's own bookkeeping rows, one set per monkey.
     MONKEY_START = "monkey_start"
     MONKEY_STOP = "monkey_stop"

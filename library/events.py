@@ -21,6 +21,8 @@ from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from library.artifacts import EVENTS_DIR
+
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -474,8 +476,8 @@ def read_events(path: str | os.PathLike[str]) -> pa.Table:
     import pyarrow.parquet as pq
 
     root = Path(path)
-    if (root / "events").is_dir():
-        root = root / "events"
+    if (root / EVENTS_DIR).is_dir():
+        root = root / EVENTS_DIR
     files = sorted(root.glob("*.parquet"))
     if not files:
         return schema().empty_table()

@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from library import command_args, config, env, redact, toolbox
+from library import artifacts, command_args, config, env, redact, toolbox
 from library.errors import UserError, one_line
 
 if TYPE_CHECKING:
@@ -303,7 +303,7 @@ class Parallel:
                     f"task {task}:\n{''.join(traceback.format_exception(err))}"
                     for task, err in self.failures
                 )
-                (self.path / "FAILURE").write_text(redact.redact_text(report))
+                (self.path / artifacts.FAILURE).write_text(redact.redact_text(report))
                 error = ParallelFailed(self.name, self.failures)
                 log.error("%s", error)
                 if self.exit_on_exception:

@@ -27,6 +27,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from library.artifacts import LIFECYCLE_OPERATIONS
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -37,7 +39,7 @@ POPULATION = "all events of the (flock, operation), failed ones included"
 PERCENTILES = (50.0, 95.0, 99.0)
 CDF_POINTS = 101
 # Engine bookkeeping rather than work done against the platform: counted, not latency.
-LIFECYCLE = frozenset({"monkey_start", "monkey_stop"})
+LIFECYCLE = LIFECYCLE_OPERATIONS
 # Fields that only exist when the data for them does (schedule lag, CDF): omitted when None.
 _OPTIONAL = frozenset(
     {

@@ -20,10 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from library import artifacts
+
 log = logging.getLogger(__name__)
 
 SWEEP_KEY = "sweep"
-SETTINGS_FILE = "settings.yaml"
+SETTINGS_FILE = artifacts.SWEEP_SETTINGS
 
 
 def sweep_keys(cfg) -> list[str]:
@@ -94,7 +96,9 @@ def finished_green(root: Path) -> dict[str, Path]:
     for settings_file in sorted(root.rglob(SETTINGS_FILE)):
         here = settings_file.parent
         try:
-            green = (here / "FINISHED").exists() and (here / "exit_code").read_text().strip() == "0"
+            green = (here / artifacts.FINISHED).exists() and (
+                (here / artifacts.EXIT_CODE).read_text().strip() == "0"
+            )
             settings = yamlio.load_file(settings_file) if green else None
         except Exception:  # noqa: BLE001 - an unreadable dir is not a finished one
             continue
@@ -144,7 +148,7 @@ def run_sweep(step_fn: Callable[[], Any]) -> dict[str, Any]:
                     step_fn()
                 except Exception as err:  # noqa: BLE001 - one failed combination, try the rest
                     code = err.exit_code if isinstance(err, UserError) else 1
-                    (here / "FAILURE").write_text(
+                    (here / artifacts.FAILURE).write_text(
                         redact.redact_text(
                             f"sweep {name} failed: {err}\n\n{traceback.format_exc()}"
                         )
@@ -153,12 +157,12 @@ def run_sweep(step_fn: Callable[[], Any]) -> dict[str, Any]:
                     outcome["failed"].append(here.name)
                 except BaseException:
                     # Interrupted: not finished, so a rerun runs this combination again.
-                    (here / "exit_code").write_text("130\n")
+                    (here / artifacts.EXIT_CODE).write_text("130\n")
                     raise
                 else:
                     outcome["ran"].append(here.name)
-                (here / "exit_code").write_text(f"{code}\n")
-                (here / "FINISHED").write_text(
+                (here / artifacts.EXIT_CODE).write_text(f"{code}\n")
+                (here / artifacts.FINISHED).write_text(
                     dt.datetime.now(dt.UTC).isoformat(timespec="seconds") + "\n"
                 )
     finally:

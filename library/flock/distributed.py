@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from library.artifacts import EVENTS_DIR, Operation
 from library.events import Recorder, now_us
 from library.flock.models import FlockConfig, dump_flocks
 
@@ -174,11 +175,11 @@ def _run_on(client, flocks, out_dir, duration, workers, endpoints, Event, as_com
 def _record_dead(flocks, out_dir: Path, shards: int, dead: list[dict[str, Any]]) -> None:
     """One failed monkey_error event per monkey of each dead shard, so the summary counts it."""
     for entry in dead:
-        rec = Recorder(out_dir / "events", shard=entry["shard"])
+        rec = Recorder(out_dir / EVENTS_DIR, shard=entry["shard"])
         start = now_us()
         for flock, business, user in shard_monkeys(flocks, entry["shard"], shards):
             rec.record(
-                "monkey_error",
+                Operation.MONKEY_ERROR,
                 start,
                 0,
                 False,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from library.artifacts import EVENTS_DIR, HEALTH_DIR
 from library.events import Recorder
 from library.flock.health import HealthSampler
 from library.flock.models import FlockConfig
@@ -65,7 +66,7 @@ class Engine:
         self.flocks = flocks
         self.out_dir = Path(out_dir)
         self.settings = settings
-        self.recorder = Recorder(self.out_dir / "events", shard=settings.shard)
+        self.recorder = Recorder(self.out_dir / EVENTS_DIR, shard=settings.shard)
         self.shared = Shared(settings.endpoints, monkeys=sum(f.count for f in flocks))
         self.stats = {flock.name: FlockStats(flock) for flock in flocks}
         self.tasks: list[asyncio.Task] = []
@@ -124,7 +125,7 @@ class Engine:
             gc.set_threshold(*old_gc)
             # The writer thread must not hold the loop: close() waits in a worker thread.
             await asyncio.to_thread(self.recorder.close)
-            self.health.write(self.out_dir / "health")
+            self.health.write(self.out_dir / HEALTH_DIR)
         return ShardResult(
             shard=self.settings.shard,
             stop_reason=self.stop_reason or "finished",

@@ -8,6 +8,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
+from library.artifacts import Operation
 from library.events import now_us, short_error
 from library.flock.businesses import business_class, main_operation
 
@@ -99,14 +100,14 @@ class Monkey:
                 try:
                     start = now_us()
                     await business.startup()
-                    self._event("monkey_start", start)
+                    self._event(Operation.MONKEY_START, start)
                     finished = await self._loop(business)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     self.state = ERROR
                     self.stats.failures += 1
-                    self._event("monkey_error", now_us(), False, exc)
+                    self._event(Operation.MONKEY_ERROR, now_us(), False, exc)
                     await self._shutdown(business)
                     self.business = None
                     if not config.restart:
@@ -127,7 +128,7 @@ class Monkey:
                 await self._shutdown(self.business)
         finally:
             self.state = STOPPED
-            self._event("monkey_stop", begin)
+            self._event(Operation.MONKEY_STOP, begin)
 
     async def _loop(self, business) -> bool:
         stats = self.stats
@@ -150,5 +151,5 @@ class Monkey:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - recorded; a failed cleanup must not hide the run
-            self._event("monkey_error", now_us(), False, exc)
+            self._event(Operation.MONKEY_ERROR, now_us(), False, exc)
             self.stats.failures += 1

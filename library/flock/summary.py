@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from library.artifacts import Operation, ScaleRunDir
 from library.flock.businesses import main_operation
 from library.flock.health import client_bound
 from library.flock.models import FlockConfig
@@ -45,7 +46,7 @@ def flock_figures(out_dir: Path, flocks: list[FlockConfig]) -> dict[str, dict[st
     from library.events import read_events
     from library.stats import dictionary_codes, table_stats
 
-    table = read_events(Path(out_dir) / "events")
+    table = read_events(ScaleRunDir(out_dir).events)
     by_flock: dict[str, dict[str, Any]] = {}
     for row in table_stats(table):
         by_flock.setdefault(row.flock, {})[row.operation] = row
@@ -58,7 +59,7 @@ def flock_figures(out_dir: Path, flocks: list[FlockConfig]) -> dict[str, dict[st
     for flock in flocks:
         ops = by_flock.get(flock.name, {})
         main = ops.get(main_operation(flock.business.type))
-        errors = ops.get("monkey_error")
+        errors = ops.get(Operation.MONKEY_ERROR)
         successes = main.successes if main else 0
         failures = errors.count if errors else 0
         total = successes + failures
@@ -82,7 +83,7 @@ def build_summary(
     end: float,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    bound, reason = client_bound(Path(out_dir) / "health")
+    bound, reason = client_bound(ScaleRunDir(out_dir).health)
     summary: dict[str, Any] = {
         "start": _iso(start),
         "end": _iso(end),
@@ -140,8 +141,6 @@ def junit_xml(summary: dict[str, Any], min_success_pct: float) -> str:
 
 def write_summary(out_dir: Path, summary: dict[str, Any], min_success_pct: float) -> str:
     """summary.json (kind ``scale_run``), summary.txt and the JUnit fragment; returns the text."""
-    from library.artifacts import ScaleRunDir
-
     text = summary_text(summary)
     ScaleRunDir(out_dir).write_summary(summary, text, junit_xml(summary, min_success_pct))
     return text

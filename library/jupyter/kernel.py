@@ -7,6 +7,7 @@ import contextlib
 import time
 import uuid
 
+from library.artifacts import Operation
 from library.jupyter.errors import ExecutionError, ExecutionTimeout, KernelDied
 from library.jupyter.messages import (
     Execution,
@@ -53,7 +54,7 @@ class Kernel:
     ) -> ExecutionResult:
         """Run CODE; return its outputs or raise ExecutionError / ExecutionTimeout / KernelDied."""
         if record:
-            with self._rec.timed("execute_code", monkey=self.user, target=target):
+            with self._rec.timed(Operation.EXECUTE_CODE, monkey=self.user, target=target):
                 return await self._execute(code, timeout)
         return await self._execute(code, timeout)
 

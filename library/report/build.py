@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from library.artifacts import SummaryKind
+from library.artifacts import Operation, SummaryKind
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +117,13 @@ def _context(run, out: Path, problems: list[str]) -> dict[str, Any]:
         )
         named.append(("lab_spawns", lambda: plots.lab_spawns(out, ev, bins)))
         context["notebooks"] = (
-            attempt("notebook table", tables.by_target, ev, ("notebook", "cell")) or []
+            attempt("notebook table", tables.by_target, ev, (Operation.NOTEBOOK, Operation.CELL))
+            or []
         )
         named.append(
             ("slowest_notebooks", lambda: plots.slowest_notebooks(out, context["notebooks"]))
         )
-        context["tap"] = attempt("TAP table", tables.by_target, ev, ("tap_query",)) or []
+        context["tap"] = attempt("TAP table", tables.by_target, ev, (Operation.TAP_QUERY,)) or []
         named.append(("tap_templates", lambda: plots.tap_templates(out, context["tap"])))
         context["errors"] = attempt("error table", tables.error_table, ev) or []
     elif health is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from library.artifacts import Operation
 from library.stats import (
     LIFECYCLE,
     PERCENTILES,
@@ -238,7 +239,10 @@ def active_monkeys(run, bins: Bins):
         np.maximum.at(peak, shards * bins.n + b, values)
         return peak.reshape(n_sh, bins.n).sum(axis=0)
     ev = run.events
-    start, stop = ev.operation.code_of("monkey_start"), ev.operation.code_of("monkey_stop")
+    start, stop = (
+        ev.operation.code_of(Operation.MONKEY_START),
+        ev.operation.code_of(Operation.MONKEY_STOP),
+    )
     if start < 0:
         return None
     delta = np.where(ev.operation.codes == start, 1, 0) - np.where(ev.operation.codes == stop, 1, 0)

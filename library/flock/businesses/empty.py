@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from library.artifacts import Operation
 from library.flock.businesses.base import Business
 
 
 class EmptyLoop(Business):
     async def execute(self) -> bool:
-        with self.ctx.timed("empty_loop"):
+        with self.ctx.timed(Operation.EMPTY_LOOP):
             self.executions += 1
         return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from library.artifacts import Operation
 from library.flock.businesses.base import Business
 
 
@@ -35,7 +36,7 @@ class HTTPLoop(Business):
 
     async def execute(self) -> bool:
         opts = self.options
-        with self.ctx.timed("http_request", self._target):
+        with self.ctx.timed(Operation.HTTP_REQUEST, self._target):
             async with self._session.request(
                 opts.method,
                 opts.url,

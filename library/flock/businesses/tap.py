@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+from library.artifacts import Operation
 from library.flock.businesses.base import Business
 
 
@@ -53,7 +54,7 @@ class TAPQueryRunner(Business):
             self.ctx.shared.threads(), self.client.execute, adql, use_async
         )
         self.ctx.recorder.record(
-            "tap_query",
+            Operation.TAP_QUERY,
             result.start_us,
             int(result.total_s * 1e6),
             result.success,
