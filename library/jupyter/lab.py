@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
+from library.artifacts import Operation
 from library.errors import UserError
 from library.jupyter.errors import (
     DeleteTimeout,
@@ -134,7 +135,7 @@ class LabSession:
         ``image_class``) with the XSRF token from the hub's ``_xsrf`` cookie. A lab that is
         already running is reported as such, not restarted.
         """
-        with self._rec.timed("spawn_lab", monkey=self.user, target=via):
+        with self._rec.timed(Operation.SPAWN_LAB, monkey=self.user, target=via):
             return await self._spawn(timeout, via, image, size, image_field)
 
     async def _spawn(self, timeout, via, image, size, image_field) -> SpawnResult:
@@ -290,7 +291,7 @@ class LabSession:
 
     async def delete_lab(self, *, timeout: float = 60.0, poll: float = 0.25) -> float:
         """Stop the lab and wait until the hub no longer lists it; seconds it took."""
-        with self._rec.timed("delete_lab", monkey=self.user):
+        with self._rec.timed(Operation.DELETE_LAB, monkey=self.user):
             started = time.perf_counter()
             url = self.hub_api(f"users/{_segment(self.user)}/server")
             try:
