@@ -496,7 +496,7 @@ class ProjectConfig:
                     state, str(key), value, f"var:{source}", context=f"override ({source})"
                 )
                 if source != "config":  # the config's own overrides are in the config already
-                    state.overrides[str(key)] = _lookup(state.data, str(key))
+                    state.overrides[str(key)] = copy.deepcopy(_lookup(state.data, str(key)))
 
     def validate(self, schema_path: Path | None = None) -> None:
         """Validate the effective config against ``config.schema.json`` when the project has one."""

@@ -196,6 +196,8 @@ def _str_representer(dumper: yaml.SafeDumper, value: str):
 
 
 _Dumper.add_representer(str, _str_representer)
+# str subclasses (config.Secret) are written as strings; masking is the caller's job.
+_Dumper.add_multi_representer(str, _str_representer)
 
 
 def dumps(data: Any) -> str:
