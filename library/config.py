@@ -40,14 +40,14 @@ from typing import Any
 
 import yaml
 
-from library import redact, yamlio
+from library import artifacts, redact, yamlio
 from library.errors import ConfigError
 
 PRESETS_KEY = "ci_presets"
 # Entries of ci_presets that TOPSAIL uses for bookkeeping: never applicable as presets.
 BOOKKEEPING = ("names", "name", "local_config", "to_apply", "variable_overrides")
 # CI input (TOPSAIL's): overrides a CI system drops into $ARTIFACT_DIR; bosun never writes it.
-OVERRIDES_FILE = "variable_overrides.yaml"
+OVERRIDES_FILE = artifacts.VARIABLE_OVERRIDES
 # What a run applied (snapshot): another name, so a rerun into the dir does not replay it.
 OVERRIDES_SNAPSHOT = "overrides_applied.yaml"
 SECRET_DIR_KEY = "secrets.dir.env_key"
@@ -527,9 +527,9 @@ class ProjectConfig:
     def write_snapshot(self, directory: Path) -> None:
         """Write config.yaml (masked), config_provenance.yaml, presets_applied, overrides."""
         directory.mkdir(parents=True, exist_ok=True)
-        yamlio.dump_file(mask(self._state.data), directory / "config.yaml")
-        yamlio.dump_file(self.provenance(), directory / "config_provenance.yaml")
-        (directory / "presets_applied").write_text(
+        yamlio.dump_file(mask(self._state.data), directory / artifacts.CONFIG)
+        yamlio.dump_file(self.provenance(), directory / artifacts.CONFIG_PROVENANCE)
+        (directory / artifacts.PRESETS_APPLIED).write_text(
             "".join(f"{name}\n" for name in self._state.presets_applied)
         )
         yamlio.dump_file(mask(self._state.overrides), directory / OVERRIDES_SNAPSHOT)
