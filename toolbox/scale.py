@@ -54,12 +54,18 @@ def run(
     """
     from library import env
     from library.errors import CheckFailed, UserError
+    from library.flock import limits
+    from library.flock.models import load_flocks
     from library.flock.runner import ScaleRun
 
     if workers is not None and scheduler is not None:
         raise UserError("--workers and --scheduler exclude each other: give one")
     if workers is not None and workers < 1:
         raise UserError(f"--workers {workers}: give at least 1")
+    # The size of the run is checked first, before anything walks a million monkeys.
+    planned = load_flocks(flocks)
+    total = sum(count if count is not None else f.count for f in planned)
+    limits.check(total, workers, scheduler)
     scale = ScaleRun.prepare(
         flocks,
         duration=duration,

@@ -63,7 +63,10 @@ def parse_duration(value: object) -> float:
             )
     else:
         raise ValueError(f"expected {_HINT}, got {value!r}")
-    if seconds < 0 or seconds != seconds:
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        # NaN or infinity would only fail (or wait forever) once the monkeys run.
+        raise ValueError(f"a duration must be a finite number of seconds, got {value!r}")
+    if seconds < 0:
         raise ValueError(f"a duration cannot be negative, got {value!r}")
     return seconds
 

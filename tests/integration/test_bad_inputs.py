@@ -292,6 +292,62 @@ CASES = [
         ["--suffix", "control characters"],
         {"config.yaml": GOOD_CONFIG, "command_args.yaml.j2": TEMPLATE},
     ),
+    # -- limits: refused up front, naming the flag and the estimate
+    Case(
+        "limit-monkeys-per-process",
+        tb("scale", "run", "--flocks", "{tmp}/f.yaml", "--duration", "1s"),
+        ["1,000,000 monkeys", "limit of 100,000", "GB", "--count", "--workers"],
+        {
+            "f.yaml": flock(
+                count=1_000_000,
+                users=None,
+                user_spec={"username_prefix": "bot-many"},
+                scopes=[],
+            )
+        },
+    ),
+    Case(
+        "limit-workers-beyond-cores",
+        tb("scale", "run", "--flocks", "{tmp}/f.yaml", "--workers", "64"),
+        ["--workers 64", "CPU core", "GB"],
+        {"f.yaml": flock(scopes=[])},
+    ),
+    Case(
+        "flock-nan-duration",
+        tb("scale", "run", "--flocks", "{tmp}/f.yaml"),
+        ["f1", "idle_time", "finite"],
+        {
+            "f.yaml": flock(
+                scopes=[], business={"type": "EmptyLoop", "options": {"idle_time": "nan"}}
+            )
+        },
+    ),
+    Case(
+        "flock-infinite-duration",
+        tb("scale", "run", "--flocks", "{tmp}/f.yaml"),
+        ["f1", "idle_time", "finite"],
+        {
+            "f.yaml": "- {name: f1, count: 1, users: [{username: bot-user1}], scopes: [],"
+            " business: {type: EmptyLoop, options: {idle_time: .inf}}}\n"
+        },
+    ),
+    Case(
+        "scale-infinite-duration-arg",
+        tb("scale", "run", "--flocks", "{tmp}/f.yaml", "--duration", "inf"),
+        ["--duration", "finite"],
+        {"f.yaml": flock(scopes=[])},
+    ),
+    Case(
+        "query-set-objects-count",
+        tb(
+            "tap", "run_query_set", "--query-set", "{tmp}/qs", "--service", "http://127.0.0.1:9/tap"
+        ),
+        ["params.yaml", "objects_count", "10,000", "300000000"],
+        {
+            "qs/params.yaml": "object_ids: [1, 2]\nobjects_count: 300000000\n",
+            "qs/q.sql": "SELECT 1",
+        },
+    ),
     # -- failures exit 1, bad input 2 (the same everywhere)
     Case(
         "failed-notebook-exits-1",
