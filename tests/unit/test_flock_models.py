@@ -389,13 +389,18 @@ def test_a_bot_name_mobu_would_refuse_is_accepted_with_a_notice():
     ]
 
 
-def test_businesses_bosun_cannot_run_validate_and_say_what_they_need():
-    for name, entry in businesses.REGISTRY.items():
-        if entry.target is None:
-            why = businesses.runnable(name)
-            assert why.startswith(f"business {name} validates but cannot run here: it needs ")
-            with pytest.raises(UserError, match="cannot run here"):
-                businesses.business_class(name)
+def test_a_business_bosun_cannot_run_validates_and_says_what_it_needs(monkeypatch):
+    from dataclasses import replace
+
+    entry = replace(businesses.REGISTRY["Muster"], target=None, needs="a Muster service")
+    monkeypatch.setitem(businesses.REGISTRY, "Muster", entry)
+    assert _one(_flock(business={"type": "Muster"})).business.type == "Muster"
+    assert businesses.runnable("Muster") == (
+        "business Muster validates but cannot run here: it needs a Muster service"
+    )
+    with pytest.raises(UserError, match="cannot run here: it needs a Muster service"):
+        businesses.business_class("Muster")
+    assert businesses.runnable("EmptyLoop") is None
 
 
 def test_lists_load_from_wherever_they_sit(tmp_path):
