@@ -43,6 +43,8 @@ FINISHED = "FINISHED"
 RUN_INFO = "run.json"
 CI_LOG = "ci.log"
 REPORT_DIR = "report"  # the post-mortem's output; never read back as input
+REPORT_INDEX = "index.html"  # in REPORT_DIR, with the plots
+STATS_JSON = "stats.json"  # in REPORT_DIR: what `report compare` and the history read
 
 # In a scale run's dir (and, for events, in any command dir that timed something).
 EVENTS_DIR = "events"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from library import artifacts
 from library.toolbox import command
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def post_mortem(run_dir: Path, /) -> dict:
     from library import report
 
     index = report.post_mortem(run_dir)
-    stats = json.loads((index.parent / "stats.json").read_text())
+    stats = json.loads((index.parent / artifacts.STATS_JSON).read_text())
     print(index)
     return {
         "index": str(index),

@@ -7,11 +7,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from library import artifacts
 from library.artifacts import Operation, SummaryKind
 
 log = logging.getLogger(__name__)
 
-STATS_FILE = "stats.json"
+STATS_FILE = artifacts.STATS_JSON
 MAX_FAILED_COMMANDS = 200
 _PLOT_TITLES = {
     "active_monkeys": "Active monkeys",
@@ -45,7 +46,7 @@ def build(run_dir: Path) -> Path:
     problems += [f"Unreadable file {p}" for p in run.problems]
     context = _context(run, out, problems)
     _write_stats(run, context, out / STATS_FILE)
-    index = out / "index.html"
+    index = out / artifacts.REPORT_INDEX
     index.write_text(_render(context))
     return index
 

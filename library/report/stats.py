@@ -10,7 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-STATS_PATH = Path("report") / "stats.json"
+from library import artifacts
+
+STATS_PATH = Path(artifacts.REPORT_DIR) / artifacts.STATS_JSON
 METRICS = ("success_pct", "p50_ms", "p95_ms", "p99_ms")
 
 
@@ -19,7 +21,7 @@ def load(path: str | Path) -> dict[str, Any]:
     from library.errors import UserError
 
     path = Path(path)
-    candidates = [path] if path.is_file() else [path / STATS_PATH, path / "stats.json"]
+    candidates = [path] if path.is_file() else [path / STATS_PATH, path / artifacts.STATS_JSON]
     for file in candidates:
         if file.is_file():
             try:
@@ -65,7 +67,7 @@ def compute(run_dir: Path) -> dict[str, Any]:
 
 def _refresh_identity(data: dict[str, Any], root: Path) -> dict[str, Any]:
     """run.json is written after ci/run's own report: prefer its header when it is there."""
-    info_path = root / "run.json"
+    info_path = root / artifacts.RUN_INFO
     if not info_path.is_file():
         return data
     try:
