@@ -121,6 +121,8 @@ def render(path: Path, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     def placeholder(value: Any) -> str:
         if isinstance(value, jinja2.Undefined):
             str(value)  # StrictUndefined raises here, inside the template's frame
+        if isinstance(value, str) and value == "":
+            return ""  # nothing to inject; renders as TOPSAIL renders it (a blank)
         values.append(value)
         return f"bosunvalue{nonce}_{len(values) - 1}_"
 

@@ -126,9 +126,10 @@ def test_values_keep_their_yaml_types(tmp_path):
     path = tmp_path / "command_args.yaml.j2"
     path.write_text(
         "a b:\n  n: {{ n }}\n  s: {{ s }}\n  l: {{ l }}\n  d: {{ d }}\n  none: {{ none }}\n"
-        "  joined: {{ n }}{{ n }}\n  quoted: '{{ n }}'\n  flag: {{ flag }}\n"
+        "  joined: {{ n }}{{ n }}\n  quoted: '{{ n }}'\n  flag: {{ flag }}\n  empty: {{ e }}\n"
     )
     data = {"n": 3, "s": "10", "l": ["a", "b"], "d": {"k": 1}, "none": None, "flag": "true"}
+    data["e"] = ""
     assert command_args.resolve(path, data, "a", "b") == {
         "n": 3,
         "s": 10,  # TOPSAIL renders text then parses YAML: a "10" string becomes an int
@@ -138,6 +139,7 @@ def test_values_keep_their_yaml_types(tmp_path):
         "joined": 33,
         "quoted": "3",
         "flag": True,
+        "empty": None,  # an empty string renders as nothing, as in TOPSAIL
     }
 
 
@@ -167,6 +169,9 @@ def test_or_env_filter(tmp_path, monkeypatch):
     assert command_args.resolve(path, data, "a", "b") == {"dir": "named"}
     data["secrets"]["dir"]["name"] = None
     monkeypatch.delenv("BOSUN_TEST_SECRETS")
+    warned = path.with_name("warned.yml.j2")
+    warned.write_text("{% if true %}\n  {{ 'careful' | log_warning }}\n{% endif %}\na b: {x: 1}\n")
+    assert command_args.resolve(warned, data, "a", "b") == {"x": 1}
     with pytest.raises(ConfigError, match=rf"{path}: no secrets dir"):
         command_args.resolve(path, data, "a", "b")
 
