@@ -421,7 +421,7 @@ CASES = [
     Case(
         "flock-not-yaml",
         tb("scale", "run", "--flocks", "{tmp}/f.yaml"),
-        ["f.yaml", "line 2", "YAML"],
+        ["f.yaml:2:1", "invalid YAML"],
         {"f.yaml": "- name: [x\n"},
     ),
     Case(
