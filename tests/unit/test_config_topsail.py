@@ -315,3 +315,24 @@ def test_secret_tag_marks_a_value(tmp_path):
     assert config.mask(cfg.resolved())["db"] == {"dsn": "***", "host": "h"}
     with pytest.raises(UserError, match="!secret marks a string"):
         config.parse_var("db.dsn: !secret [a]")
+
+
+def test_ci_run_keeps_a_secret_var_out_of_every_artifact(tmp_path):
+    """A value marked !secret in --var, echoed by the example's cleanup step: masked everywhere."""
+    from tests.helpers import REPO, run_cli
+
+    secret = "s3cr3t-given-on-the-command-line"
+    proc = run_cli(
+        REPO / "ci" / "run",
+        "example",
+        "cleanup",
+        "--var",
+        f"tests.cleanup.message: !secret {secret}",
+        env={"ARTIFACT_DIR": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert secret not in proc.stdout + proc.stderr
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "config.yaml" for p in files)
+    for path in files:
+        assert secret not in path.read_text(errors="replace"), path
