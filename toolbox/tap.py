@@ -183,6 +183,42 @@ def tables(
     return {"service": client.url, "tables": names}
 
 
+@command
+def delete_jobs(
+    jobs_file: Path, service: str | None = None, token_file: Path | None = None
+) -> dict:
+    """Delete UWS jobs a run left on a TAP service (the jobs_left.txt of run_query_set).
+
+    A job whose delete failed while the service was away is retried at the end of the run; the
+    ones still there are listed, one URL a line, for this command.
+
+    Args:
+        jobs_file: File of job URLs, one a line (``jobs_left.txt``).
+        service: TAP service base URL the jobs must belong to (default: $BOSUN_TAP_URL, then
+            the running sandbox).
+        token_file: File holding a bearer token (default: $BOSUN_TOKEN_FILE, else none).
+    """
+    from library.errors import CheckFailed, UserError
+
+    try:
+        urls = [u.strip() for u in jobs_file.read_text().splitlines() if u.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"--jobs-file {jobs_file}: cannot read it ({err})") from None
+    client = _client(service, token_file, 30.0)
+    # Only jobs of this service: a list from elsewhere must not make bosun DELETE other URLs.
+    foreign = [u for u in urls if not u.startswith(client.url + "/")]
+    if foreign:
+        raise UserError(
+            f"--jobs-file {jobs_file}: {foreign[0]} is not a job of {client.url} (--service)"
+        )
+    left = [u for u in urls if not client.delete_job(u)]
+    for url in left:
+        log.error("still there: %s", url)
+    if left:
+        raise CheckFailed(f"{len(left)} of {len(urls)} job(s) could not be deleted (see log.txt)")
+    return {"deleted": len(urls)}
+
+
 def _client(service, token_file, timeout, **limits):
     """A TAP client for the service given, else $BOSUN_TAP_URL, else the running sandbox."""
     from library.tap import service as svc

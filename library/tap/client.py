@@ -124,6 +124,10 @@ class TapClient:
 
             register_secret(token)
         self._local = threading.local()
+        # UWS jobs whose delete failed (the service was down): deleted again by
+        # ``delete_left_jobs`` once the service answers, else listed for cleanup.
+        self.jobs_left: list[str] = []
+        self._jobs_lock = threading.Lock()
 
     # --- sessions -------------------------------------------------------------------------
 
@@ -342,6 +346,34 @@ class TapClient:
         except Exception:  # noqa: BLE001 - reported through job_deleted, never masks the query
             result.job_deleted = False
         result.delete_s = time.perf_counter() - t
+        if not result.job_deleted and result.job_url:
+            with self._jobs_lock:
+                self.jobs_left.append(result.job_url)
+
+    def delete_job(self, url: str) -> bool:
+        """Delete one UWS job; True when it is gone (deleted now, or already unknown)."""
+        try:
+            response = self.session().delete(
+                url, allow_redirects=False, timeout=(CONNECT_TIMEOUT, CONNECT_TIMEOUT)
+            )
+        except Exception:  # noqa: BLE001 - the service is still away: try again later
+            return False
+        return response.status_code < 400 or response.status_code == 404
+
+    def delete_left_jobs(self, wait_s: float = 30.0, every_s: float = 2.0) -> list[str]:
+        """Delete the jobs whose delete failed, retrying for up to WAIT_S while the service is
+        away; returns the URLs still on the service (and keeps them in ``jobs_left``)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._jobs_lock:
+                pending, self.jobs_left = self.jobs_left, []
+            still = [url for url in pending if not self.delete_job(url)]
+            with self._jobs_lock:
+                self.jobs_left = still + self.jobs_left
+                left = list(self.jobs_left)
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(min(every_s, max(0.0, deadline - time.monotonic())))
 
     def _parse_job(self, body: bytes, result: QueryResult):
         import io

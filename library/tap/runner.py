@@ -107,6 +107,7 @@ def run(
     finally:
         recorder.close()
     duration = time.perf_counter() - t0
+    jobs_left = _clean_up_jobs(client, out_dir)
 
     with (out_dir / "results.jsonl").open("w") as f:
         for worker, template, result in results:
@@ -123,11 +124,42 @@ def run(
             "concurrency": concurrency,
             "count_per_worker": count,
             "skipped": dict(query_set.skipped),
+            "jobs_left": len(jobs_left),
         }
     )
     write_summary_json(out_dir, SummaryKind.TAP_QUERY_SET, summary)
     (out_dir / SUMMARY_TEXT).write_text(format_summary(summary))
     return summary
+
+
+JOBS_LEFT = "jobs_left.txt"
+JOBS_CLEANUP_WAIT_S = 30.0
+
+
+def _clean_up_jobs(client: TapClient, out_dir: Path, wait_s: float = JOBS_CLEANUP_WAIT_S) -> list:
+    """Delete the async jobs whose delete failed (the service was away), waiting up to WAIT_S for
+    it to answer again; the ones still there are listed in jobs_left.txt for a later cleanup."""
+    if not client.jobs_left:
+        return []
+    log.warning(
+        "%d UWS job(s) could not be deleted; retrying for up to %.0f s",
+        len(client.jobs_left),
+        wait_s,
+    )
+    left = client.delete_left_jobs(wait_s)
+    if left:
+        path = out_dir / JOBS_LEFT
+        path.write_text("".join(f"{url}\n" for url in left))
+        log.error(
+            "%d UWS job(s) are still on the service, listed in %s; delete them with "
+            "./run_toolbox.py tap delete_jobs --jobs-file %s",
+            len(left),
+            path,
+            path,
+        )
+    else:
+        log.info("every UWS job left by the outage is deleted")
+    return left
 
 
 def _figures(results: list[QueryResult], groups: list[int], names: list[str]) -> list:

@@ -518,6 +518,19 @@ CASES = [
         ["nope"],
         sandbox=True,
     ),
+    Case(
+        "tap-delete-jobs-of-another-service",
+        tb(
+            "tap",
+            "delete_jobs",
+            "--jobs-file",
+            "{tmp}/jobs.txt",
+            "--service",
+            "http://127.0.0.1:9/tap",
+        ),
+        ["jobs.txt", "http://example.org/x", "not a job of http://127.0.0.1:9/tap"],
+        {"jobs.txt": "http://127.0.0.1:9/tap/async/1\nhttp://example.org/x\n"},
+    ),
     # -- hub
     Case(
         "hub-unreachable",

@@ -628,3 +628,147 @@ def test_ci_run_signal_mid_campaign_stops_cleanly(sandbox, tmp_path, sig):
     assert (artifacts / "report" / "index.html").is_file()
     assert_nothing_left(sandbox, users)
     assert bosun_processes(marker) == []
+
+
+# --- 6. a second SIGINT/SIGTERM during a lab flock ----------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_second_signal_never_costs_a_flock_its_records(sandbox, tmp_path, sig):
+    """Two signals a second apart while a lab flock runs in the campaign: every flock still
+    writes result.json, summary.json and its JUnit case, all before the root junit.xml."""
+    marker = f"fault-ci2-{uuid.uuid4().hex[:8]}"
+    artifacts = tmp_path / marker
+    env = dict(os.environ, ARTIFACT_DIR=str(artifacts), CI="1")
+    proc = subprocess.Popen(
+        [
+            PYTHON,
+            str(REPO / "ci" / "run"),
+            "scale_friday",
+            "test",
+            "--preset",
+            "friday",
+            "--preset",
+            "sandbox",
+            "--var",
+            "tests.scale.campaign: [emptyloop, nublado]",
+            "--var",
+            "tests.scale.duration: 5m",
+            "--var",
+            "tests.scale.flocks.emptyloop.count: 5",
+            "--var",
+            "tests.scale.flocks.nublado.count: 1",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    flocks_yaml = yaml.safe_load((REPO / "projects/scale_friday/flocks/nublado.yaml").read_text())
+    users = flocks_yaml[0]["user_spec"]["username_prefix"]
+    try:
+        wait_for(
+            lambda: running_labs(sandbox, users, ready_only=True), 120, "the campaign's lab", proc
+        )
+        time.sleep(3)
+        proc.send_signal(sig)
+        time.sleep(1)
+        proc.send_signal(sig)
+        output = finish(proc, 150)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + sig, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    root_junit = artifacts / "junit.xml"
+    assert (artifacts / "exit_code").read_text().strip() == str(128 + sig)
+    runs = sorted(artifacts.glob("*__test/*__scale_campaign/*__scale__run__*"))
+    assert sorted(p.name.split("__")[-1] for p in runs) == ["emptyloop", "nublado"]
+    for run in runs:
+        for name in ("result.json", "summary.json", "junit.xml", "exit_code"):
+            assert (run / name).is_file(), (run.name, name)
+            # Written before the root JUnit that merges them, never after it.
+            assert (run / name).stat().st_mtime <= root_junit.stat().st_mtime, (run.name, name)
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["stop_reason"] == sig.name, (run.name, summary["stop_reason"])
+    cases = root_junit.read_text()
+    for flock_name in ("emptyloop", "nublado"):
+        assert f'name="{flock_name}"' in cases or flock_name in cases, flock_name
+    fragment_cases = sum((run / "junit.xml").read_text().count("<testcase") for run in runs)
+    assert fragment_cases >= 2
+    # Steps (1) + toolbox calls (2) + the flocks' own cases: none of them lost.
+    assert cases.count("<testcase") >= 1 + 2 + fragment_cases
+    assert_nothing_left(sandbox, users)
+    assert bosun_processes(marker) == []
+
+
+# --- 7. UWS jobs left on the service by an outage -----------------------------------------------
+
+
+def test_uws_jobs_of_an_outage_are_deleted_once_dachs_answers_again(sandbox, tmp_path):
+    """DaCHS stops under an async query set: the jobs whose delete failed are deleted when the
+    service is back (within the run's cleanup wait), or listed in jobs_left.txt."""
+    import urllib.error
+    import urllib.request
+
+    from library.sandbox import dachs
+
+    qs_dir = tmp_path / "qs"
+    query_set = subprocess.Popen(
+        [
+            PYTHON,
+            str(REPO / "run_toolbox.py"),
+            "tap",
+            "run_query_set",
+            "--query-set",
+            "bosun-sandbox",
+            "--use-async",
+            "--count",
+            "300",
+            "--concurrency",
+            "4",
+            "--timeout",
+            "5",
+            "--seed",
+            "11",
+        ],
+        cwd=REPO,
+        env=dict(os.environ, ARTIFACT_DIR=str(qs_dir), CI="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(6)
+        assert query_set.poll() is None, "the query set ended before DaCHS was stopped"
+        dachs.down(Path(sandbox.state_dir))
+        time.sleep(4)
+        restore_sandbox()
+        qs_out, qs_err = query_set.communicate(timeout=300)
+    finally:
+        if query_set.poll() is None:
+            query_set.kill()
+        restore_sandbox()
+    assert "Traceback" not in qs_out + qs_err
+    (cmd,) = qs_dir.glob("*__tap__run_query_set")
+    rows = [json.loads(line) for line in (cmd / "results.jsonl").read_text().splitlines()]
+    undeleted = [r["job_url"] for r in rows if r["job_url"] and r["job_deleted"] is False]
+    assert undeleted, "no job lost its delete: the outage did not hit a running job"
+    listed = set()
+    if (cmd / "jobs_left.txt").exists():
+        listed = set((cmd / "jobs_left.txt").read_text().split())
+    still_there = []
+    for url in undeleted:
+        try:
+            with urllib.request.urlopen(url, timeout=10):
+                still_there.append(url)
+        except urllib.error.HTTPError as err:
+            if err.code != 404:
+                still_there.append(url)
+    # Every job is gone from the service, or named for cleanup: none is silently left.
+    assert set(still_there) <= listed, set(still_there) - listed
+    summary = json.loads((cmd / "summary.json").read_text())
+    assert summary["jobs_left"] == len(listed)

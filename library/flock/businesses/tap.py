@@ -8,10 +8,13 @@ own timeout.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 
 from library.artifacts import Operation
 from library.flock.businesses.base import Business
+
+log = logging.getLogger(__name__)
 
 
 class TAPQueryRunner(Business):
@@ -70,6 +73,19 @@ class TAPQueryRunner(Business):
             raise TAPQueryFailed(f"{name}: {result.error_class}: {result.error}"[:300])
         self.executions += 1
         return False
+
+    async def shutdown(self) -> None:
+        # Async jobs whose delete failed while the service was away: deleted now if it answers
+        # again within the shutdown bound, else named in the log for a later cleanup.
+        client = getattr(self, "client", None)
+        if client is None or not client.jobs_left:
+            return
+        wait = max(0.0, self.shutdown_timeout() - 2.0)
+        left = await asyncio.to_thread(client.delete_left_jobs, wait)
+        if left:
+            log.warning(
+                "%s: %d UWS job(s) left on %s: %s", self.ctx.username, len(left), client.url, left
+            )
 
 
 class TAPQuerySetRunner(TAPQueryRunner):
