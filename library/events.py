@@ -357,21 +357,28 @@ class Recorder:
     def write_columns(self, columns: dict[str, Any]) -> Path:
         """Write whole columns as one part file at once (generators of large synthetic runs).
 
-        Each value is an array (numpy, Arrow, list) of one length, or one value for every row;
-        `start_us` and `duration_us` are required, every other column defaults as in `record`
-        (the recorder's flock and business, success, rows -1, this shard, "" otherwise).
+        Each value is an array (numpy, Arrow, list) of one length, or one value for every row.
+        A column left out takes `record`'s default for it (read from its signature, so a column
+        added there is filled here too), the recorder's flock and business, and this shard.
         """
+        import inspect
+
         import pyarrow as pa
 
         unknown = sorted(set(columns) - set(COLUMNS))
         if unknown:
             raise ValueError(f"no events column {unknown[0]!r} (columns: {', '.join(COLUMNS)})")
+        defaults = {
+            name: p.default
+            for name, p in inspect.signature(Recorder.record).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+        defaults |= {"flock": self.flock, "business": self.business, "shard": self.shard}
+        missing = [c for c in COLUMNS if c not in columns and c not in defaults]
+        if missing:
+            raise ValueError(f"events column {missing[0]!r} has no default: give it")
         n = len(columns["start_us"])
-        defaults = {"flock": self.flock, "business": self.business, "success": True}
-        defaults |= {"rows": -1, "shard": self.shard}
-        arrays = [
-            _column(columns.get(f.name, defaults.get(f.name, "")), f.type, n) for f in schema()
-        ]
+        arrays = [_column(columns.get(f.name, defaults.get(f.name)), f.type, n) for f in schema()]
         path = self._claim_path()
         self._write_table(pa.Table.from_arrays(arrays, schema=schema()), path)
         self.files.append(path)

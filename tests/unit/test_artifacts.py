@@ -121,7 +121,7 @@ def test_summaries_carry_their_kind_and_the_report_reads_them_by_kind(tmp_path):
 def test_whole_columns_are_written_with_the_record_defaults(tmp_path):
     import numpy as np
 
-    from library.events import read_events
+    from library.events import COLUMNS, read_events
 
     rec = Recorder(tmp_path, flock="f", business="b", shard=2)
     path = rec.write_columns(
@@ -135,7 +135,8 @@ def test_whole_columns_are_written_with_the_record_defaults(tmp_path):
     )
     assert path.name == "part-s002-00000.parquet"
     first, second = read_events(tmp_path).to_pylist()
-    assert first == {
+    assert set(first) == set(COLUMNS)
+    assert {k: v for k, v in first.items() if k != "lag_us"} == {
         "start_us": 10,
         "duration_us": 3,
         "flock": "f",
@@ -151,6 +152,8 @@ def test_whole_columns_are_written_with_the_record_defaults(tmp_path):
     }
     assert (second["success"], second["error"]) == (False, "boom")
     with pytest.raises(ValueError, match="no events column 'nope'"):
-        rec.write_columns({"start_us": [1], "duration_us": [1], "nope": [1]})
+        rec.write_columns({"start_us": [1], "duration_us": [1], "operation": "x", "nope": [1]})
     with pytest.raises(ValueError, match="different lengths"):
-        rec.write_columns({"start_us": [1, 2], "duration_us": [1]})
+        rec.write_columns({"start_us": [1, 2], "duration_us": [1], "operation": "x"})
+    with pytest.raises(ValueError, match="'duration_us' has no default"):
+        rec.write_columns({"start_us": [1], "operation": "x"})
