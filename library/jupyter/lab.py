@@ -127,18 +127,22 @@ class LabSession:
         image: str | None = None,
         size: str | None = None,
         image_field: str = "image_list",
+        form_fields: dict[str, str] | None = None,
     ) -> SpawnResult:
         """Start the lab and wait until the hub says it is ready.
 
         ``via="api"`` posts ``{image, size}`` as user options to the REST API; ``via="form"``
         submits the Nublado spawn form (``image_field`` is ``image_list``, ``image_tag`` or
-        ``image_class``) with the XSRF token from the hub's ``_xsrf`` cookie. A lab that is
-        already running is reported as such, not restarted.
+        ``image_class``) with the XSRF token from the hub's ``_xsrf`` cookie; ``form_fields``
+        (``via="form"``) are posted as given instead, as mobu posts its image's
+        ``to_spawn_form()``, and a hub without a spawn form is then an error, never a lab
+        with the hub's default image. A lab that is already running is reported as such,
+        not restarted.
         """
         with self._rec.timed(Operation.SPAWN_LAB, monkey=self.user, target=via):
-            return await self._spawn(timeout, via, image, size, image_field)
+            return await self._spawn(timeout, via, image, size, image_field, form_fields)
 
-    async def _spawn(self, timeout, via, image, size, image_field) -> SpawnResult:
+    async def _spawn(self, timeout, via, image, size, image_field, form_fields=None) -> SpawnResult:
         started = time.perf_counter()
         progress: list[dict] = []
         last = {"message": ""}
@@ -150,7 +154,7 @@ class LabSession:
         try:
             async with asyncio.timeout(timeout):
                 if not (server and server.get("pending") == "spawn"):
-                    await self._request_spawn(via, image, size, image_field)
+                    await self._request_spawn(via, image, size, image_field, form_fields)
                 ready_at = await self._follow_progress(started, progress, last)
                 await self._check_lab()
         except TimeoutError:
@@ -158,9 +162,9 @@ class LabSession:
         end = time.perf_counter()
         return SpawnResult(self.user, False, end - started, end - ready_at, progress, self.lab_url)
 
-    async def _request_spawn(self, via, image, size, image_field) -> None:
+    async def _request_spawn(self, via, image, size, image_field, form_fields=None) -> None:
         if via == "form":
-            await self._spawn_form(image, size, image_field)
+            await self._spawn_form(image, size, image_field, form_fields)
             return
         options = {k: v for k, v in (("image", image), ("size", size)) if v}
         try:
@@ -172,15 +176,21 @@ class LabSession:
             if not (exc.status == 400 and "already" in exc.reason.lower()):
                 raise
 
-    async def _spawn_form(self, image, size, image_field) -> None:
+    async def _spawn_form(self, image, size, image_field, form_fields=None) -> None:
         form = await self.open_spawn_form()
         if form is None:
+            if form_fields:
+                raise SpawnFailed(
+                    self.user,
+                    "the hub has no spawn form, so it cannot spawn the image asked for "
+                    f"({', '.join(f'{k}={v}' for k, v in form_fields.items())})",
+                )
             # A hub without a spawn form starts the lab on GET /hub/spawn (default options).
             return
-        fields = {}
-        if image:
+        fields = dict(form_fields or {})
+        if image and not form_fields:
             fields[image_field] = image
-        if size:
+        if size and not form_fields:
             fields["size"] = size
         missing = [name for name in fields if name not in form.fields]
         if missing:

@@ -111,7 +111,14 @@ def platform():
         tap_urls["auth"] = tap["auth_url"]
     if hub_url is None and not tap.get("url"):
         return None
-    return Platform(hub_url=hub_url, tap_url=tap.get("url"), tap_urls=tap_urls, tokens=tokens)
+    from library.sandbox import services
+
+    extra = services.platform_urls(
+        layout.root, settings.get("port_base", st.DEFAULT_PORT_BASE), tap.get("url")
+    )
+    return Platform(
+        hub_url=hub_url, tap_url=tap.get("url"), tap_urls=tap_urls, tokens=tokens, **extra
+    )
 
 
 def _tap_status(layout) -> dict:
@@ -196,6 +203,7 @@ def up(with_tap: bool = True, port_base: int | None = None, timeout: float = 120
         log.info("TAP service answered after %.1f s at %s", time.monotonic() - t0, tap["url"])
 
     _start_tap_front(layout, ports, result)
+    _start_services(layout, ports, result)
     result.update(status())
     log.info("hub: %s", result["hub"]["url"])
     log.info("TAP: %s", result["tap"]["url"] or f"not running ({tap_reason or 'stopped'})")
@@ -218,6 +226,20 @@ def _start_tap_front(layout, ports, result: dict) -> None:
     log.info("TAP with token check: %s", tapauth.url(ports.base))
 
 
+def _start_services(layout, ports, result: dict) -> None:
+    """Service discovery and Git LFS (library.sandbox.services), when the hub runs."""
+    from library.sandbox import hub, services
+
+    if hub.running(layout) is None:
+        return
+    was_running = services.running(layout.root) is not None
+    found = services.sandbox_up(
+        layout.root, ports.base, _urls(ports.hub)[0], _tap_status(layout).get("url")
+    )
+    result["already_running" if was_running else "started"].append("services")
+    log.info("service discovery: %s/discovery", found["discovery_url"])
+
+
 def down() -> dict:
     """Stop labs, hub, proxy and TAP service that this sandbox started; check no port is left."""
     from library.sandbox import hub
@@ -236,6 +258,9 @@ def down() -> dict:
     t0 = time.monotonic()
     stopped = hub.stop(layout, token=token, hub_api_url=_urls(ports.hub)[1])
     stopped["tap_auth"] = tapauth.stop(layout.root)
+    from library.sandbox import services
+
+    stopped["services"] = services.stop(layout.root)
     if stopped["hub"] or stopped["labs"]:
         log.info(
             "stopped JupyterHub and %d lab(s) in %.1f s",
@@ -296,9 +321,16 @@ def status() -> dict:
         },
         "tap": {"running": bool(tap.get("running")), "url": tap.get("url"), "pid": tap.get("pid")},
         "tap_auth": {"url": tap.get("auth_url"), "pid": tap.get("auth_pid")},
+        "services": _services_status(layout, ports.base),
         "labs": labs,
         "token_file": str(layout.token_file),
     }
+
+
+def _services_status(layout, port_base: int) -> dict:
+    from library.sandbox import services
+
+    return services.status(layout.root, port_base)
 
 
 def env_lines() -> list[str]:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from library.errors import UserError
-from library.sandbox import catalogue
+from library.sandbox import catalogue, images
 
 log = logging.getLogger(__name__)
 
@@ -355,6 +355,7 @@ def up(state_dir: Path, port: int, timeout: float) -> dict:
         _wait_gone(pid, 15)
 
     rows = catalogue.write(_dir(state_dir) / "catalogue")
+    image_rows = images.write(_dir(state_dir) / "catalogue")
     _make_readable(_dir(state_dir) / "catalogue")
     _link_resource(_dir(state_dir) / "catalogue")
     imported = False
@@ -366,6 +367,8 @@ def up(state_dir: Path, port: int, timeout: float) -> dict:
         )
         _import(state_dir, rows)
         imported = True
+    # The SIA images table alone, for a DaCHS whose catalogue was imported before it existed.
+    images.ensure_imported(image_rows, log_path)
     _configure(port)
     if _run_logged(["dachs", "serve", "start"], log_path, timeout=60) != 0:
         raise UserError(

@@ -19,8 +19,8 @@ PG_CLUSTER = "main"
 POSTGRES = ["postgresql", f"postgresql-{PG_VERSION}-pgsphere", f"postgresql-{PG_VERSION}-q3c"]
 DACHS = ["gavodachs2-server"]
 # nginx: the fixed-cost target of the HTTP benchmarks, with the echo module for its delayed
-# endpoint (echo_sleep); chromium: the report tests.
-EXTRAS = ["nginx", "libnginx-mod-http-echo", "chromium"]
+# endpoint (echo_sleep); chromium: the report tests; git-lfs: the GitLFS business's client.
+EXTRAS = ["nginx", "libnginx-mod-http-echo", "chromium", "git-lfs"]
 ALL_PACKAGES = POSTGRES + DACHS + EXTRAS
 
 _APT = [

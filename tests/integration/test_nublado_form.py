@@ -89,7 +89,7 @@ def test_spawn_form_run_code_delete(ep, tmp_path):
         assert server["user_options"] == {
             "image": "sandbox/lab:w_2025_01",
             "image_class": "list",
-            "size": "medium",
+            "size": "Medium",  # the form's size names are Nublado's; lower case is accepted
         }
         ran = _cli(
             ep,
@@ -102,7 +102,7 @@ def test_spawn_form_run_code_delete(ep, tmp_path):
         )
         outputs.append(ran)
         assert ran.returncode == 0, ran.stderr
-        assert ran.stdout.strip().splitlines()[0] == "sandbox/lab:w_2025_01 medium"
+        assert ran.stdout.strip().splitlines()[0] == "sandbox/lab:w_2025_01 Medium"
     finally:
         deleted = _cli(ep, tmp_path, "delete_lab", "--user", user)
         outputs.append(deleted)
@@ -148,8 +148,15 @@ def test_wrong_xsrf_token_is_refused_then_the_right_one_spawns(ep):
         try:
             form = await lab.open_spawn_form()
             assert form is not None
-            assert form.fields["size"] == ["small", "medium", "large"]
-            assert form.fields["image_class"] == ["recommended", "list", "tag"]
+            assert form.fields["size"] == ["Small", "Medium", "Large"]
+            assert form.fields["image_class"] == [
+                "recommended",
+                "latest-weekly",
+                "latest-daily",
+                "latest-release",
+                "list",
+                "tag",
+            ]
             assert "sandbox/lab:r29_0_0" in form.fields["image_list"]
             assert "image_tag" in form.fields
             assert form.xsrf and form.xsrf not in repr(form)
@@ -175,7 +182,7 @@ def test_wrong_xsrf_token_is_refused_then_the_right_one_spawns(ep):
             assert server["user_options"] == {
                 "image": "sandbox/lab:r29_0_0",
                 "image_class": "tag",
-                "size": "large",
+                "size": "Large",
             }
             kernel = await lab.open_kernel()
             out = await kernel.execute("import os; print(os.environ['JUPYTER_IMAGE_SPEC'])")

@@ -39,8 +39,12 @@ def test_a_phalanx_values_file_as_it_would_run(monkeypatch):
     # mobu's dp0.2 is not bosun's: without a search path it is named as missing, not replaced.
     assert tap["runs_here"] is False
     assert "'dp0.2': not found" in tap["needs"]
-    assert flocks["sia"]["runs_here"] is False
-    assert "SIA v2 service" in flocks["sia"]["needs"]
+    # mobu's dp02 SIA parameter set ships with bosun (library/sia/query_sets/dp02).
+    assert flocks["sia"]["runs_here"] is True
+    assert flocks["sia"]["endpoint"] == {
+        "sia": "the SIA service of dataset 'dp02'",
+        "query_set": "dp02",
+    }
 
 
 def test_mobus_query_sets_found_on_the_search_path(monkeypatch):

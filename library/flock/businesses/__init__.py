@@ -70,25 +70,22 @@ REGISTRY: dict[str, Entry] = {
     ),
     "SIAQuerySetRunner": Entry(
         o.SIAQuerySetRunnerOptions,
-        None,
+        "library.flock.businesses.sia:SIAQuerySetRunner",
         "sia_query",
         "sia",
-        needs="an SIA v2 service and SIA query sets (not in this build of bosun)",
     ),
     "GitLFS": Entry(
         o.GitLFSOptions,
-        None,
+        "library.flock.businesses.gitlfs:GitLFS",
         "git_lfs",
         "git-lfs",
-        needs="the git-lfs client and a Git-LFS server (not in this build of bosun)",
         options_required=True,
     ),
     "Muster": Entry(
         o.MusterOptions,
-        None,
+        "library.flock.businesses.muster:Muster",
         "muster",
         "muster",
-        needs="a Muster service behind the platform's ingress (not in this build of bosun)",
     ),
     # bosun's own: not a mobu business.
     "HTTPLoop": Entry(

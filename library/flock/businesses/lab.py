@@ -74,8 +74,17 @@ class LabBusiness(Business):
         await self._spawn()
 
     async def _spawn(self) -> None:
-        image = self.options.image if isinstance(self.options.image, str) else None
-        await self.lab.spawn_lab(timeout=self.options.spawn_timeout, image=image)
+        image = self.options.image
+        if hasattr(image, "to_spawn_form"):
+            # As mobu: the image's spawn-form fields (class, reference or tag; size; debug),
+            # posted as they are; a hub that does not offer them refuses, never substitutes.
+            await self.lab.spawn_lab(
+                timeout=self.options.spawn_timeout, via="form", form_fields=image.to_spawn_form()
+            )
+        else:
+            await self.lab.spawn_lab(
+                timeout=self.options.spawn_timeout, image=image if isinstance(image, str) else None
+            )
         self.kernel = await self.lab.open_kernel()
 
     async def refresh(self) -> None:

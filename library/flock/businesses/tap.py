@@ -29,7 +29,10 @@ class TAPQueryRunner(Business):
             self.queries = list(queries)
         else:
             self.query_set = await asyncio.to_thread(self._load_set, opts.query_set)
-        url = self.ctx.shared.tap_url()
+        # The TAP service of the flock's dataset, through service discovery as mobu finds it.
+        from library.flock.businesses.endpoints import data_url
+
+        url = await data_url(self.ctx.shared, "tap", opts.dataset)
         # This monkey's own user's token (with the flock's scopes), never a shared one.
         token = await self.ctx.shared.token_for(self.ctx.user, self.ctx.scopes)
         # mobu waits without limit when query_timeout is unset; bosun keeps the client's bound.

@@ -85,6 +85,15 @@ file, before the indexes are built: row-by-row ingestion through a grammar took 
       description="PSF flux error"/>
   </table>
 
+  <!-- Image metadata for the SIA v2 service (library/sandbox/images.py generates the rows):
+  a native ObsCore-shaped table that DaCHS's //siap2 parameters query. -->
+  <table id="images" onDisk="True" adql="True">
+    <meta name="description">Metadata of the sandbox's (pixel-less) detector images, in
+      ObsCore columns: footprint, band, time span, exposure.</meta>
+    <FEED source="//obscore#obscore-columns"/>
+    <index columns="s_region" method="GIST"/>
+  </table>
+
   <data id="import">
     <make table="objects">
       <script type="preIndex" lang="python" name="bulk load objects">
@@ -107,4 +116,31 @@ file, before the indexes are built: row-by-row ingestion through a grammar took 
       </script>
     </make>
   </data>
+  <data id="import_images">
+    <make table="images">
+      <script type="preIndex" lang="python" name="bulk load images">
+        import os
+        path = os.path.join(table.tableDef.rd.resdir, "data", table.tableDef.id + ".csv")
+        columns = ", ".join(str(c.name) for c in table.tableDef.columns)
+        with open(path) as f:
+          table.connection.cursor().copy_expert(
+            "COPY %s (%s) FROM STDIN WITH (FORMAT csv)" % (table.tableName, columns), f)
+      </script>
+    </make>
+  </data>
+
+  <!-- SIA v2 over the images table: base URL .../sandbox/q/sia (capabilities list the
+  siap2.xml query endpoint, which pyvo's SIA2Service finds there). -->
+  <service id="sia" allowed="siap2.xml,form">
+    <meta name="shortName">bosun sandbox SIA</meta>
+    <meta name="sia.type">Pointed</meta>
+    <meta name="testQuery.pos.ra">62</meta>
+    <meta name="testQuery.pos.dec">-34</meta>
+    <meta name="testQuery.size.ra">0.1</meta>
+    <meta name="testQuery.size.dec">0.1</meta>
+    <publish render="siap2.xml" sets="local"/>
+    <dbCore queriedTable="images">
+      <FEED source="//siap2#parameters"/>
+    </dbCore>
+  </service>
 </resource>

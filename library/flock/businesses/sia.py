@@ -1,0 +1,63 @@
+"""SIAQuerySetRunner: SIA v2 searches with parameters drawn from a set, as mobu runs them.
+
+Startup finds the SIA service of the flock's ``dataset`` (service discovery, as mobu; see
+`endpoints`) and loads the parameter set ``query_set`` (`library.sia.params`); each execution
+draws one cone and the set's time interval and runs one search (operation ``sia_query``,
+target the set's name, rows = images found). pyvo is synchronous, so searches run in the run's
+own thread pool; cancelling a monkey abandons the wait at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from library.flock.businesses.base import Business
+
+
+class SIAQueryFailed(Exception):
+    """A search of the flock failed (the event row carries the error class)."""
+
+
+class SIAQuerySetRunner(Business):
+    async def startup(self) -> None:
+        from library.flock.businesses.endpoints import data_url
+        from library.sia.client import DEFAULT_TIMEOUT, SiaClient
+        from library.sia.params import load
+
+        opts = self.options
+        self.rng = random.Random()
+        self.params = await asyncio.to_thread(load, opts.query_set)
+        url = await data_url(self.ctx.shared, "sia", opts.dataset)
+        token = await self.ctx.shared.token_for(self.ctx.user, self.ctx.scopes)
+        timeout = getattr(opts, "query_timeout", None) or DEFAULT_TIMEOUT
+        self.client = SiaClient(url, token=token, timeout=timeout)
+        # The capabilities request, outside the timed searches (mobu makes its client here).
+        await asyncio.get_running_loop().run_in_executor(
+            self.ctx.shared.threads(), self.client.connect
+        )
+
+    async def execute(self) -> bool:
+        query = self.params.draw(self.rng)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self.ctx.shared.threads(), self.client.search, query)
+        self.ctx.recorder.record(
+            "sia_query",
+            result.start_us,
+            int(result.total_s * 1e6),
+            result.success,
+            self.ctx.username,
+            self.params.name,
+            result.error_class,
+            result.error,
+            result.rows,
+            self.ctx.flock,
+            self.ctx.business,
+        )
+        if not result.success:
+            raise SIAQueryFailed(f"{query}: {result.error_class}: {result.error}"[:300])
+        self.executions += 1
+        return False
+
+    def describe(self) -> dict:
+        return {**super().describe(), "query_set": self.params.name, "sia_url": self.client.url}
