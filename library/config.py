@@ -118,6 +118,7 @@ class Secret(str):
     """
 
     __slots__ = ()
+    is_secret = True  # a marker maskers can test without importing this module
 
     def __repr__(self) -> str:
         return "Secret('***')"
