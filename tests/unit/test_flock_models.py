@@ -428,3 +428,35 @@ def test_duplicate_names_and_bad_files(tmp_path):
     values.write_text("config:\n  autostart: []\n")
     with pytest.raises(UserError, match="the flock list at config.autostart is empty"):
         load_flocks(values)
+
+
+# lsst-sqre/mobu tests/handlers/flock_test.py at 95fe256: two flocks PUT to /mobu/flocks (201).
+MOBU_HANDLER_FLOCKS = [
+    {
+        "name": "test",
+        "count": 1,
+        "user_spec": {"username_prefix": "bot-mobu-testuser"},
+        "scopes": ["exec:notebook"],
+        "business": {"type": "EmptyLoop"},
+    },
+    {
+        "name": "test",
+        "count": 2,
+        "users": [
+            {"username": "bot-mobu-testuser", "uidnumber": 1000, "gidnumber": 1056, "groups": []},
+            {"username": "bot-mobu-otheruser", "uidnumber": 60000},
+        ],
+        "scopes": ["exec:notebook"],
+        "business": {"type": "EmptyLoop"},
+    },
+]
+
+
+def test_mobus_handler_test_flocks():
+    one, listed = (_one(f) for f in MOBU_HANDLER_FLOCKS)
+    assert [u.username for u in one.monkeys()] == ["bot-mobu-testuser1"]
+    assert [(u.username, u.uidnumber, u.effective_gid) for u in listed.monkeys()] == [
+        ("bot-mobu-testuser", 1000, 1056),
+        ("bot-mobu-otheruser", 60000, 60000),
+    ]
+    assert one.notices == listed.notices == []
