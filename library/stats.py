@@ -53,8 +53,13 @@ _OPTIONAL = frozenset(
         "lag_max_ms",
         "intended_per_s",
         "achieved_per_s",
+        "achieved_pct",
+        "behind_schedule",
     }
 )
+# A scheduled (flock, operation) whose achieved rate is below this share of its intended rate
+# sent less load than it was configured for, whatever the CPU says.
+BEHIND_SCHEDULE_PCT = 95.0
 
 
 @dataclass
@@ -82,9 +87,13 @@ class OperationStats:
     lag_p50_ms: float | None = None
     lag_p99_ms: float | None = None
     lag_max_ms: float | None = None
-    # Rates over the run's span, filled by callers that know the span and the schedule.
+    # Rates of scheduled events (lag_us present): per monkey, executions over the span of
+    # their intended starts (start - lag) and over the span of their actual starts, summed
+    # over the monkeys; `behind_schedule` when achieved < BEHIND_SCHEDULE_PCT % of intended.
     intended_per_s: float | None = None
     achieved_per_s: float | None = None
+    achieved_pct: float | None = None
+    behind_schedule: bool | None = None
 
     @property
     def key(self) -> str:
@@ -180,11 +189,14 @@ def operation_stats(
     lag_us: np.ndarray | None = None,
     *,
     cdf: bool = False,
+    start_us: np.ndarray | None = None,
+    monkey_codes: np.ndarray | None = None,
 ) -> list[OperationStats]:
     """One `OperationStats` per (flock, operation) present, ordered by (flock, operation).
 
     Strings come as dictionary codes (`*_codes` index `*_names`), so grouping is integer work.
-    `lag_us` (schedule lag per event, 0 when unscheduled) adds the corrected percentiles.
+    `lag_us` (schedule lag per event, 0 when unscheduled) adds the corrected percentiles;
+    with `start_us` and `monkey_codes` too, the intended and achieved rates.
     """
     import numpy as np
 
@@ -211,7 +223,7 @@ def operation_stats(
     quant = group_quantiles(values, offsets, qs)
     maxima = values[offsets[1:] - 1]
     means = np.bincount(group, weights=np.maximum(duration, 0), minlength=n_groups) / counts
-    corrected = lag = None
+    corrected = lag = rates = None
     if lag_us is not None and len(lag_us) == n and np.any(lag_us):
         lag_arr = np.maximum(np.asarray(lag_us, np.int64), 0)
         c_values, c_off = grouped_sorted(group, lag_arr + np.maximum(duration, 0), n_groups)
@@ -220,6 +232,8 @@ def operation_stats(
         l_values, l_off = grouped_sorted(group, lag_arr, n_groups)
         lag = group_quantiles(l_values, l_off, [0.5, 0.99])
         lag_max = l_values[l_off[1:] - 1]
+        if start_us is not None and monkey_codes is not None:
+            rates = schedule_rates(group, n_groups, monkey_codes, start_us, lag_arr)
     out = []
     for g, k in enumerate(present):
         count = int(counts[g])
@@ -245,9 +259,51 @@ def operation_stats(
             row.lag_p50_ms = ms(lag[g, 0])
             row.lag_p99_ms = ms(lag[g, 1])
             row.lag_max_ms = ms(lag_max[g])
+            if rates is not None and rates[1][g] > 0:
+                intended, achieved = float(rates[0][g]), float(rates[1][g])
+                row.intended_per_s = round(intended, 3)
+                row.achieved_per_s = round(achieved, 3)
+                row.achieved_pct = round(100.0 * achieved / intended, 2) if intended else None
+                row.behind_schedule = bool(intended and achieved < intended * BEHIND_PCT)
         out.append(row)
     out.sort(key=lambda r: (r.flock, r.operation))
     return out
+
+
+BEHIND_PCT = BEHIND_SCHEDULE_PCT / 100.0
+
+
+def schedule_rates(group, n_groups: int, monkey_codes, start_us, lag_us):
+    """(intended, achieved) executions/s per group, summed over its monkeys.
+
+    A monkey's achieved rate is (n - 1) / (last start - first start); its intended rate the
+    same over its intended starts (start - lag): a monkey that fell behind and never caught
+    up has a longer actual span than intended. Monkeys with fewer than two events count 0.
+    """
+    import numpy as np
+
+    monkey = np.asarray(monkey_codes, np.int64)
+    n_monkeys = int(monkey.max()) + 1 if len(monkey) else 1
+    key = np.asarray(group, np.int64) * n_monkeys + monkey
+    size = n_groups * n_monkeys
+    start = np.asarray(start_us, np.int64)
+    intended = start - lag_us
+    big = np.iinfo(np.int64).max
+    spans = []
+    for times in (intended, start):
+        first = np.full(size, big, np.int64)
+        last = np.full(size, -big, np.int64)
+        np.minimum.at(first, key, times)
+        np.maximum.at(last, key, times)
+        spans.append(last - first)
+    n = np.bincount(key, minlength=size)
+    per_group = []
+    for span in spans:
+        ok = (n > 1) & (span > 0)
+        rate = np.zeros(size)
+        rate[ok] = (n[ok] - 1) / (span[ok] / 1e6)
+        per_group.append(rate.reshape(n_groups, n_monkeys).sum(axis=1))
+    return per_group[0], per_group[1]
 
 
 def dictionary_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, list[str]]:
@@ -287,6 +343,7 @@ def table_stats(table: pa.Table, *, cdf: bool = False) -> list[OperationStats]:
         if "lag_us" in table.column_names
         else None
     )
+    scheduled = lag is not None and bool(lag.any())
     return operation_stats(
         flock,
         flock_names,
@@ -296,4 +353,6 @@ def table_stats(table: pa.Table, *, cdf: bool = False) -> list[OperationStats]:
         table.column("duration_us").to_numpy(zero_copy_only=False),
         lag,
         cdf=cdf,
+        start_us=table.column("start_us").to_numpy(zero_copy_only=False) if scheduled else None,
+        monkey_codes=dictionary_codes(table.column("monkey"))[0] if scheduled else None,
     )

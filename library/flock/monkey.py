@@ -20,6 +20,40 @@ if TYPE_CHECKING:
 STARTING, RUNNING, IDLE, ERROR, STOPPED = "starting", "running", "idle", "error", "stopped"
 
 
+class Schedule:
+    """When a monkey means to start its next execution: coordinated omission, measured.
+
+    The plan is mobu's: run, then idle for `idle_time`. The intended start of the next
+    execution is the intended start of this one plus its typical duration plus the idle time,
+    so a client that wakes late (event-loop lag) or a platform that stalls once does not move
+    the plan: the monkey falls behind it, the lag (actual - intended start) is recorded with
+    the next executions, and the monkey skips its idle until it has caught up, as a user who
+    meant to act at those times would have. The typical duration follows the measured ones
+    (a moving average), but one execution counts for at most twice the typical: a stall is
+    lateness against the plan, not a new plan.
+    """
+
+    __slots__ = ("idle_ns", "typical_ns")
+
+    def __init__(self, idle_time: float | None) -> None:
+        self.idle_ns = int((idle_time or 0.0) * 1e9)
+        self.typical_ns = -1  # none measured yet
+
+    def next_start(self, intended_ns: int, duration_ns: int) -> int:
+        typical = self.typical_ns
+        if typical < 0:
+            step = self.typical_ns = duration_ns
+        else:
+            step = min(duration_ns, 2 * typical)
+            self.typical_ns = typical + ((step - typical) >> 3)
+        return intended_ns + step + self.idle_ns
+
+    @property
+    def period_s(self) -> float | None:
+        """The planned time between two starts; None before the first execution."""
+        return None if self.typical_ns < 0 else (self.typical_ns + self.idle_ns) / 1e9
+
+
 class FlockStats:
     """Live counters of one flock in this process, for the live view (events stay the truth)."""
 
@@ -33,6 +67,18 @@ class FlockStats:
         self.failures = 0
         self.monkeys: list[Monkey] = []
         self.recent_ms: deque[float] = deque(maxlen=2000)
+        # Schedule lag of the same recent executions (0 for businesses that are not paced):
+        # lag + duration is the latency from the intended start.
+        self.recent_lag_ms: deque[float] = deque(maxlen=2000)
+
+    def intended_per_s(self) -> float:
+        """Executions per second the flock's monkeys mean to run (their planned periods)."""
+        total = 0.0
+        for monkey in list(self.monkeys):
+            period = monkey.schedule.period_s if monkey.schedule is not None else None
+            if period and monkey.state in (RUNNING, IDLE):
+                total += 1.0 / period
+        return total
 
     def states(self) -> dict[str, int]:
         counts = dict.fromkeys((STARTING, RUNNING, IDLE, ERROR, STOPPED), 0)
@@ -57,6 +103,7 @@ class Monkey:
         self.stats = stats
         self.state = STARTING
         self.business = None
+        self.schedule: Schedule | None = None
         stats.monkeys.append(self)
 
     def _event(self, operation: str, start: int, success: bool = True, exc=None) -> None:
@@ -131,18 +178,38 @@ class Monkey:
             self._event(Operation.MONKEY_STOP, begin)
 
     async def _loop(self, business) -> bool:
+        """Execute and idle in turn, keeping the schedule (see `Schedule`)."""
+        from library.flock.businesses.base import Business
+
         stats = self.stats
-        perf = time.perf_counter
+        ctx = business.ctx
+        perf = time.perf_counter_ns
+        sleep = asyncio.sleep
+        recent, recent_lag = stats.recent_ms.append, stats.recent_lag_ms.append
+        # Not scheduled (lag 0): a business with its own idle (labs refresh there), and a
+        # flock without idle time, whose plan is "as fast as it goes".
+        paced = type(business).idle is Business.idle and business.options.idle_time > 0
+        self.schedule = schedule = Schedule(business.options.idle_time if paced else None)
+        intended = perf()
         while True:
             self.state = RUNNING
             t0 = perf()
+            lag = t0 - intended if paced and t0 > intended else 0
+            ctx.lag_us = lag // 1000
             done = await business.execute()
-            stats.recent_ms.append((perf() - t0) * 1000.0)
+            duration = perf() - t0
+            recent(duration / 1e6)
+            recent_lag(lag / 1e6)
             stats.successes += 1
             if done:
                 return True
             self.state = IDLE
-            await business.idle()
+            if paced:
+                intended = schedule.next_start(intended, duration)
+                # Behind schedule: no idle until caught up (a zero sleep still yields).
+                await sleep(max(0, intended - perf()) / 1e9)
+            else:
+                await business.idle()
 
     async def _shutdown(self, business) -> None:
         try:

@@ -1,16 +1,23 @@
-"""The HTTP load engine against Locust, and Dask shards, side by side in one run.
+"""The HTTP load engine against a bare aiohttp loop and Locust, judged by nginx, in one run.
 
-1. `HTTPLoop` vs Locust `FastHttpUser`, 1,000 users, no think time, against the same local nginx:
-   requests/s and CPU per request, each client pinned to core 0 and nginx to core 1.
-   Goal: >= 1.3x Locust.
+1. 1,000 users, no think time, against nginx's instant `200`: requests/s and CPU per request.
+   Goals: >= 1.3x Locust FastHttpUser's requests/s; CPU per request <= 1.25x the bare loop's.
 2. 10,000 users, `GET` a 50 ms endpoint then idle 1 s (ceiling ~9,500 req/s): requests/s, p50,
-   peak RSS, for both. Goals: >= 9,000 req/s, p50 <= 60 ms, peak RSS <= 400 MiB.
-3. `scale run --workers 2` vs `--workers 1` on a CPU-bound HTTP load (nginx, no think time).
-   Goal: >= 1.8x.
+   CPU per request, peak RSS, intended vs achieved. Goals: >= 9,000 req/s, p50 <= 60 ms,
+   <= 0.085 ms CPU/req and <= 1.25x the bare loop's.
+3. `scale run --workers 2` vs `--workers 1` on a CPU-bound HTTP load. Goal: >= 1.8x.
 
-The anchor of each comparison is the other client (or the one-worker run) measured in the same
-run on the same servers. CPU is the whole client process (start-up included) from getrusage;
-peak RSS is polled every 0.2 s. Run with `make bench` or
+Judging is done from outside the clients, the same way for every one of them:
+- requests are counted by nginx itself (`stub_status`), not by the client under test (Locust's
+  CSV undercounts by 3-4 %);
+- the 50 ms endpoint is nginx's `echo_sleep` (Debian's libnginx-mod-http-echo), so no Python
+  server competes with the clients for the cores;
+- CPU and RSS are polled with psutil over the client's whole process tree (Dask workers,
+  Locust's greenlets' process), summed; peak RSS is the highest such sum, CPU per request is
+  taken over a steady-state window (after the ramp-up, before the stop) so start-up imports do
+  not count;
+- each comparison runs twice, the second round in the opposite order, and both rounds print.
+Clients run pinned to core 0, nginx to core 1. Run with `make bench` or
 `pytest tests/bench/bench_scale_http.py -s -o python_files='bench_*.py'`.
 """
 
@@ -25,8 +32,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -34,8 +44,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CLIENT_CORE, SERVER_CORE = "0", "1"
 SHORT_S, LONG_S, DASK_S = 12, 20, 12
+ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+POLL_S = 0.5
 
 NGINX_CONF = """
+load_module {echo};
 worker_processes 1;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
@@ -49,31 +62,15 @@ http {{
   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
   server {{
     listen 127.0.0.1:{port} backlog=16384;
-    location / {{ return 200 "ok"; }}
+    location = / {{ return 200 "ok"; }}
+    location = /slow {{ echo_sleep 0.05; echo "ok"; }}
+    location = /nginx_status {{ stub_status; }}
   }}
 }}
 """
 
-SLOW_SERVER = """
-import asyncio, gc, sys
-from aiohttp import web
-gc.set_threshold(100_000, 50, 100)
-try:  # the stand-in platform must not be what limits the clients under test
-    import uvloop
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-except ImportError:
-    pass
-async def slow(request):
-    await asyncio.sleep(0.05)
-    return web.Response(text="ok")
-app = web.Application()
-app.router.add_get("/slow", slow)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, backlog=16384,
-            print=None)
-"""
-
 ENGINE_RUNNER = """
-import json, resource, sys
+import json, sys
 sys.path.insert(0, {repo!r})
 from library.flock.runner import ScaleRun
 
@@ -82,22 +79,50 @@ if __name__ == "__main__":
     flocks, out, duration, workers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     run = ScaleRun.prepare(flocks, duration=duration)
     run.execute(out, workers=int(workers) or None, live=False, min_success_pct=0)
-    summary = json.load(open(out + "/summary.json"))
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    summary["cpu_s"] = usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
-    # Steady state: from 3 s after the first request to 1 s before the last one ended.
-    import numpy as np
-    from library.events import read_events
-    table = read_events(out + "/events")
-    ops = table.column("operation").to_numpy(zero_copy_only=False) == "http_request"
-    start = table.column("start_us").to_numpy()[ops]
-    duration = table.column("duration_us").to_numpy()[ops]
-    lo, hi = start.min() + 3_000_000, (start + duration).max() - 1_000_000
-    window = (start >= lo) & (start < hi)
-    summary["steady"] = dict(rps=float(window.sum() / ((hi - lo) / 1e6)),
-                             p50_ms=float(np.median(duration[window]) / 1000))
-    print(json.dumps(summary))
+    print(json.dumps(json.load(open(out + "/summary.json"))))
+"""
+
+# The floor: what aiohttp itself costs with the engine's loop and GC settings, no engine.
+BARE_AIOHTTP = """
+import asyncio, gc, json, sys, time
+import aiohttp
+gc.set_threshold(100_000, 50, 100)
+try:
+    import uvloop
+except ImportError:
+    uvloop = None
+
+async def user(session, url, idle, durations):
+    perf = time.perf_counter
+    while True:
+        t0 = perf()
+        async with session.get(url) as response:
+            await response.read()
+        durations.append(perf() - t0)
+        if idle:
+            await asyncio.sleep(idle)
+
+async def main(url, users, idle, duration, batch, batch_wait):
+    connector = aiohttp.TCPConnector(limit=0)
+    session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+    durations, tasks = [], []
+    end = time.monotonic() + duration
+    for offset in range(0, users, batch):
+        if offset:
+            await asyncio.sleep(batch_wait)
+        tasks += [asyncio.create_task(user(session, url, idle, durations))
+                  for _ in range(min(batch, users - offset))]
+    await asyncio.sleep(max(0.0, end - time.monotonic()))
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await session.close()
+    durations.sort()
+    print(json.dumps({"p50_ms": 1000 * durations[len(durations) // 2] if durations else 0.0}))
+
+url, users, idle, duration, batch, batch_wait = sys.argv[1:]
+with asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None) as runner:
+    runner.run(main(url, int(users), float(idle), float(duration), int(batch), float(batch_wait)))
 """
 
 LOCUSTFILE = """
@@ -137,77 +162,156 @@ def _stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
             proc.wait()
 
 
+@dataclass
+class Nginx:
+    base: str  # http://127.0.0.1:PORT
+
+    @property
+    def fast(self) -> str:
+        return self.base + "/"
+
+    @property
+    def slow(self) -> str:
+        return self.base + "/slow"
+
+    def requests(self) -> int:
+        """Requests nginx has handled since it started (this status request included)."""
+        with urllib.request.urlopen(self.base + "/nginx_status", timeout=10) as response:
+            lines = response.read().decode().splitlines()
+        # "Active connections: N" / "server accepts handled requests" / " A H R" / ...
+        return int(lines[2].split()[2])
+
+
 @pytest.fixture(scope="module")
 def nginx(tmp_path_factory):
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    assert Path(binary).exists(), "nginx is missing: `make setup` installs it (apt nginx-light)"
+    assert Path(binary).exists(), "nginx is missing: `make setup` installs it"
+    assert Path(ECHO_MODULE).exists(), "nginx's echo module is missing: `make setup` installs it"
     d = tmp_path_factory.mktemp("nginx")
     port = _free_port()
-    (d / "nginx.conf").write_text(NGINX_CONF.format(d=d, port=port))
-    proc = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            SERVER_CORE,
-            binary,
-            "-p",
-            str(d),
-            "-c",
-            str(d / "nginx.conf"),
-            "-g",
-            "daemon off;",
-        ]
-    )
+    (d / "nginx.conf").write_text(NGINX_CONF.format(d=d, port=port, echo=ECHO_MODULE))
+    cmd = [binary, "-p", str(d), "-c", str(d / "nginx.conf"), "-g", "daemon off;"]
+    proc = subprocess.Popen(["taskset", "-c", SERVER_CORE, *cmd])
     try:
         _wait_port(port)
-        yield f"http://127.0.0.1:{port}/"
+        yield Nginx(f"http://127.0.0.1:{port}")
     finally:
         _stop(proc, signal.SIGQUIT)
 
 
-@pytest.fixture(scope="module")
-def slow_server(tmp_path_factory):
-    d = tmp_path_factory.mktemp("slow")
-    (d / "slow.py").write_text(SLOW_SERVER)
-    port = _free_port()
-    proc = subprocess.Popen(
-        ["taskset", "-c", SERVER_CORE, sys.executable, str(d / "slow.py"), str(port)]
-    )
-    try:
-        _wait_port(port)
-        yield f"http://127.0.0.1:{port}/slow"
-    finally:
-        _stop(proc)
+@dataclass
+class Sample:
+    t: float
+    cpu_s: float
+    rss: int
+    requests: int
 
 
-class PeakRSS:
-    """Polls a process tree's RSS from a thread while the client runs."""
+@dataclass
+class Watch:
+    """Polls the client's process tree (psutil) and nginx's request counter from a thread."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+    pid: int
+    nginx: Nginx
+    samples: list[Sample] = field(default_factory=list)
+    peak_rss: int = 0
+    peak_process_rss: int = 0
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._cpu: dict[int, float] = {}  # last CPU seen per pid: exited children keep theirs
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
 
     def _poll(self) -> None:
         import psutil
 
-        with contextlib.suppress(psutil.Error):
+        try:
             root = psutil.Process(self.pid)
-            while not self._stop.wait(0.2):
-                total = 0
-                for proc in [root, *root.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        total += proc.memory_info().rss
-                self.peak = max(self.peak, total)
+        except psutil.Error:
+            return
+        while True:
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                procs = []
+            rss = 0
+            for proc in procs:
+                with contextlib.suppress(psutil.Error):
+                    times = proc.cpu_times()
+                    self._cpu[proc.pid] = times.user + times.system
+                    one = proc.memory_info().rss
+                    rss += one
+                    self.peak_process_rss = max(self.peak_process_rss, one)
+            self.peak_rss = max(self.peak_rss, rss)
+            self.samples.append(
+                Sample(time.monotonic(), sum(self._cpu.values()), rss, self.nginx.requests())
+            )
+            if self._stop.wait(POLL_S):
+                return
 
-    def stop(self) -> float:
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-        return self.peak / 2**20
+
+    def steady(self, warmup: float) -> dict:
+        """Rate and CPU per request from `warmup` s after the first request nginx counted to
+        1 s before the last one; every status poll counts one request, taken off."""
+        s = self.samples
+        net = [x.requests - s[0].requests - i for i, x in enumerate(s)]
+        active = [i for i in range(1, len(s)) if net[i] > net[i - 1]]
+        if len(active) < 2:
+            return {"rps": 0.0, "cpu_ms_per_req": float("nan"), "requests": 0}
+        first, last = s[active[0] - 1].t, s[active[-1]].t
+        lo = next(i for i in range(len(s)) if s[i].t >= first + warmup or i == active[-1])
+        hi = max((i for i in range(lo + 1, len(s)) if s[i].t <= last - 1.0), default=active[-1])
+        if hi <= lo:
+            lo, hi = active[0] - 1, active[-1]
+        requests = net[hi] - net[lo]
+        seconds = s[hi].t - s[lo].t
+        return {
+            "rps": requests / seconds,
+            "cpu_ms_per_req": 1000 * (s[hi].cpu_s - s[lo].cpu_s) / max(1, requests),
+            "requests": net[-1],
+        }
+
+
+def _run(cmd: list[str], nginx: Nginx, warmup: float, timeout: float) -> tuple[dict, str]:
+    """Run one client (pinned to CLIENT_CORE unless `cmd` starts with "-"), watched."""
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(
+            ["taskset", "-c", CLIENT_CORE, *cmd] if cmd[0] != "-" else cmd[1:],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            env=dict(os.environ, CI="1"),
+        )
+        watch = Watch(proc.pid, nginx)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            watch.stop()
+        errors.seek(0)
+        assert proc.returncode == 0, f"{cmd[:3]}: {errors.read()[-3000:]}"
+    return {
+        **watch.steady(warmup),
+        "rss_mib": watch.peak_rss / 2**20,
+        "process_rss_mib": watch.peak_process_rss / 2**20,
+    }, out
 
 
 def run_engine(
-    tmp: Path, name: str, flock: dict, duration: int, workers: int = 0, pin: bool = True
+    tmp: Path,
+    name: str,
+    nginx: Nginx,
+    flock: dict,
+    duration: int,
+    warmup: float,
+    workers: int = 0,
+    pin: bool = True,
 ) -> dict:
     import yaml
 
@@ -215,42 +319,56 @@ def run_engine(
     d.mkdir()
     (d / "flocks.yaml").write_text(yaml.safe_dump([flock]))
     (d / "runner.py").write_text(ENGINE_RUNNER.format(repo=str(REPO)))
-    cmd = [
-        sys.executable,
-        str(d / "runner.py"),
-        str(d / "flocks.yaml"),
-        str(d / "out"),
-        f"{duration}s",
-        str(workers),
-    ]
-    if pin:
-        cmd = ["taskset", "-c", CLIENT_CORE, *cmd]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=dict(os.environ, CI="1"),
-    )
-    rss = PeakRSS(proc.pid)
-    out, _ = proc.communicate(timeout=duration + 120)
-    peak = rss.stop()
-    assert proc.returncode == 0, out
+    cmd = [sys.executable, str(d / "runner.py"), str(d / "flocks.yaml"), str(d / "out")]
+    cmd += [f"{duration}s", str(workers)]
+    result, out = _run(cmd if pin else ["-", *cmd], nginx, warmup, duration + 120)
     summary = json.loads(out.strip().splitlines()[-1])
     ops = summary["flocks"][flock["name"]]["operations"]["http_request"]
-    return {
-        "requests": ops["count"],
-        "failures": ops["failures"],
-        "rps": ops["count"] / summary["duration_s"],
-        "p50_ms": ops["p50_ms"],
-        "cpu_ms_per_req": 1000 * summary["cpu_s"] / max(1, ops["count"]),
-        "rss_mib": peak,
-        "client_bound": summary["client_bound"],
-        "steady": summary["steady"],
-    }
+    result.update(
+        p50_ms=ops["p50_ms"],
+        failures=ops["failures"],
+        client_bound=summary["client_bound"],
+        intended=_intended(ops),
+    )
+    return result
 
 
-def run_locust(tmp: Path, name: str, url: str, users: int, wait: float, duration: int) -> dict:
+def _intended(ops: dict) -> str:
+    """Intended vs achieved (library/stats.py), when the flock was scheduled."""
+    if "intended_per_s" not in ops:
+        return ""
+    flag = "  BEHIND SCHEDULE" if ops.get("behind_schedule") else ""
+    return (
+        f"intended {ops['intended_per_s']:,.0f} req/s, achieved {ops['achieved_per_s']:,.0f}"
+        f" ({ops['achieved_pct']:.1f} %){flag}; p50/p99 measured {ops['p50_ms']:.1f}/"
+        f"{ops['p99_ms']:.1f} ms, from the intended start {ops['corrected_p50_ms']:.1f}/"
+        f"{ops['corrected_p99_ms']:.1f} ms; lag p50/p99 {ops['lag_p50_ms']:.1f}/"
+        f"{ops['lag_p99_ms']:.1f} ms"
+    )
+
+
+def run_bare(
+    tmp: Path, nginx: Nginx, url: str, users: int, idle: float, duration: int, warmup: float
+) -> dict:
+    script = tmp / "bare_aiohttp.py"
+    script.write_text(BARE_AIOHTTP)
+    batch, wait = (2000, 0.2) if users > 2000 else (users, 0.0)
+    cmd = [sys.executable, str(script), url, str(users), str(idle), str(duration)]
+    result, out = _run([*cmd, str(batch), str(wait)], nginx, warmup, duration + 120)
+    result.update(json.loads(out.strip().splitlines()[-1]), failures=0, intended="")
+    return result
+
+
+def run_locust(
+    tmp: Path,
+    name: str,
+    nginx: Nginx,
+    url: str,
+    users: int,
+    wait: float,
+    duration: int,
+    warmup: float,
+) -> dict:
     from urllib.parse import urlsplit
 
     d = tmp / name
@@ -258,122 +376,126 @@ def run_locust(tmp: Path, name: str, url: str, users: int, wait: float, duration
     parts = urlsplit(url)
     (d / "locustfile.py").write_text(LOCUSTFILE.format(wait=wait, path=parts.path or "/"))
     locust = Path(sys.executable).parent / "locust"
-    cmd = [
-        "taskset",
-        "-c",
-        CLIENT_CORE,
-        str(locust),
-        "-f",
-        str(d / "locustfile.py"),
-        "--headless",
-        "-u",
-        str(users),
-        "-r",
-        str(users),
-        "-t",
-        f"{duration}s",
-        "--host",
-        f"{parts.scheme}://{parts.netloc}",
-        "--csv",
-        str(d / "l"),
-        "--only-summary",
-        "--loglevel",
-        "ERROR",
-        "--stop-timeout",
-        "5",
-    ]
-    before = os.times()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    rss = PeakRSS(proc.pid)
-    proc.wait(timeout=duration + 120)
-    peak = rss.stop()
-    after = os.times()
-    cpu = (after.children_user - before.children_user) + (
-        after.children_system - before.children_system
-    )
+    cmd = [str(locust), "-f", str(d / "locustfile.py"), "--headless", "-u", str(users)]
+    cmd += ["-r", str(users), "-t", f"{duration}s", "--host", f"{parts.scheme}://{parts.netloc}"]
+    cmd += ["--csv", str(d / "l"), "--only-summary", "--loglevel", "ERROR", "--stop-timeout", "5"]
+    result, _ = _run(cmd, nginx, warmup, duration + 120)
     with open(d / "l_stats.csv") as f:
         row = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
-    requests = int(row["Request Count"])
-    return {
-        "requests": requests,
-        "failures": int(row["Failure Count"]),
-        "rps": float(row["Requests/s"]),
-        "p50_ms": float(row["Median Response Time"]),
-        "cpu_ms_per_req": 1000 * cpu / max(1, requests),
-        "rss_mib": peak,
-        "client_bound": None,
-        "steady": _locust_steady(d / "l_stats_history.csv"),
-    }
-
-
-def _locust_steady(path: Path) -> dict:
-    """Same window as the engine's: 3 s after the first second with requests, to 1 s before the
-    end, from Locust's per-second history."""
-    with open(path) as f:
-        rows = [r for r in csv.DictReader(f) if r["Name"] == "Aggregated"]
-    rows = [r for r in rows if int(r["Total Request Count"]) > 0]
-    first, last = int(rows[0]["Timestamp"]), int(rows[-1]["Timestamp"])
-    window = [r for r in rows if first + 3 <= int(r["Timestamp"]) <= last - 1]
-    if len(window) < 2:
-        return {"rps": float("nan"), "p50_ms": float("nan")}
-    count = int(window[-1]["Total Request Count"]) - int(window[0]["Total Request Count"])
-    seconds = int(window[-1]["Timestamp"]) - int(window[0]["Timestamp"])
-    medians = sorted(float(r["50%"]) for r in window if r["50%"] != "N/A")
-    return {"rps": count / seconds, "p50_ms": medians[len(medians) // 2]}
+    result.update(
+        p50_ms=float(row["Median Response Time"]),
+        failures=int(row["Failure Count"]),
+        locust_counted=int(row["Request Count"]),
+        intended="",
+    )
+    return result
 
 
 def _line(label: str, r: dict) -> str:
-    return (
-        f"  {label:<26} {r['rps']:9,.0f} req/s  {r['cpu_ms_per_req']:6.3f} ms CPU/req"
-        f"  p50 {r['p50_ms']:7.1f} ms  peak RSS {r['rss_mib']:6.0f} MiB"
-        f"  failures {r['failures']}"
-        f"\n  {'':<26} steady state: {r['steady']['rps']:9,.0f} req/s"
-        f"  p50 {r['steady']['p50_ms']:7.1f} ms"
+    text = (
+        f"    {label:<22} {r['rps']:9,.0f} req/s  {r['cpu_ms_per_req']:6.3f} ms CPU/req"
+        f"  p50 {r['p50_ms']:7.1f} ms  peak RSS {r['rss_mib']:5.0f} MiB"
+        f" (largest process {r['process_rss_mib']:4.0f})  failures {r['failures']}"
     )
+    if "locust_counted" in r:
+        text += f"\n    {'':<22} Locust counted {r['locust_counted']:,}, nginx {r['requests']:,}"
+    if r.get("intended"):
+        text += f"\n    {'':<22} {r['intended']}"
+    return text
 
 
-def test_http_loop_vs_locust_1000_users(nginx, tmp_path):
+def _rounds(tools: dict) -> list[dict]:
+    """Every tool twice: in the given order, then in the reverse order."""
+    names = list(tools)
+    results = []
+    for order in (names, names[::-1]):
+        results.append({name: tools[name]() for name in order})
+    return results
+
+
+def _print(title: str, rounds: list[dict], ratios) -> None:
+    print(f"\n{title}")
+    for number, results in enumerate(rounds, 1):
+        print(f"  round {number} (order: {', '.join(results)})")
+        for name, result in results.items():
+            print(_line(name, result))
+        for line in ratios(results):
+            print(f"    {line}")
+
+
+def test_http_loop_1000_users(nginx, tmp_path):
     flock = {
         "name": "http",
         "count": 1000,
         "user_spec": {"username_prefix": "bot-b"},
-        "business": {"type": "HTTPLoop", "options": {"url": nginx, "idle_time": 0}},
+        "scopes": [],
+        "business": {"type": "HTTPLoop", "options": {"url": nginx.fast, "idle_time": 0}},
     }
-    ours = run_engine(tmp_path, "engine", flock, SHORT_S)
-    theirs = run_locust(tmp_path, "locust", nginx, 1000, 0, SHORT_S)
-    print(
-        f"\n1,000 users, no think time, client on core {CLIENT_CORE}, nginx on core "
-        f"{SERVER_CORE}, {SHORT_S} s"
-    )
-    print(_line("HTTPLoop (scale run)", ours))
-    print(_line("Locust FastHttpUser", theirs))
-    print(
-        f"  HTTPLoop / Locust: {ours['rps'] / theirs['rps']:.2f}x req/s, "
-        f"{theirs['cpu_ms_per_req'] / ours['cpu_ms_per_req']:.2f}x less CPU per request"
-        "   (goal >= 1.3x)"
+    count = iter(range(100))
+    tools = {
+        "HTTPLoop (scale run)": lambda: run_engine(
+            tmp_path, f"engine{next(count)}", nginx, flock, SHORT_S, 3.0
+        ),
+        "bare aiohttp": lambda: run_bare(tmp_path, nginx, nginx.fast, 1000, 0, SHORT_S, 3.0),
+        "Locust FastHttpUser": lambda: run_locust(
+            tmp_path, f"locust{next(count)}", nginx, nginx.fast, 1000, 0, SHORT_S, 3.0
+        ),
+    }
+
+    def ratios(r):
+        ours, bare, locust = (r[k] for k in tools)
+        return [
+            f"HTTPLoop / Locust: {ours['rps'] / locust['rps']:.2f}x req/s (goal >= 1.3x); "
+            f"CPU/req HTTPLoop / bare aiohttp: "
+            f"{ours['cpu_ms_per_req'] / bare['cpu_ms_per_req']:.2f}x (goal <= 1.25x)"
+        ]
+
+    _print(
+        f"1,000 users, no think time, client on core {CLIENT_CORE}, nginx on core {SERVER_CORE},"
+        f" {SHORT_S} s, counted by nginx",
+        _rounds(tools),
+        ratios,
     )
 
 
-def test_ten_thousand_users_on_a_50ms_endpoint(slow_server, tmp_path):
+def test_ten_thousand_users_on_a_50ms_endpoint(nginx, tmp_path):
     flock = {
         "name": "http",
         "count": 10_000,
         "user_spec": {"username_prefix": "bot-b"},
+        "scopes": [],
         "start_batch_size": 2000,
         "start_batch_wait": "200ms",
         "business": {
             "type": "HTTPLoop",
-            "options": {"url": slow_server, "idle_time": 1, "timeout": 60},
+            "options": {"url": nginx.slow, "idle_time": 1, "timeout": 60},
         },
     }
-    ours = run_engine(tmp_path, "engine10k", flock, LONG_S)
-    theirs = run_locust(tmp_path, "locust10k", slow_server, 10_000, 1, LONG_S)
-    print(f"\n10,000 users, GET 50 ms then idle 1 s (ceiling ~9,500 req/s), {LONG_S} s incl. ramp")
-    print(_line("HTTPLoop (scale run)", ours) + f"  client-bound {ours['client_bound']}")
-    print(_line("Locust FastHttpUser", theirs))
-    print(
-        f"  HTTPLoop / Locust: {ours['rps'] / theirs['rps']:.2f}x req/s   "
-        "(goals: >= 9,000 req/s, p50 <= 60 ms, peak RSS <= 400 MiB)"
+    count = iter(range(100))
+    tools = {
+        "HTTPLoop (scale run)": lambda: run_engine(
+            tmp_path, f"engine10k{next(count)}", nginx, flock, LONG_S, 6.0
+        ),
+        "bare aiohttp": lambda: run_bare(tmp_path, nginx, nginx.slow, 10_000, 1, LONG_S, 6.0),
+        "Locust FastHttpUser": lambda: run_locust(
+            tmp_path, f"locust10k{next(count)}", nginx, nginx.slow, 10_000, 1, LONG_S, 6.0
+        ),
+    }
+
+    def ratios(r):
+        ours, bare, locust = (r[k] for k in tools)
+        return [
+            f"HTTPLoop / Locust: {ours['rps'] / locust['rps']:.2f}x req/s; CPU/req HTTPLoop / "
+            f"bare aiohttp: {ours['cpu_ms_per_req'] / bare['cpu_ms_per_req']:.2f}x"
+            f" (goals: >= 9,000 req/s, p50 <= 60 ms, <= 0.085 ms and <= 1.25x bare CPU/req);"
+            f" client-bound {ours['client_bound']}"
+        ]
+
+    _print(
+        f"10,000 users, GET a 50 ms nginx endpoint then idle 1 s (ceiling ~9,500 req/s),"
+        f" {LONG_S} s incl. ramp, counted by nginx",
+        _rounds(tools),
+        ratios,
     )
 
 
@@ -382,14 +504,24 @@ def test_dask_two_workers_vs_one(nginx, tmp_path):
         "name": "http",
         "count": 400,
         "user_spec": {"username_prefix": "bot-b"},
-        "business": {"type": "HTTPLoop", "options": {"url": nginx, "idle_time": 0}},
+        "scopes": [],
+        "business": {"type": "HTTPLoop", "options": {"url": nginx.fast, "idle_time": 0}},
     }
-    one = run_engine(tmp_path, "dask1", flock, DASK_S, workers=1, pin=False)
-    two = run_engine(tmp_path, "dask2", flock, DASK_S, workers=2, pin=False)
-    print(
-        f"\nDask LocalCluster, 400 users, no think time, nginx on core {SERVER_CORE}, "
-        f"{DASK_S} s (the machine has {os.cpu_count()} cores, shared with nginx)"
+    count = iter(range(100))
+    tools = {
+        f"{n} worker{'s' * (n > 1)}": lambda n=n: run_engine(
+            tmp_path, f"dask{n}-{next(count)}", nginx, flock, DASK_S, 5.0, workers=n, pin=False
+        )
+        for n in (1, 2)
+    }
+
+    def ratios(r):
+        one, two = r["1 worker"], r["2 workers"]
+        return [f"2 workers / 1 worker: {two['rps'] / one['rps']:.2f}x req/s (goal >= 1.8x)"]
+
+    _print(
+        f"Dask LocalCluster, 400 users, no think time, nginx on core {SERVER_CORE}, {DASK_S} s"
+        f" (the machine has {os.cpu_count()} cores, shared with nginx)",
+        _rounds(tools),
+        ratios,
     )
-    print(_line("1 worker", one))
-    print(_line("2 workers", two))
-    print(f"  2 workers / 1 worker: {two['rps'] / one['rps']:.2f}x req/s   (goal >= 1.8x)")

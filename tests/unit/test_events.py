@@ -35,6 +35,7 @@ def test_round_trip_keeps_every_column(tmp_path):
     assert rows[0] == {
         "start_us": 1_700_000_000_000_000,
         "duration_us": 1500,
+        "lag_us": 0,
         "flock": "tap",
         "monkey": "bot-1",
         "business": "TAPQueryRunner",
@@ -174,3 +175,62 @@ def test_an_abandoned_operation_is_not_a_failure(tmp_path):
     asyncio.run(main())
     rec.close()
     assert read_events(tmp_path).num_rows == 0
+
+
+def test_lag_is_recorded_by_record_timed_and_channel(tmp_path):
+    rec = Recorder(tmp_path, flock="f", business="b")
+    rec.record("op", 1_000, 10, monkey="bot-a", lag_us=250)
+    with rec.timed("op", monkey="bot-a", lag_us=7):
+        pass
+    channel = rec.channel("http_request", "bot-b", "/x")
+    channel.ok(2_000, 30, 40)
+    channel.ok(3_000, 31)
+    channel.fail(4_000, 32, ValueError("refused"), 5)
+    rec.close()
+    rows = read_events(tmp_path).to_pylist()
+    assert [r["lag_us"] for r in rows] == [250, 7, 40, 0, 5]
+    assert [(r["flock"], r["business"], r["monkey"], r["target"]) for r in rows[2:]] == [
+        ("f", "b", "bot-b", "/x")
+    ] * 3
+    assert [r["success"] for r in rows[2:]] == [True, True, False]
+    assert rows[4]["error_class"] == "ValueError" and rows[4]["error"] == "refused"
+
+
+def test_channel_survives_flushes_and_threadsafe_recorders(tmp_path):
+    rec = Recorder(tmp_path / "a", chunk_rows=3)
+    channel = rec.channel("op", "bot-a")
+    for i in range(7):
+        channel.ok(i, 1, i)
+    rec.close()
+    assert read_events(tmp_path / "a").column("lag_us").to_pylist() == list(range(7))
+    locked = Recorder(tmp_path / "b", threadsafe=True)
+    locked.channel("op", "bot-a").ok(1, 2, 3)
+    locked.close()
+    assert read_events(tmp_path / "b").column("lag_us").to_pylist() == [3]
+
+
+def test_files_without_lag_read_as_unscheduled(tmp_path):
+    """A file written before the lag column existed: every event reads as lag 0."""
+    import pyarrow as pa
+
+    old = events.schema().remove(events.schema().get_field_index("lag_us"))
+    pq.write_table(
+        pa.table(
+            {
+                "start_us": [1, 2],
+                "duration_us": [10, 20],
+                **{name: ["x", "y"] for name in events.STRING_COLUMNS},
+                "success": [True, False],
+                "error": ["", "boom"],
+                "rows": [-1, -1],
+                "shard": pa.array([0, 0], pa.int16()),
+            }
+        ).cast(old),
+        tmp_path / "part-00000.parquet",
+    )
+    rec = Recorder(tmp_path)
+    rec.record("op", 3, 30, lag_us=9)
+    rec.close()
+    table = read_events(tmp_path)
+    assert table.schema == events.schema()
+    assert table.column("lag_us").to_pylist() == [0, 0, 9]

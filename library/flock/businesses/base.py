@@ -23,6 +23,13 @@ class MonkeyContext:
     recorder: Recorder
     shared: Shared
     scopes: list[str] = field(default_factory=list)
+    # Schedule lag of the execution under way (µs), set by the monkey before each execution;
+    # the execution's first recorded event takes it (`take_lag`), the others record 0.
+    lag_us: int = 0
+
+    def take_lag(self) -> int:
+        lag, self.lag_us = self.lag_us, 0
+        return lag
 
     @property
     def username(self) -> str:
@@ -36,6 +43,7 @@ class MonkeyContext:
             flock=self.flock,
             business=self.business,
             rows=rows,
+            lag_us=self.take_lag(),
         )
 
 

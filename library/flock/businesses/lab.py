@@ -12,13 +12,19 @@ class FlockRecorder:
     """The recorder interface the Jupyter client calls, with this monkey's flock and business."""
 
     def __init__(self, ctx) -> None:
+        self._ctx = ctx
         self._rec = ctx.recorder
         self._flock = ctx.flock
         self._business = ctx.business
 
     def timed(self, operation: str, monkey: str = "", target: str = "", **_: object):
         return self._rec.timed(
-            operation, monkey, target, flock=self._flock, business=self._business
+            operation,
+            monkey,
+            target,
+            flock=self._flock,
+            business=self._business,
+            lag_us=self._ctx.take_lag(),
         )
 
     def record(
@@ -46,6 +52,7 @@ class FlockRecorder:
             rows,
             self._flock,
             self._business,
+            self._ctx.take_lag(),
         )
 
 

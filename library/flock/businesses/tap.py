@@ -71,6 +71,7 @@ class TAPQueryRunner(Business):
             result.rows,
             self.ctx.flock,
             self.ctx.business,
+            self.ctx.take_lag(),
         )
         if not result.success:
             raise TAPQueryFailed(f"{name}: {result.error_class}: {result.error}"[:300])
