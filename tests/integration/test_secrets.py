@@ -50,6 +50,16 @@ def _files_containing(root: Path, needles: list[bytes]) -> list[str]:
     return hits
 
 
+def sandbox_secrets(sandbox) -> list[str]:
+    """Every secret the sandbox keeps in its state dir: the orchestrator's admin token and the
+    hub's cookie secret (the hub's database holds only hashes of the users' tokens)."""
+    found = [sandbox.token]
+    cookie = Path(sandbox.state_dir) / "hub" / "jupyterhub_cookie_secret"
+    if cookie.is_file():
+        found.append(cookie.read_text().strip())
+    return [s for s in found if s]
+
+
 def test_no_token_in_artifacts_or_logs(sandbox, tmp_path):
     _hub(sandbox, "POST", f"/users/{USER}")
     user_token = _hub(
@@ -103,15 +113,102 @@ def test_no_token_in_artifacts_or_logs(sandbox, tmp_path):
         stdio.append(proc.stdout + proc.stderr)
         assert proc.returncode == 0, (args, proc.stderr[-2000:])
 
-    needles = [user_token.encode(), sandbox.token.encode()]
+    secrets = [user_token, *sandbox_secrets(sandbox)]
+    needles = [s.encode() for s in secrets]
     hits = _files_containing(art, needles) + _files_containing(sandbox.state_dir / "logs", needles)
     hits += [
         f"console output #{i}"
         for i, text in enumerate(stdio)
-        if user_token in text or sandbox.token in text
+        if any(secret in text for secret in secrets)
     ]
     assert hits == [], hits
     # The campaign really used the tokens: a lab ran and TAP answered.
     assert list((art / "calls").rglob("executions.json")) and list(
         (art / "calls").rglob("result.json")
     )
+
+
+def test_no_secret_in_a_scale_run(sandbox, tmp_path):
+    """A scale run whose flocks carry secrets every way they can (the admin token through
+    token_env, a header, a URL with a password and a token parameter, a
+    webhook URL, each TAP monkey's own token): none of them in any file it writes, in the
+    sandbox's logs or on the console."""
+    import yaml
+
+    header = "hdr-" + os.urandom(12).hex()
+    password = "pw-" + os.urandom(12).hex()
+    hook = "hook-" + os.urandom(12).hex()
+    flocks = tmp_path / "flocks.yaml"
+    flocks.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "http",
+                    "count": 2,
+                    "user_spec": {"username_prefix": "bot-mobusecrethttp"},
+                    "scopes": [],
+                    "business": {
+                        "type": "HTTPLoop",
+                        "options": {
+                            "url": f"{sandbox.hub_api_url.rstrip('/')}/?access_token={password}",
+                            "token_env": "BOSUN_SECRET_TEST_TOKEN",
+                            "headers": {"X-Api-Key": header},
+                            "idle_time": "200ms",
+                        },
+                    },
+                },
+                {
+                    "name": "auth",
+                    "count": 1,
+                    "user_spec": {"username_prefix": "bot-mobusecretpw"},
+                    "scopes": [],
+                    "business": {
+                        "type": "HTTPLoop",
+                        "options": {
+                            "url": f"http://bot:{password}@127.0.0.1:9/x",
+                            "idle_time": "200ms",
+                        },
+                    },
+                },
+                {
+                    "name": "tap",
+                    "count": 2,
+                    "user_spec": {"username_prefix": "bot-mobusecrettap"},
+                    "scopes": ["read:tap"],
+                    "business": {
+                        "type": "TAPQuerySetRunner",
+                        "options": {"query_set": "bosun-sandbox", "idle_time": "500ms"},
+                    },
+                },
+            ]
+        )
+    )
+    art = tmp_path / "scale"
+    proc = _run(
+        [
+            str(REPO / "run_toolbox.py"),
+            "scale",
+            "run",
+            "--flocks",
+            str(flocks),
+            "--duration",
+            "6s",
+            "--min-success-pct",
+            "0",
+            "--webhook-url",
+            f"http://127.0.0.1:9/hooks/{hook}",
+        ],
+        art,
+        BOSUN_SECRET_TEST_TOKEN=sandbox.token,
+    )
+    stdio = proc.stdout + proc.stderr
+    assert proc.returncode == 0, stdio[-3000:]
+    secrets = [header, password, hook, *sandbox_secrets(sandbox)]
+    needles = [s.encode() for s in secrets]
+    hits = _files_containing(art, needles) + _files_containing(sandbox.state_dir / "logs", needles)
+    hits += [f"console holds secret #{i}" for i, s in enumerate(secrets) if s in stdio]
+    assert hits == [], hits
+    # The secrets were really used: the HTTP monkeys reached the hub, TAP answered.
+    summary = json.loads(next(art.glob("*__scale__run/summary.json")).read_text())
+    assert summary["flocks"]["http"]["successes"] > 0
+    assert summary["flocks"]["tap"]["successes"] > 0
