@@ -41,16 +41,22 @@ lint: python-deps
 bench: setup
 	$(BIN)/python -m pytest tests/bench -s -p no:cacheprovider -o python_files='bench_*.py'
 
-## demo: the sandbox platform, the rsp_checks project against it, then the sandbox stopped
-## (a sandbox that was already running is reused and left running)
+## demo: the sandbox platform; the rsp_checks health checks against it; a one-minute
+## Scale-Friday campaign on it (EmptyLoop, a few labs, a few TAP users, HTTP users on the hub);
+## a report for each; then the sandbox stopped (a running sandbox is reused and left running)
 demo: setup
 	@export ARTIFACT_DIR="$${ARTIFACT_DIR:-$$PWD/artifacts/demo-$$(date -u +%Y%m%d-%H%M%S)}"; \
 	  sandbox() { ARTIFACT_DIR="$$ARTIFACT_DIR/sandbox" $(BIN)/python run_toolbox.py sandbox "$$@"; }; \
+	  campaign() { ARTIFACT_DIR="$$ARTIFACT_DIR/$$1" $(BIN)/python ci/run "$${@:2}"; }; \
 	  $(BIN)/python -c 'import library.sandbox as s; exit(s.status()["hub"]["running"])' && \
 	    trap 'sandbox down' EXIT; \
-	  sandbox up && $(BIN)/python ci/run rsp_checks ci --preset sandbox; status=$$?; \
-	  echo "demo artifacts: $$ARTIFACT_DIR (report: $$ARTIFACT_DIR/report/index.html)"; \
-	  exit $$status
+	  sandbox up || exit $$?; \
+	  campaign checks rsp_checks ci --preset sandbox; checks=$$?; \
+	  campaign scale_friday scale_friday ci --preset friday --preset sandbox; scale=$$?; \
+	  echo "demo artifacts: $$ARTIFACT_DIR"; \
+	  echo "  health checks: $$ARTIFACT_DIR/checks/report/index.html"; \
+	  echo "  Scale Friday:  $$ARTIFACT_DIR/scale_friday/report/index.html"; \
+	  exit $$(( checks ? checks : scale ))
 
 clean:
 	rm -rf $(VENV) node_modules .sandbox .pytest_cache .ruff_cache
