@@ -165,7 +165,7 @@ class FlockConfig(BaseModel):
     user_spec: UserSpec | None = None
     scopes: list[str]
     business: BusinessConfig
-    start_batch_size: int | None = Field(None, ge=1)
+    start_batch_size: int | None = Field(None, ge=0)  # mobu: 0 (falsy) starts all at once
     start_batch_wait: Duration | None = None
     _notices: list[str] = PrivateAttr(default_factory=list)
 

@@ -203,6 +203,11 @@ def test_mobu_defaults():
     )
 
 
+def test_a_zero_batch_size_starts_everything_at_once_as_in_mobu():
+    flock = _one(_flock(start_batch_size=0))
+    assert (flock.start_batch_size, flock.start_batch_wait) == (0, None)
+
+
 def test_mobu_coerces_as_pydantic_does():
     flock = _one(_flock(count="3", business={"type": "EmptyLoop", "restart": "true"}))
     assert (flock.count, flock.business.restart) == (3, True)
