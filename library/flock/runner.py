@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from library.artifacts import ScaleRunDir
 from library.errors import UserError
 from library.flock.models import FlockConfig, dump_flocks, load_flocks, parse_flocks
 from library.flock.options import parse_duration
@@ -159,7 +160,7 @@ class ScaleRun:
         from library import redact
 
         # A header or token given as a business option is masked like in args.yaml.
-        (out_dir / "flocks.yaml").write_text(
+        ScaleRunDir(out_dir).flocks.write_text(
             yaml.safe_dump(redact.redact_data(dump_flocks(self.flocks)), sort_keys=False)
         )
         extra: dict[str, Any] = {}
