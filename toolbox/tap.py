@@ -110,12 +110,11 @@ def run_query_set(
     import random
 
     from library import env
-    from library.errors import CheckFailed, UserError
+    from library.errors import CheckFailed
     from library.tap import discovery, runner
     from library.tap.query_set import QuerySet
 
-    if count < 1 or concurrency < 1:
-        raise UserError("--count and --concurrency must be at least 1")
+    runner.check_size(count, concurrency)
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
     qs = QuerySet.load(query_set)
@@ -262,8 +261,7 @@ def render(
     from library.tap import discovery, runner
     from library.tap.query_set import QuerySet
 
-    if count < 1 or concurrency < 1:
-        raise UserError("--count and --concurrency must be at least 1")
+    runner.check_size(count, concurrency)
     qs = QuerySet.load(query_set)
     if service:
         notes = discovery.prepare(qs, _client(service, token_file, 60.0))

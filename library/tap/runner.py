@@ -33,6 +33,31 @@ log = logging.getLogger(__name__)
 OPERATION = Operation.TAP_QUERY
 
 
+# Every query is rendered and written to queries.jsonl before the first runs, and each worker is
+# a thread with its own HTTP session: both are bounded up front.
+MAX_QUERIES = 1_000_000  # about 300 MB of rendered ADQL held at once
+MAX_CONCURRENCY = 512
+
+
+def check_size(count: int, concurrency: int) -> None:
+    """Refuse a run this process cannot hold, naming the flag (UserError)."""
+    from library.errors import UserError
+
+    if count < 1 or concurrency < 1:
+        raise UserError("--count and --concurrency must be at least 1")
+    if concurrency > MAX_CONCURRENCY:
+        raise UserError(
+            f"--concurrency {concurrency}: at most {MAX_CONCURRENCY} workers (threads) in one "
+            "process; run several commands, or a TAP flock, for more"
+        )
+    if count * concurrency > MAX_QUERIES:
+        raise UserError(
+            f"--count {count} x --concurrency {concurrency} = {count * concurrency:,} queries, "
+            f"above the limit of {MAX_QUERIES:,} (all are rendered before the first runs, about "
+            f"{count * concurrency * 300 / 1e9:.1f} GB); lower --count"
+        )
+
+
 def plan(
     query_set: QuerySet, seed: int, count: int, concurrency: int
 ) -> list[list[tuple[str, str]]]:

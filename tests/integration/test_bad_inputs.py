@@ -338,6 +338,18 @@ CASES = [
         {"f.yaml": flock(scopes=[])},
     ),
     Case(
+        "limit-tap-queries",
+        tb("tap", "run_query_set", "--count", "100000000", "--service", "http://127.0.0.1:9/tap"),
+        ["--count 100000000", "limit of 1,000,000", "GB"],
+    ),
+    Case(
+        "limit-tap-concurrency",
+        tb(
+            "tap", "run_query_set", "--concurrency", "100000", "--service", "http://127.0.0.1:9/tap"
+        ),
+        ["--concurrency 100000", "at most 512"],
+    ),
+    Case(
         "query-set-objects-count",
         tb(
             "tap", "run_query_set", "--query-set", "{tmp}/qs", "--service", "http://127.0.0.1:9/tap"
