@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from library.artifacts import Operation
 from library.jupyter.errors import ExecutionError, ExecutionTimeout, KernelDied
 from library.jupyter.timing import NoRecorder, now_us
 from library.notebooks.local import NotebookRun
@@ -45,7 +46,7 @@ async def run_in_kernel(
         duration = time.perf_counter() - t0
         run.cells.append({"cell": number, "duration_s": round(duration, 6), "ok": error is None})
         rec.record(
-            "cell",
+            Operation.CELL,
             cell_start,
             int(duration * 1e6),
             success=error is None,
@@ -58,7 +59,7 @@ async def run_in_kernel(
             break
     run.duration_s = time.perf_counter() - started
     rec.record(
-        "notebook",
+        Operation.NOTEBOOK,
         start_us,
         int(run.duration_s * 1e6),
         success=error is None,

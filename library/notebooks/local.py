@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from library.artifacts import Operation
 from library.jupyter.errors import ExecutionError, ExecutionTimeout, KernelDied
 from library.jupyter.timing import NoRecorder
 
@@ -96,7 +97,7 @@ def run_local(
         error.cell = failed_cell
         error.args = (f"{label} cell {failed_cell}: {error.args[0]}",)
     rec.record(
-        "notebook",
+        Operation.NOTEBOOK,
         start_us,
         int(run.duration_s * 1e6),
         success=error is None,
@@ -147,7 +148,7 @@ def _record_cells(nb, run: NotebookRun, rec, label: str) -> int | None:
             datetime.fromisoformat(pm["start_time"].replace("Z", "+00:00")).timestamp() * 1e6
         )
         rec.record(
-            "cell",
+            Operation.CELL,
             start_us,
             int(float(duration) * 1e6),
             success=ok,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from library.artifacts import Operation as Op
 from library.errors import UserError
 from library.flock import options as o
 
@@ -21,7 +22,7 @@ from library.flock import options as o
 class Entry:
     options: type[o.BusinessOptions]
     target: str | None  # "module:Class"; None when bosun cannot run it yet
-    operation: str  # the event operation one execution records; the summary's main figure
+    operation: Op  # the event operation one execution records; the summary's main figure
     endpoint: str = "none"  # what one execution talks to: hub, tap, sia, git-lfs, muster, url
     needs: str = ""  # for target=None: what running it needs, in one phrase
     options_required: bool = False  # mobu's `options: Field(...)`: the key must be given
@@ -29,67 +30,67 @@ class Entry:
 
 REGISTRY: dict[str, Entry] = {
     "EmptyLoop": Entry(
-        o.EmptyLoopOptions, "library.flock.businesses.empty:EmptyLoop", "empty_loop", "none"
+        o.EmptyLoopOptions, "library.flock.businesses.empty:EmptyLoop", Op.EMPTY_LOOP, "none"
     ),
     "NubladoPythonLoop": Entry(
         o.NubladoPythonLoopOptions,
         "library.flock.businesses.nublado:NubladoPythonLoop",
-        "execute_code",
+        Op.EXECUTE_CODE,
         "hub",
     ),
     "NotebookRunnerCounting": Entry(
         o.NotebookRunnerCountingOptions,
         "library.flock.businesses.notebook:NotebookRunnerCounting",
-        "notebook",
+        Op.NOTEBOOK,
         "hub",
     ),
     "NotebookRunnerList": Entry(
         o.NotebookRunnerOptions,
         "library.flock.businesses.notebook:NotebookRunnerList",
-        "notebook",
+        Op.NOTEBOOK,
         "hub",
     ),
     "NotebookRunnerInfinite": Entry(
         o.NotebookRunnerOptions,
         "library.flock.businesses.notebook:NotebookRunnerInfinite",
-        "notebook",
+        Op.NOTEBOOK,
         "hub",
     ),
     "TAPQueryRunner": Entry(
         o.TAPQueryRunnerOptions,
         "library.flock.businesses.tap:TAPQueryRunner",
-        "tap_query",
+        Op.TAP_QUERY,
         "tap",
         options_required=True,
     ),
     "TAPQuerySetRunner": Entry(
         o.TAPQuerySetRunnerOptions,
         "library.flock.businesses.tap:TAPQuerySetRunner",
-        "tap_query",
+        Op.TAP_QUERY,
         "tap",
     ),
     "SIAQuerySetRunner": Entry(
         o.SIAQuerySetRunnerOptions,
         "library.flock.businesses.sia:SIAQuerySetRunner",
-        "sia_query",
+        Op.SIA_QUERY,
         "sia",
     ),
     "GitLFS": Entry(
         o.GitLFSOptions,
         "library.flock.businesses.gitlfs:GitLFS",
-        "git_lfs",
+        Op.GIT_LFS,
         "git-lfs",
         options_required=True,
     ),
     "Muster": Entry(
         o.MusterOptions,
         "library.flock.businesses.muster:Muster",
-        "muster",
+        Op.MUSTER,
         "muster",
     ),
     # bosun's own: not a mobu business.
     "HTTPLoop": Entry(
-        o.HTTPLoopOptions, "library.flock.businesses.http:HTTPLoop", "http_request", "url"
+        o.HTTPLoopOptions, "library.flock.businesses.http:HTTPLoop", Op.HTTP_REQUEST, "url"
     ),
 }
 
