@@ -235,12 +235,28 @@ def _first_error(exc: ValidationError, prefix: str = "") -> str:
     return f"{where}: {message}" if where else message
 
 
+# mobu options bosun validates but that change nothing here (docs/scale-friday.md says why).
+NO_EFFECT = {
+    "log_level": "bosun logs at the command's level",
+    "get_node": "bosun does not look the lab's node up",
+    "spawn_settle_time": "bosun follows the spawn progress from the start",
+    "url_prefix": "the hub URL comes from the platform",
+    "working_directory": "code runs in the kernel's own directory",
+    "max_websocket_message_size": "bosun's kernel client caps messages at 256 MiB",
+}
+
+
 def _notices_for(item: dict, flock: FlockConfig) -> list[str]:
     notes = []
     if flock.business._alias_of:
         notes.append(
             f"business.type {flock.business._alias_of} is mobu's old name of "
             f"{flock.business.type}; read as {flock.business.type}"
+        )
+    given = (item.get("business") or {}).get("options") or {}
+    for key in sorted(set(given) & set(NO_EFFECT)):
+        notes.append(
+            f"option {key} is accepted as mobu accepts it, without effect: {NO_EFFECT[key]}"
         )
     ignored = sorted(set(item) - set(FlockConfig.model_fields))
     if ignored:

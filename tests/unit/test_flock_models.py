@@ -106,7 +106,11 @@ def test_mobus_own_autostart_test_file():
     assert [u.gidnumber for u in users] == [2000 + i for i in range(10)]
     assert basic.scopes == ["exec:notebook"]
     # The flock-level `restart` mobu ignores; the business one counts.
-    assert python.notices == ["ignored flock key(s) restart, as mobu ignores them"]
+    assert python.notices == [
+        "option spawn_settle_time is accepted as mobu accepts it, without effect: bosun "
+        "follows the spawn progress from the start",
+        "ignored flock key(s) restart, as mobu ignores them",
+    ]
     assert python.business.restart is True
     opts = python.business.parsed_options
     assert opts.image.to_spawn_form() == {"image_class": "latest-weekly", "size": "Large"}
