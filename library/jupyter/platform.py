@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from library.errors import UserError
-from library.platform import JupyterHubTokens, Platform, StaticTokens
+from library.platform import JupyterHubTokens, Platform, StaticTokens, check_username
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,15 @@ class HubAccess:
     user_tokens: dict[str, str] = field(default_factory=dict, repr=False)
 
     def token_for(self, user: str) -> str | None:
-        """USER's own token, or None when the admin token will mint one."""
+        """USER's own token, or None when the admin token will mint one.
+
+        USER must be a bot user name of the platform (``--user``): checked before any URL is
+        built with it.
+        """
+        try:
+            check_username(user)
+        except ValueError as exc:
+            raise UserError(f"--user: {exc}") from None
         if user in self.user_tokens:
             return self.user_tokens[user]
         if self.admin_token is None:
