@@ -24,7 +24,7 @@ from typing import Any
 from library.artifacts import EVENTS_DIR, HEALTH_DIR
 from library.events import Recorder
 from library.flock.health import HealthSampler
-from library.flock.models import FlockConfig
+from library.flock.models import FlockConfig, User
 from library.flock.monkey import STOPPED, FlockStats, Monkey
 from library.flock.shared import Shared
 
@@ -171,17 +171,12 @@ class Engine:
         mine = [u for i, u in enumerate(users) if i % self.settings.shards == self.settings.shard]
         stats = self.stats[flock.name]
         stats.count = len(mine)
-        batch = flock.start_batch_size or len(mine) or 1
-        for offset in range(0, len(mine), batch):
-            if self._stop.is_set():
-                return
-            if offset and flock.start_batch_wait:
-                await asyncio.sleep(flock.start_batch_wait)
-            for user in mine[offset : offset + batch]:
-                monkey = Monkey(flock, user, self.recorder, self.shared, stats)
-                self.tasks.append(asyncio.create_task(monkey.run(), name=user.username))
-            # Let the batch begin before the next one is made.
-            await asyncio.sleep(0)
+
+        def start(user: User) -> None:
+            monkey = Monkey(flock, user, self.recorder, self.shared, stats)
+            self.tasks.append(asyncio.create_task(monkey.run(), name=user.username))
+
+        await start_in_batches(flock, mine, start, self._stop.is_set)
 
     async def _wait_for_end(self, starters: list[asyncio.Task]) -> None:
         loop = asyncio.get_running_loop()
@@ -208,25 +203,57 @@ class Engine:
                 await asyncio.wait_for(self._stop.wait(), step)
 
     async def _stop_monkeys(self) -> None:
-        pending = [t for t in self.tasks if not t.done()]
-        for task in pending:
-            task.cancel()
-        if not pending:
-            return
-        bound = max((self._shutdown_bound(f) for f in self.flocks), default=10.0) + STOP_GRACE_S
-        done, still = await asyncio.wait(pending, timeout=bound)
-        if still:
-            log.warning("%d monkeys did not stop within %.0f s; abandoning them", len(still), bound)
-            for task in still:
-                task.cancel()
-            await asyncio.wait(still, timeout=1.0)
+        await stop_tasks(self.tasks, shutdown_bound(self.flocks))
         for monkey_stats in self.stats.values():
             for monkey in monkey_stats.monkeys:
                 monkey.state = STOPPED
 
-    @staticmethod
-    def _shutdown_bound(flock: FlockConfig) -> float:
-        return float(getattr(flock.business.parsed_options, "delete_timeout", 10.0))
+
+# Starting and stopping one flock's monkeys, shared by a bounded run (Engine) and the standing
+# service, whose flocks come and go on a loop that keeps running.
+
+
+async def start_in_batches(
+    flock: FlockConfig,
+    users: list[User],
+    start: Callable[[User], None],
+    stopped: Callable[[], bool],
+) -> None:
+    """Call `start(user)` for each user, in the flock's batches (mobu's start_batch_size and
+    start_batch_wait; all at once without them), until `stopped()` says so."""
+    batch = flock.start_batch_size or len(users) or 1
+    for offset in range(0, len(users), batch):
+        if stopped():
+            return
+        if offset and flock.start_batch_wait:
+            await asyncio.sleep(flock.start_batch_wait)
+        for user in users[offset : offset + batch]:
+            start(user)
+        # Let the batch begin before the next one is made.
+        await asyncio.sleep(0)
+
+
+def shutdown_bound(flocks: list[FlockConfig]) -> float:
+    """Seconds stopping monkeys may take: the longest lab delete_timeout, plus a grace."""
+    bounds = (float(getattr(f.business.parsed_options, "delete_timeout", 10.0)) for f in flocks)
+    return max(bounds, default=10.0) + STOP_GRACE_S
+
+
+async def stop_tasks(tasks: list[asyncio.Task], bound: float) -> int:
+    """Cancel the monkeys' tasks and wait up to `bound` seconds for their shutdowns (labs
+    deleted); those still running then are cancelled again and abandoned. Returns how many."""
+    pending = [t for t in tasks if not t.done()]
+    for task in pending:
+        task.cancel()
+    if not pending:
+        return 0
+    _, still = await asyncio.wait(pending, timeout=bound)
+    if still:
+        log.warning("%d monkeys did not stop within %.0f s; abandoning them", len(still), bound)
+        for task in still:
+            task.cancel()
+        await asyncio.wait(still, timeout=1.0)
+    return len(still)
 
 
 def run_flocks(flocks: list[FlockConfig], out_dir: Path, settings: RunSettings) -> ShardResult:

@@ -6,6 +6,7 @@ import asyncio
 import random
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from library.artifacts import Operation
@@ -70,6 +71,8 @@ class FlockStats:
         # Schedule lag of the same recent executions (0 for businesses that are not paced):
         # lag + duration is the latency from the intended start.
         self.recent_lag_ms: deque[float] = deque(maxlen=2000)
+        # Awaited by each monkey between two executions when set (the standing service).
+        self.checkpoint: Callable[[Monkey], Awaitable[bool]] | None = None
 
     def intended_per_s(self) -> float:
         """Executions per second the flock's monkeys mean to run (their planned periods)."""
@@ -203,6 +206,10 @@ class Monkey:
             stats.successes += 1
             if done:
                 return True
+            # The standing service's pause (wait here, lab kept) and refresh (True: a fresh
+            # business, so notebook runners re-read their repository).
+            if stats.checkpoint is not None and await stats.checkpoint(self):
+                return False
             self.state = IDLE
             if paced:
                 intended = schedule.next_start(intended, duration)
