@@ -6,6 +6,8 @@ creates one system user, `LAB_USER`, and the spawner drops every lab to it (Jupy
 `set_user_setuid`). The state dir is locked down so that user can only traverse it: secrets
 are 0600 root, the hub's dir 0700, and only each lab's home and runtime dirs belong to it.
 
+DaCHS's database credentials under ``/var/gavo/etc`` lose their world-read bit too.
+
 The lab user must be able to run Python. When the project's interpreter lives under a private
 directory (``/root/.pyenv``), labs use the system's interpreter of the same minor version over
 the project venv's site-packages (a venv-shaped dir in the state dir: `lab_python`).
@@ -68,6 +70,20 @@ def secure_state_dir(layout: st.Layout) -> None:
         if path.exists():
             os.chown(path, 0, 0)
             os.chmod(path, 0o600)
+
+
+# DaCHS's database credentials (the Debian package leaves them readable by everyone): only its
+# own user and group need them.
+GAVO_SECRETS = [
+    Path("/var/gavo/etc") / name for name in ("feed", "dsn", "trustedquery", "untrustedquery")
+]
+
+
+def lock_gavo_secrets() -> None:
+    """Take other users' read access off DaCHS's credential files (the lab user is "other")."""
+    for path in GAVO_SECRETS:
+        if path.is_file() and path.stat().st_mode & 0o007:
+            os.chmod(path, path.stat().st_mode & ~0o007)
 
 
 def _runs_as(user: str, python: Path) -> bool:
@@ -137,5 +153,6 @@ def prepare(layout: st.Layout) -> dict[str, str]:
         return {}
     ensure_user()
     secure_state_dir(layout)
+    lock_gavo_secrets()
     python = lab_python(layout)
     return {"BOSUN_SANDBOX_LAB_USER": LAB_USER, "BOSUN_SANDBOX_LAB_PYTHON": str(python)}
