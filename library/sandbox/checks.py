@@ -14,11 +14,14 @@ DEFAULT_TABLE = "sandbox.objects"
 
 def run(user: str, tap: bool = True, table: str = DEFAULT_TABLE) -> dict:
     from library.errors import CheckFailed, UserError
+    from library.platform import check_username
     from library.redact import register_secret
     from library.sandbox import endpoints, hub
 
-    if not user.startswith("bot-"):
-        raise UserError(f"--user {user!r}: bot user names start with 'bot-'")
+    try:
+        check_username(user)
+    except ValueError as exc:
+        raise UserError(f"--user: {exc}") from None
     ep = endpoints()
     result: dict = {"hub_url": ep.hub_url, "tap_url": ep.tap_url}
 
@@ -36,7 +39,7 @@ def run(user: str, tap: bool = True, table: str = DEFAULT_TABLE) -> dict:
         anonymous,
     )
 
-    quoted = urllib.parse.quote(user)
+    quoted = urllib.parse.quote(user, safe="")
     try:
         hub.api_json(f"{ep.hub_api_url}/users/{quoted}", ep.token, method="POST")
         result["user_created"] = True

@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 from library.sandbox import labuser
 from library.sandbox import state as st
@@ -168,7 +169,7 @@ def stop_labs(hub_api_url: str, token: str, timeout: float = 60.0) -> list[str]:
     names = [u["name"] for u in users or [] if u.get("servers") or u.get("server")]
     for name in names:
         try:
-            api_json(f"{hub_api_url}/users/{name}/server", token, method="DELETE")
+            api_json(f"{hub_api_url}/users/{quote(name, safe='')}/server", token, method="DELETE")
         except (urllib.error.URLError, OSError) as exc:
             log.warning("could not stop the server of %s through the hub: %s", name, exc)
 
