@@ -152,9 +152,11 @@ def test_lifecycle_up_idempotent_status_down_leaves_nothing(private_sandbox):
     from library.sandbox import state as st
 
     first = sb.up(with_tap=False, port_base=PRIVATE_BASE, timeout=60)
-    assert first["started"] == ["hub"] and first["hub"]["running"]
+    # The hub and the small services beside it (service discovery, Git LFS).
+    assert first["started"] == ["hub", "services"] and first["hub"]["running"]
+    assert first["services"]["running"]
     again = sb.up(with_tap=False, port_base=PRIVATE_BASE, timeout=60)
-    assert again["already_running"] == ["hub"] and again["started"] == []
+    assert again["already_running"] == ["hub", "services"] and again["started"] == []
     assert again["hub"]["pid"] == first["hub"]["pid"]
 
     ep = sb.endpoints()
@@ -162,13 +164,16 @@ def test_lifecycle_up_idempotent_status_down_leaves_nothing(private_sandbox):
     _start_lab(ep, "bot-lifecycle")
     labs = sb.status()["labs"]
     assert [lab["server"] for lab in labs] == ["bot-lifecycle"]
-    pids = [first["hub"]["pid"], first["proxy"]["pid"], labs[0]["pid"]]
+    pids = [first["hub"]["pid"], first["proxy"]["pid"], labs[0]["pid"], first["services"]["pid"]]
 
     result = sb.down()
     assert result["still_listening"] == []
     assert not any(_alive(pid) for pid in pids)
     ports = st.Ports.from_base(PRIVATE_BASE)
     assert not any(_listening(p) for p in (ports.hub, ports.proxy_api, ports.hub_internal))
+    from library.sandbox import services
+
+    assert not any(_listening(p) for p in services.ports(PRIVATE_BASE).values())
     after = sb.status()
     assert not after["hub"]["running"] and not after["proxy"]["running"] and not after["labs"]
     with pytest.raises(Exception, match="the sandbox is not running"):
