@@ -53,6 +53,28 @@ def _env(name: str, given: str | None) -> str | None:
     return given or os.environ.get(name) or None
 
 
+def _discovery(endpoints: dict[str, str | None]) -> str:
+    url = _env("BOSUN_DISCOVERY_URL", endpoints.get("discovery_url"))
+    return url or "the sandbox's discovery document"
+
+
+def _data_service(service: str, dataset: str, endpoints: dict[str, str | None]) -> str:
+    """A URL the user gave for the service wins; else discovery picks it by dataset."""
+    given = _env(f"BOSUN_{service.upper()}_URL", endpoints.get(f"{service}_url"))
+    if given:
+        return given
+    return f"{service} of dataset {dataset!r} from service discovery ({_discovery(endpoints)})"
+
+
+def _sia_set(name: str) -> dict[str, Any]:
+    from library.sia.params import resolve
+
+    try:
+        return {"name": name, "directory": str(resolve(name).parent)}
+    except UserError as exc:
+        return {"name": name, "error": str(exc)}
+
+
 def _query_set(name: str) -> dict[str, Any]:
     from library.tap.query_set import resolve
 
@@ -79,13 +101,8 @@ def endpoint(flock: FlockConfig, endpoints: dict[str, str | None]) -> dict[str, 
             out["notebooks"] = f"{opts.repo_url} at {opts.repo_ref} (then its mobu.yaml rules)"
         return out
     if kind == "tap":
-        tap = _env("BOSUN_TAP_URL", endpoints.get("tap_url"))
-        resolved_later = (
-            f"the TAP service of dataset {opts.dataset!r} (resolved when the run starts; "
-            "the sandbox's without a discovery document)"
-        )
         out = {
-            "tap": tap or resolved_later,
+            "tap": _data_service("tap", opts.dataset, endpoints),
             "mode": "sync" if opts.sync else "async",
         }
         if hasattr(opts, "query_set"):
@@ -94,11 +111,14 @@ def endpoint(flock: FlockConfig, endpoints: dict[str, str | None]) -> dict[str, 
             out["queries"] = len(opts.queries)
         return out
     if kind == "sia":
-        return {"sia": f"the SIA service of dataset {opts.dataset!r}", "query_set": opts.query_set}
+        return {
+            "sia": _data_service("sia", opts.dataset, endpoints),
+            "query_set": _sia_set(opts.query_set),
+        }
     if kind == "git-lfs":
         return {"lfs_read": opts.lfs_read_url, "lfs_write": opts.lfs_write_url}
     if kind == "muster":
-        return {"muster": "the Muster service behind the platform's ingress"}
+        return {"muster": f"Muster from service discovery ({_discovery(endpoints)})"}
     if kind == "url":
         return {"url": f"{opts.method} {opts.url}"}
     return {"none": "the business makes no requests"}

@@ -23,7 +23,13 @@ def _by_name(flocks):
 
 def test_a_phalanx_values_file_as_it_would_run(monkeypatch):
     monkeypatch.delenv("BOSUN_QUERY_SET_PATH", raising=False)
-    monkeypatch.delenv("BOSUN_HUB_URL", raising=False)
+    for name in (
+        "BOSUN_HUB_URL",
+        "BOSUN_SIA_URL",
+        "BOSUN_DISCOVERY_URL",
+        "BOSUN_SIA_QUERY_SET_PATH",
+    ):
+        monkeypatch.delenv(name, raising=False)
     flocks = _by_name(check_file(IDFINT, {"tap_url": "https://tap.example/tap"}))
     assert list(flocks) == ["phalanx-quotidian", "phalanx-recommended", "tutorial", "tap", "sia"]
     tutorial = flocks["tutorial"]
@@ -41,10 +47,11 @@ def test_a_phalanx_values_file_as_it_would_run(monkeypatch):
     assert "'dp0.2': not found" in tap["needs"]
     # mobu's dp02 SIA parameter set ships with bosun (library/sia/query_sets/dp02).
     assert flocks["sia"]["runs_here"] is True
-    assert flocks["sia"]["endpoint"] == {
-        "sia": "the SIA service of dataset 'dp02'",
-        "query_set": "dp02",
-    }
+    sia = flocks["sia"]["endpoint"]
+    assert sia["sia"] == (
+        "sia of dataset 'dp02' from service discovery (the sandbox's discovery document)"
+    )
+    assert sia["query_set"]["directory"].endswith("sia/query_sets/dp02")
 
 
 def test_mobus_query_sets_found_on_the_search_path(monkeypatch):
