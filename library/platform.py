@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,7 +64,7 @@ class JupyterHubTokens(_Frozen):
     kind: Literal["jupyterhub"] = "jupyterhub"
     hub_url: str
     admin_token_file: str
-    expires_in: int = Field(3600, ge=60)
+    expires_in: Annotated[int, Field(ge=60)] = 3600
 
 
 class GafaelfawrTokens(_Frozen):
@@ -73,8 +73,8 @@ class GafaelfawrTokens(_Frozen):
     kind: Literal["gafaelfawr"] = "gafaelfawr"
     base_url: str
     admin_token_file: str
-    batch_size: int = Field(10, ge=1)
-    lifetime_s: int = Field(365 * 86400, ge=60)
+    batch_size: Annotated[int, Field(ge=1)] = 10
+    lifetime_s: Annotated[int, Field(ge=60)] = 365 * 86400
 
 
 class StaticTokens(_Frozen):
@@ -110,7 +110,7 @@ class Platform(_Frozen):
         flag: str | None = None,
     ) -> str:
         """The URL named WHAT, or one line saying how to give it (FLAG: the command's own)."""
-        value = getattr(self, what)
+        value: str | None = getattr(self, what)
         if value:
             return value
         default_flag, env = _SOURCES[what]
@@ -130,12 +130,12 @@ class Platform(_Frozen):
             known = ", ".join(["default", *sorted(self.tap_urls)])
             raise UserError(f"no TAP service named {name!r} (known: {known})") from None
 
-    def to_data(self) -> dict:
+    def to_data(self) -> dict[str, Any]:
         """Plain JSON data (for shards and artifacts); `from_data` reads it back."""
         return self.model_dump(mode="json")
 
     @classmethod
-    def from_data(cls, data: dict) -> Platform:
+    def from_data(cls, data: dict[str, Any]) -> Platform:
         return cls.model_validate(data, strict=False)
 
 
@@ -214,8 +214,12 @@ def resolve(
 
     tokens = _tokens(token_file, provider, values.get("hub_url"))
     # The sandbox's admin token is only good for the sandbox's own hub.
-    from_sandbox = sandbox is not None and _same(values.get("hub_url"), sandbox.hub_url)
-    if tokens is None and from_sandbox and sandbox.tokens is not None:
+    if (
+        tokens is None
+        and sandbox is not None
+        and sandbox.tokens is not None
+        and _same(values.get("hub_url"), sandbox.hub_url)
+    ):
         tokens, origin["tokens"] = sandbox.tokens, "sandbox"
     return Platform(
         hub_url=values.get("hub_url"),
@@ -229,7 +233,7 @@ def resolve(
 
 
 def _same(url: str | None, other: str | None) -> bool:
-    return bool(url and other) and url.rstrip("/") == other.rstrip("/")
+    return url is not None and other is not None and url.rstrip("/") == other.rstrip("/")
 
 
 def _tokens(

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from library.errors import UserError
@@ -31,6 +32,9 @@ from library.platform import (
     check_username,
 )
 from library.redact import register_secret
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class TokenError(UserError):
@@ -74,10 +78,10 @@ class _Cached:
         if future is None:
             future = asyncio.ensure_future(self._mint(user, name, list(scopes)))
             self._tokens[key] = future
-            future.add_done_callback(lambda f, key=key: self._forget_failed(f, key))
+            future.add_done_callback(functools.partial(self._forget_failed, key=key))
         return await asyncio.shield(future)
 
-    def _forget_failed(self, future: asyncio.Future[str], key) -> None:
+    def _forget_failed(self, future: asyncio.Future[str], key: tuple[str, tuple[str, ...]]) -> None:
         # A failed or cancelled mint is not cached: the next ask tries again.
         if future.cancelled() or future.exception() is not None:
             self._tokens.pop(key, None)
@@ -92,15 +96,17 @@ class _Cached:
 class _HTTP(_Cached):
     """A provider that talks HTTP with its own admin token over an aiohttp session."""
 
-    def __init__(self, admin_token_file: str, connector=None) -> None:
+    def __init__(
+        self, admin_token_file: str, connector: aiohttp.BaseConnector | None = None
+    ) -> None:
         from library.tokens import read_token
 
         super().__init__()
         self._admin = read_token(admin_token_file, "admin token file")
         self._connector = connector
-        self._session = None
+        self._session: aiohttp.ClientSession | None = None
 
-    def _http(self):
+    def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             import aiohttp
 
@@ -111,7 +117,7 @@ class _HTTP(_Cached):
             )
         return self._session
 
-    async def _post(self, url: str, body: dict | None, scheme: str) -> tuple[int, Any]:
+    async def _post(self, url: str, body: dict[str, Any] | None, scheme: str) -> tuple[int, Any]:
         import aiohttp
 
         headers = {"Authorization": f"{scheme} {self._admin}"}
@@ -211,7 +217,9 @@ def hub_scopes(scopes: Iterable[str], user: str) -> list[str]:
 class JupyterHubProvider(_HTTP):
     """Per-user tokens from the hub's REST API (``POST /hub/api/users/NAME/tokens``)."""
 
-    def __init__(self, source: JupyterHubTokens, connector=None) -> None:
+    def __init__(
+        self, source: JupyterHubTokens, connector: aiohttp.BaseConnector | None = None
+    ) -> None:
         super().__init__(source.admin_token_file, connector)
         base = source.hub_url if source.hub_url.endswith("/") else source.hub_url + "/"
         self._api = base + "hub/api/"
@@ -231,8 +239,9 @@ class JupyterHubProvider(_HTTP):
             raise TokenError(
                 f"minting a hub token for {name}{asked}: HTTP {status}: {_message(data)}"
             )
-        register_secret(data["token"])
-        return data["token"]
+        token: str = data["token"]
+        register_secret(token)
+        return token
 
 
 class GafaelfawrProvider(_HTTP):
@@ -244,13 +253,15 @@ class GafaelfawrProvider(_HTTP):
     The answer is ``201`` with ``{"token": ...}``.
     """
 
-    def __init__(self, source: GafaelfawrTokens, connector=None) -> None:
+    def __init__(
+        self, source: GafaelfawrTokens, connector: aiohttp.BaseConnector | None = None
+    ) -> None:
         super().__init__(source.admin_token_file, connector)
         self._url = source.base_url.rstrip("/") + "/auth/api/v1/tokens"
         self._lifetime = dt.timedelta(seconds=source.lifetime_s)
         self._batch = asyncio.Semaphore(source.batch_size)
 
-    def request_body(self, user: BotUser | str, name: str, scopes: list[str]) -> dict:
+    def request_body(self, user: BotUser | str, name: str, scopes: list[str]) -> dict[str, Any]:
         uid = getattr(user, "uidnumber", None)
         gid = getattr(user, "gidnumber", None) or uid
         groups = [
@@ -280,8 +291,9 @@ class GafaelfawrProvider(_HTTP):
             raise TokenError(
                 f"Gafaelfawr token for {name} (POST {self._url}): HTTP {status}: {_message(data)}"
             )
-        register_secret(data["token"])
-        return data["token"]
+        token: str = data["token"]
+        register_secret(token)
+        return token
 
 
 class StaticProvider(_Cached):
@@ -322,7 +334,9 @@ class StaticProvider(_Cached):
             ) from None
 
 
-def provider_for(source: TokenSource | None, *, connector=None) -> TokenProvider | None:
+def provider_for(
+    source: TokenSource | None, *, connector: aiohttp.BaseConnector | None = None
+) -> TokenProvider | None:
     """The provider a platform's token source describes (None: the platform wants no token)."""
     if source is None:
         return None

@@ -10,6 +10,10 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from library.platform import Platform
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +91,7 @@ def endpoints() -> Endpoints:
     )
 
 
-def platform():
+def platform() -> Platform | None:
     """The running sandbox as a `library.platform.Platform`, or None when nothing of it runs.
 
     The hub and the TAP service are reported independently (the TAP half may run without the
