@@ -24,6 +24,8 @@ def run(
     webhook_url: str | None = None,
     hub_url: str | None = None,
     tap_url: str | None = None,
+    sia_url: str | None = None,
+    discovery_url: str | None = None,
     token_file: Path | None = None,
     live: bool = True,
 ) -> dict:
@@ -48,7 +50,12 @@ def run(
         min_success_pct: A flock below this success percentage fails its testcase and the command.
         webhook_url: Post the summary lines there as Slack-compatible JSON.
         hub_url: Hub base URL ($BOSUN_HUB_URL, else the sandbox).
-        tap_url: TAP service URL ($BOSUN_TAP_URL, else the sandbox).
+        tap_url: TAP service URL ($BOSUN_TAP_URL, else the sandbox); given, it serves every
+            flock's dataset.
+        sia_url: SIA v2 service URL ($BOSUN_SIA_URL, else the sandbox); given, it serves every
+            flock's dataset.
+        discovery_url: Service discovery (Repertoire) base URL ($BOSUN_DISCOVERY_URL, else the
+            sandbox's): finds each flock's TAP and SIA service by ``dataset``, and Muster.
         token_file: Admin token file ($BOSUN_TOKEN_FILE, else the sandbox).
         live: Show the live table in a terminal (a status line every 10 s in CI).
     """
@@ -76,6 +83,8 @@ def run(
         endpoints={
             "hub_url": hub_url,
             "tap_url": tap_url,
+            "sia_url": sia_url,
+            "discovery_url": discovery_url,
             "token_file": str(token_file) if token_file else None,
         },
     )

@@ -111,11 +111,17 @@ class ScaleRun:
         resolved = plat.resolve(
             hub_url=self.endpoints.get("hub_url"),
             tap_url=self.endpoints.get("tap_url"),
+            sia_url=self.endpoints.get("sia_url"),
+            discovery_url=self.endpoints.get("discovery_url"),
             token_file=self.endpoints.get("token_file"),
         )
         needs = {main_operation(f.business.type) for f in self.flocks}
-        if "tap_query" in needs:
-            resolved.require("tap_url")
+        # TAP and SIA come from service discovery by dataset when the platform has it.
+        for operation, service in (("tap_query", "tap_url"), ("sia_query", "sia_url")):
+            if operation in needs and not resolved.discovery_url:
+                resolved.require(service)
+        if "muster" in needs:
+            resolved.require("discovery_url")
         if needs & {"execute_code", "notebook"}:
             resolved.require("hub_url")
             if resolved.tokens is None:
