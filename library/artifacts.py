@@ -240,9 +240,12 @@ def summary_kind(data: dict[str, Any]) -> SummaryKind | None:
 
 def write_summary_json(directory: Path, kind: SummaryKind, summary: dict[str, Any]) -> Path:
     """Write SUMMARY as ``summary.json`` with its ``kind`` first; returns the path."""
+    from library import redact
+
     path = Path(directory) / SUMMARY_JSON
     data = {"kind": str(kind), **{k: v for k, v in summary.items() if k != "kind"}}
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    # A service URL may carry a password or a token parameter: masked like every artifact.
+    path.write_text(json.dumps(redact.redact_data(data), indent=2) + "\n")
     return path
 
 
@@ -319,10 +322,11 @@ CACHE_DIR = "_cache"  # at the top of the tree: what every command of a run may 
 
 def write_json(name: str, data: Any) -> Path:
     """Write DATA as JSON into the current artifact dir (a command's own extra file)."""
-    from library import env
+    from library import env, redact
 
     path = env.artifact_dir() / name
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    text = json.dumps(redact.redact_data(data), indent=2, default=str)
+    path.write_text(text + "\n", encoding="utf-8")
     return path
 
 

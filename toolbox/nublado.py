@@ -86,7 +86,9 @@ def run_code(
         token_file: Admin token, or ``user: token`` lines ($BOSUN_TOKEN_FILE, else the sandbox).
     """
     result = _loop(user, code, 1, 0.0, timeout, hub_url, token_file, "run_code")
-    print(result["last"]["stdout"], end="")
+    from library import redact
+
+    print(redact.redact_text(result["last"]["stdout"]), end="")
     return result["last"]
 
 

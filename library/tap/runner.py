@@ -19,6 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from library import redact
 from library.artifacts import (
     EVENTS_DIR,
     SUMMARY_TEXT,
@@ -138,11 +139,12 @@ def run(
         for worker, template, result in results:
             row = result.as_row()
             row.pop("adql")
-            f.write(json.dumps({"worker": worker, "template": template, **row}) + "\n")
+            row = redact.redact_data({"worker": worker, "template": template, **row})
+            f.write(json.dumps(row) + "\n")
     summary = summarize(results, duration, start)
     summary.update(
         {
-            "service": client.url,
+            "service": redact.redact_text(client.url),
             "query_set": str(query_set.path),
             "mode": "async" if use_async else "sync",
             "seed": seed,
@@ -153,7 +155,7 @@ def run(
         }
     )
     write_summary_json(out_dir, SummaryKind.TAP_QUERY_SET, summary)
-    (out_dir / SUMMARY_TEXT).write_text(format_summary(summary))
+    (out_dir / SUMMARY_TEXT).write_text(redact.redact_text(format_summary(summary)))
     return summary
 
 

@@ -212,3 +212,36 @@ def test_no_secret_in_a_scale_run(sandbox, tmp_path):
     summary = json.loads(next(art.glob("*__scale__run/summary.json")).read_text())
     assert summary["flocks"]["http"]["successes"] > 0
     assert summary["flocks"]["tap"]["successes"] > 0
+
+
+def test_a_tap_url_with_a_password_reaches_no_artifact(sandbox, tmp_path):
+    """A TAP service URL carrying a password, through a whole query set (sync and async): the
+    summaries, results, logs and the console show it masked."""
+    if not sandbox.tap_url:
+        pytest.fail("the sandbox runs without its TAP service")
+    password = "pw" + os.urandom(10).hex()
+    scheme, rest = sandbox.tap_url.split("://", 1)
+    url = f"{scheme}://bot:{password}@{rest}"
+    art = tmp_path / "tap"
+    for mode in ([], ["--use-async"]):
+        proc = _run(
+            [
+                str(REPO / "run_toolbox.py"),
+                "tap",
+                "run_query_set",
+                "--service",
+                url,
+                "--count",
+                "3",
+                "--token-file",
+                str(sandbox.token_file),
+                *mode,
+            ],
+            art,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert password not in proc.stdout + proc.stderr
+    assert _files_containing(art, [password.encode()]) == []
+    summaries = list(art.glob("*__tap__run_query_set/summary.json"))
+    assert len(summaries) == 2
+    assert all("bot:***@" in p.read_text() for p in summaries)
