@@ -308,6 +308,10 @@ def test_notebook_runner_list_runs_its_notebooks_once_and_the_run_ends(sandbox, 
             cells=[nbformat.v4.new_code_cell(code), nbformat.v4.new_markdown_cell("done")]
         )
         nbformat.write(nb, notebooks / name)
+    # mobu's metadata: it needs an application the sandbox's discovery document does not list.
+    butler = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("raise SystemExit(1)")])
+    butler.metadata["mobu"] = {"required_applications": ["butler"]}
+    nbformat.write(butler, notebooks / "needs-butler.ipynb")
     flocks = write_flocks(
         tmp_path / "flocks.yaml",
         [
@@ -323,7 +327,7 @@ def test_notebook_runner_list_runs_its_notebooks_once_and_the_run_ends(sandbox, 
                         "collection_rules": [
                             {
                                 "type": "intersect_union_of",
-                                "patterns": ["first.ipynb", "second.ipynb"],
+                                "patterns": ["first.ipynb", "second.ipynb", "needs-*"],
                             }
                         ],
                         "execution_idle_time": "100ms",

@@ -22,6 +22,12 @@ class NotebookRunner(LabBusiness):
     refreshes = True
 
     async def startup(self) -> None:
+        from library.flock.businesses.endpoints import discovery
+
+        # mobu drops notebooks whose required applications the environment lacks, as its
+        # service discovery lists them; without a discovery document nothing is dropped.
+        doc = await discovery(self.ctx.shared)
+        self.applications = list(doc.applications) if doc is not None else None
         self.notebooks = await asyncio.to_thread(self._find_notebooks)
         if not self.notebooks:
             raise FileNotFoundError(f"no notebooks to run in {self.root}")
@@ -45,6 +51,7 @@ class NotebookRunner(LabBusiness):
             self.root,
             exclude_dirs=list(opts.exclude_dirs),
             collection_rules=list(opts.collection_rules),
+            services=self.applications,
         ).selected
         return found
 
