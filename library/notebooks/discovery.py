@@ -13,7 +13,8 @@ mobu's rules (``lsst-sqre/mobu``: ``services/notebook_finder.py``, ``models/repo
 
 bosun differs in three ways, all visible in the skip reasons: notebooks under a hidden
 directory (``.ipynb_checkpoints``) never run; the application filter applies only when the
-deployed services are given (bosun cannot ask Phalanx's discovery service); and the SQR-080
+deployed services are given (flocks give the applications of the platform's service-discovery
+document; ``notebook run_repo`` gives ``--services``); and the SQR-080
 file-name convention (``<service>_*.ipynb`` needs ``<service>``) applies only when turned on,
 by the caller (``name_convention=True``) or by the repository (``bosun.yaml`` holding
 ``name_convention: true``). ``--include``/``--exclude`` globs of the command line are extra
