@@ -93,6 +93,18 @@ def _tap_flock(tmp_path: Path, prefix: str, scopes: list[str]) -> Path:
     return path
 
 
+def _at_the_front(platform, *, tokens: bool = True) -> dict:
+    """PLATFORM with its TAP URL pointed at the token-checking front, as `--tap-url` does (a
+    URL the user gave wins over service discovery)."""
+    return platform.model_copy(
+        update={
+            "tap_url": platform.tap("auth"),
+            "tokens": platform.tokens if tokens else None,
+            "origin": {**platform.origin, "tap_url": "flag"},
+        }
+    ).to_data()
+
+
 def _scale(tmp_path: Path, flocks: Path, platform_data: dict) -> dict:
     from library.flock.runner import ScaleRun
 
@@ -112,7 +124,7 @@ def test_a_tap_flock_through_the_token_check_uses_each_users_own_token(platform,
     from library.sandbox.hub import api_json
 
     prefix = f"bot-tapok{uuid.uuid4().hex[:4]}"
-    data = platform.model_copy(update={"tap_url": platform.tap("auth")}).to_data()
+    data = _at_the_front(platform)
     flocks = _tap_flock(tmp_path, prefix, ["read:tap"])
     result = _scale(tmp_path, flocks, data)
     flock = result["flocks"]["tap"]
@@ -130,9 +142,7 @@ def test_a_tap_flock_through_the_token_check_uses_each_users_own_token(platform,
 
 
 def test_a_tap_flock_without_a_token_fails_clearly(platform, tmp_path):
-    from library.platform import Platform
-
-    data = Platform(tap_url=platform.tap("auth")).to_data()  # no token provider at all
+    data = _at_the_front(platform, tokens=False)  # no token provider at all
     flocks = _tap_flock(tmp_path, f"bot-tapno{uuid.uuid4().hex[:4]}", ["read:tap"])
     result = _scale(tmp_path, flocks, data)
     assert result["flocks"]["tap"]["successes"] == 0
@@ -141,7 +151,7 @@ def test_a_tap_flock_without_a_token_fails_clearly(platform, tmp_path):
 
 
 def test_a_tap_flock_whose_scopes_lack_read_tap_is_refused(platform, tmp_path):
-    data = platform.model_copy(update={"tap_url": platform.tap("auth")}).to_data()
+    data = _at_the_front(platform)
     flocks = _tap_flock(tmp_path, f"bot-tapnb{uuid.uuid4().hex[:4]}", ["exec:notebook"])
     result = _scale(tmp_path, flocks, data)
     assert result["flocks"]["tap"]["successes"] == 0
@@ -238,3 +248,21 @@ def test_a_lab_runs_unprivileged_and_cannot_read_the_sandbox_secrets(ep):
     lines = result.stdout.splitlines()
     assert lines[0] != "uid 0" and lines[0].startswith("uid "), result.stdout
     assert len(lines) > 3 and all(line.startswith("refused ") for line in lines[1:]), lines
+
+
+def test_scale_run_with_tap_url_at_the_front_sends_per_user_tokens(platform, tmp_path):
+    """The command line path: `--tap-url` points at the front, the sandbox mints the tokens."""
+    flocks = _tap_flock(tmp_path, f"bot-tapcli{uuid.uuid4().hex[:4]}", ["read:tap"])
+    cmd = [sys.executable, str(ROOT / "run_toolbox.py"), "scale", "run", "--flocks", str(flocks)]
+    cmd += ["--tap-url", platform.tap("auth"), "--duration", "3s", "--no-live"]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ARTIFACT_DIR": str(tmp_path / "artifacts")},
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(next((tmp_path / "artifacts").rglob("summary.json")).read_text())
+    tap = summary["flocks"]["tap"]
+    assert tap["successes"] >= 2 and tap["failures"] == 0
