@@ -117,9 +117,10 @@ class ScaleRun:
         )
         needs = {main_operation(f.business.type) for f in self.flocks}
         # TAP and SIA come from service discovery by dataset when the platform has it.
-        for operation, service in (("tap_query", "tap_url"), ("sia_query", "sia_url")):
-            if operation in needs and not resolved.discovery_url:
-                resolved.require(service)
+        if "tap_query" in needs and not resolved.discovery_url:
+            resolved.require("tap_url")
+        if "sia_query" in needs and not resolved.discovery_url:
+            resolved.require("sia_url")
         if "muster" in needs:
             resolved.require("discovery_url")
         if needs & {"execute_code", "notebook"}:

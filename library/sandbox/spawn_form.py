@@ -108,7 +108,7 @@ def options_from_form(formdata: dict) -> dict:
     size = {name.lower(): name for name in LAB_SIZES}.get(posted_size.lower())
     if size is None:
         raise FormRefused(f"unknown size {posted_size!r}: choose one of {list(LAB_SIZES)}")
-    options = {"image": image, "image_class": image_class, "size": size}
+    options: dict[str, str | bool] = {"image": image, "image_class": image_class, "size": size}
     if field("enable_debug").lower() in ("true", "on", "1"):
         options["debug"] = True
     return options

@@ -22,9 +22,13 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from library.flock.businesses.base import Business
+
+if TYPE_CHECKING:
+    from library.flock.options import GitLFSOptions
 
 README = "# Git-LFS test repo\nTest repository for git-LFS checking\n"
 GITATTRIBUTES = "assets/* filter=lfs diff=lfs merge=lfs -text\n"
@@ -97,6 +101,8 @@ class Git:
 
 class GitLFS(Business):
     """mobu's GitLFS business (options ``lfs_read_url``, ``lfs_write_url``)."""
+
+    options: GitLFSOptions
 
     async def startup(self) -> None:
         if shutil.which("git") is None or shutil.which("git-lfs") is None:

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import TYPE_CHECKING
 
 from library.flock.businesses.base import Business
+
+if TYPE_CHECKING:
+    from library.flock.options import SIAQuerySetRunnerOptions
 
 
 class SIAQueryFailed(Exception):
@@ -20,6 +24,8 @@ class SIAQueryFailed(Exception):
 
 
 class SIAQuerySetRunner(Business):
+    options: SIAQuerySetRunnerOptions
+
     async def startup(self) -> None:
         from library.flock.businesses.endpoints import data_url
         from library.sia.client import DEFAULT_TIMEOUT, SiaClient
