@@ -106,6 +106,7 @@ class Engine:
         live = self._live_view()
         start = time.time()
         try:
+            await asyncio.to_thread(self.recorder.prepare)
             await self._wait_for_start()
             start = self.started_wall = time.time()
             starters = [asyncio.create_task(self._start_flock(f)) for f in self.flocks]

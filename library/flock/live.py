@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PLAIN_EVERY_S = 10.0
+# Intended vs achieved (scheduled flocks only; None otherwise), from the monkeys' schedules
+# while the run goes and from library/stats.py for the last line.
+SCHEDULE_KEYS = ("intended_per_s", "achieved_per_s", "behind_schedule", "corrected_p95_ms")
 
 
 def snapshot(engine: Engine, final: dict[str, dict] | None = None) -> list[dict]:
@@ -35,9 +38,11 @@ def snapshot(engine: Engine, final: dict[str, dict] | None = None) -> list[dict]
             successes, failures = figures["successes"], figures["failures"]
             main = figures["operations"].get(stats.operation, {})
             p50, p95 = main.get("p50_ms"), main.get("p95_ms")
+            schedule = {k: main.get(k) for k in SCHEDULE_KEYS}
         else:
             successes, failures = stats.successes, stats.failures
             p50, p95 = percentiles(list(stats.recent_ms), (50, 95))
+            schedule = stats.schedule_figures()
         total = successes + failures
         rows.append(
             {
@@ -53,6 +58,7 @@ def snapshot(engine: Engine, final: dict[str, dict] | None = None) -> list[dict]
                 "p50_ms": p50,
                 "p95_ms": p95,
                 "operation": stats.operation,
+                **{k: schedule.get(k) for k in SCHEDULE_KEYS},
             }
         )
     return rows
@@ -65,12 +71,25 @@ def ms_text(value: float | None) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
+def schedule_text(r: dict) -> str:
+    """', intended X/s achieved Y/s (Z%) p95 from intended start W ms[, BEHIND SCHEDULE]'."""
+    if not r.get("intended_per_s") or r.get("achieved_per_s") is None:
+        return ""
+    pct = 100.0 * r["achieved_per_s"] / r["intended_per_s"]
+    text = (
+        f", intended {r['intended_per_s']:.1f}/s achieved {r['achieved_per_s']:.1f}/s ({pct:.1f}%)"
+    )
+    if r.get("corrected_p95_ms") is not None:
+        text += f" p95 from intended start {ms_text(round(r['corrected_p95_ms'], 3))} ms"
+    return text + (", BEHIND SCHEDULE" if r.get("behind_schedule") else "")
+
+
 def status_line(engine: Engine, final: dict[str, dict] | None = None) -> str:
     parts = [
         f"{r['flock']}: {r['running']} running/{r['idle']} idle/{r['error']} error,"
         f" {r['successes']} ok, {r['failures']} failed ({r['success_pct']:.2f}%),"
         f" {r['ops_s']:.1f} ops/s, {r['operation']} p50 {ms_text(r['p50_ms'])} ms"
-        f" p95 {ms_text(r['p95_ms'])} ms"
+        f" p95 {ms_text(r['p95_ms'])} ms" + schedule_text(r)
         for r in snapshot(engine, final)
     ]
     return " | ".join(parts) + f" | loop lag {engine.health.last_lag_ms:.0f} ms"
@@ -104,6 +123,7 @@ def _table(engine: Engine, final: dict[str, dict] | None = None):
         "ops/s",
         "p50 ms",
         "p95 ms",
+        "intended vs achieved",
     ):
         table.add_column(header, justify="left" if header == "flock" else "right")
     for r in snapshot(engine, final):
@@ -118,6 +138,7 @@ def _table(engine: Engine, final: dict[str, dict] | None = None):
             f"{r['ops_s']:.1f}",
             ms_text(r["p50_ms"]),
             ms_text(r["p95_ms"]),
+            schedule_text(r).removeprefix(", ") or "-",
         )
     return table
 

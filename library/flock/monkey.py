@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from library.artifacts import Operation
 from library.events import now_us, short_error
 from library.flock.businesses import business_class, main_operation
+from library.stats import BEHIND_SCHEDULE_PCT
 
 if TYPE_CHECKING:
     from library.events import Recorder
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from library.flock.shared import Shared
 
 STARTING, RUNNING, IDLE, ERROR, STOPPED = "starting", "running", "idle", "error", "stopped"
+BEHIND_FRACTION = BEHIND_SCHEDULE_PCT / 100.0
 
 
 class Schedule:
@@ -71,8 +73,31 @@ class FlockStats:
         # Schedule lag of the same recent executions (0 for businesses that are not paced):
         # lag + duration is the latency from the intended start.
         self.recent_lag_ms: deque[float] = deque(maxlen=2000)
+        self._mark: tuple[float, int] = (0.0, 0)
+        self._achieved: float | None = None
         # Awaited by each monkey between two executions when set (the standing service).
         self.checkpoint: Callable[[Monkey], Awaitable[bool]] | None = None
+
+    def schedule_figures(self) -> dict[str, float | bool | None]:
+        """Intended vs achieved executions/s now (achieved over the time since the previous
+        call, at least 1 s) and the corrected p95 over the recent executions; None for a flock
+        whose monkeys are not scheduled."""
+        intended = self.intended_per_s()
+        now = time.monotonic()
+        mark_t, mark_n = self._mark
+        if now - mark_t >= 1.0:
+            self._achieved = (self.successes - mark_n) / (now - mark_t) if mark_t else None
+            self._mark = (now, self.successes)
+        if not intended or self._achieved is None:
+            return {"intended_per_s": None, "achieved_per_s": None, "behind_schedule": None}
+        pairs = zip(list(self.recent_ms), list(self.recent_lag_ms), strict=False)
+        corrected = sorted(d + lag for d, lag in pairs)
+        return {
+            "intended_per_s": intended,
+            "achieved_per_s": self._achieved,
+            "behind_schedule": self._achieved < intended * BEHIND_FRACTION,
+            "corrected_p95_ms": corrected[int(0.95 * (len(corrected) - 1))] if corrected else None,
+        }
 
     def intended_per_s(self) -> float:
         """Executions per second the flock's monkeys mean to run (their planned periods)."""

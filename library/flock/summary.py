@@ -108,6 +108,16 @@ def summary_text(summary: dict[str, Any]) -> str:
             f"• *{name}*: {flock['started']} monkeys started {day} with {failures} {noun}"
             f" ({flock['success_pct']:.2f}% success)"
         )
+    for name, flock in summary["flocks"].items():
+        for op, fig in flock["operations"].items():
+            if fig.get("behind_schedule"):
+                # Less load than configured, whatever the CPU says (library/stats.py).
+                lines.append(
+                    f"⚠ behind schedule: {name}/{op} achieved {fig['achieved_per_s']:.1f}/s,"
+                    f" {fig['achieved_pct']:.1f}% of the intended {fig['intended_per_s']:.1f}/s;"
+                    f" p99 {fig['p99_ms']} ms measured, {fig['corrected_p99_ms']} ms from the"
+                    " intended start"
+                )
     if summary.get("client_bound"):
         lines.append(f"⚠ client-bound: {summary['client_bound_reason']}")
     for shard in summary.get("dead_shards", []):

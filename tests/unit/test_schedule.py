@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from library.events import read_events
+from library.flock.businesses.base import Business
 from library.flock.engine import RunSettings, run_flocks
 from library.flock.models import parse_flocks
 from library.flock.monkey import Schedule
@@ -188,3 +189,70 @@ def test_a_flock_without_idle_time_is_not_scheduled(tmp_path):
     assert not any(table.column("lag_us").to_pylist())
     (row,) = [r for r in table_stats(table) if r.operation == "http_request"]
     assert row.corrected_p99_ms is None and row.intended_per_s is None
+
+
+class Blocking(Business):
+    """Blocks the event loop for 5 ms per execution: 40 monkeys meaning to start every 15 ms
+    cannot all be served by one loop, so every one of them falls behind its schedule."""
+
+    async def execute(self):
+        with self.ctx.timed("fake_op"):
+            time.sleep(0.005)
+        return False
+
+
+def test_a_flock_that_cannot_keep_its_schedule_is_flagged_everywhere(tmp_path, monkeypatch):
+    from library.flock import businesses, live, monkey
+    from library.flock.engine import Engine
+    from library.flock.options import BusinessOptions
+    from library.flock.summary import flock_figures, summary_text
+
+    monkeypatch.setitem(
+        businesses.REGISTRY,
+        "Blocking",
+        businesses.Entry(BusinessOptions, "unused:Blocking", "fake_op", "none"),
+    )
+    real = monkey.business_class
+    monkeypatch.setattr(
+        monkey, "business_class", lambda name: Blocking if name == "Blocking" else real(name)
+    )
+    flocks = parse_flocks(
+        [
+            {
+                "name": "busy",
+                "count": 40,
+                "user_spec": {"username_prefix": "bot-s"},
+                "scopes": [],
+                "business": {"type": "Blocking", "options": {"idle_time": 0.01}},
+            }
+        ]
+    )
+    engine = Engine(flocks, tmp_path, RunSettings(duration=1.5, live=False, handle_signals=False))
+    seen = {}
+
+    async def run_and_look():
+        async def look():
+            await asyncio.sleep(0.5)
+            engine.stats["busy"].schedule_figures()  # sets the mark
+            await asyncio.sleep(0.6)
+            seen.update(engine.stats["busy"].schedule_figures())
+            seen["line"] = live.status_line(engine)
+
+        looker = asyncio.create_task(look())
+        result = await engine.run()
+        await looker
+        return result
+
+    result = asyncio.run(run_and_look())
+    # While running: the monkeys' plans add up to far more than one blocked loop delivers.
+    assert seen["behind_schedule"] is True, seen
+    assert seen["achieved_per_s"] < 0.95 * seen["intended_per_s"]
+    assert "BEHIND SCHEDULE" in seen["line"]
+    # After: the same verdict from the events, in summary.json, summary.txt and the last line.
+    summary = build_summary(tmp_path, flocks, result.start, result.end)
+    figures = summary["flocks"]["busy"]["operations"]["fake_op"]
+    assert figures["behind_schedule"] is True
+    assert figures["achieved_pct"] < BEHIND_SCHEDULE_PCT
+    assert figures["corrected_p99_ms"] > figures["p99_ms"]
+    assert "⚠ behind schedule: busy/fake_op" in summary_text(summary)
+    assert "BEHIND SCHEDULE" in live.status_line(engine, flock_figures(tmp_path, flocks))
