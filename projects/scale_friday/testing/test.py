@@ -6,11 +6,12 @@ from library import config, run
 def _platform() -> dict:
     if config.project.get_config("platform.kind") != "sandbox":
         return {}
-    # Fails with "start it with ./run_toolbox.py sandbox up" when the sandbox is down.
-    from library import sandbox
+    from library import platform
 
-    ep = sandbox.endpoints()
-    return {"hub_api_url": ep.hub_api_url, "tap_url": ep.tap_url}
+    resolved = platform.resolve()
+    # Fails with "start the sandbox with ./run_toolbox.py sandbox up" when no hub is known.
+    hub_url = resolved.require("hub_url")
+    return {"hub_api_url": hub_url.rstrip("/") + "/hub/api", "tap_url": resolved.tap_url}
 
 
 def prepare():
