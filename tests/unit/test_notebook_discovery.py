@@ -5,6 +5,9 @@ The tree and the rule examples are those of mobu's docs/user-guide/in-repo-confi
 """
 
 import json
+import shutil
+from collections import Counter
+from pathlib import Path
 
 import pytest
 import yaml
@@ -221,3 +224,29 @@ def test_include_and_exclude_globs_come_after_mobus_rules(services_tree):
     assert _selected(found) == ["butler_registry.ipynb", "tap_cone.ipynb"]
     assert found.skipped["python.ipynb"] == "--include: matches none of *_*.ipynb"
     assert found.skipped["meta_mobu.ipynb"] == "--exclude: matches 'meta_*'"
+
+
+REPOS = Path(__file__).resolve().parents[1] / "fixtures" / "mobu" / "repos"
+
+
+def _real_repo(tmp_path, name):
+    """Empty notebooks at the real repository's paths, and its real mobu.yaml."""
+    src = REPOS / name
+    for line in (src / "notebooks.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            _nb(tmp_path / line)
+    shutil.copy(src / "mobu.yaml", tmp_path / "mobu.yaml")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("name", "run", "skipped"),
+    [("system-test", 23, {"exclude_dirs (mobu.yaml)": 7}),
+     ("tutorial-notebooks", 186, {"exclude_dirs (mobu.yaml)": 30,
+                                  "collection_rules[0] exclude_union_of (mobu.yaml)": 5})],
+)  # fmt: skip
+def test_real_repositories_run_what_mobu_runs(tmp_path, name, run, skipped):
+    found = discover(_real_repo(tmp_path, name))
+    assert len(found.selected) == run
+    by_rule = Counter(why.split(":")[0] for why in found.skipped.values())
+    assert dict(by_rule) == skipped
