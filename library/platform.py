@@ -64,7 +64,8 @@ class JupyterHubTokens(_Frozen):
     kind: Literal["jupyterhub"] = "jupyterhub"
     hub_url: str
     admin_token_file: str
-    expires_in: Annotated[int, Field(ge=60)] = 3600
+    # A day: a Scale Friday run lasts hours and the tokens are minted once, at monkey start.
+    expires_in: Annotated[int, Field(ge=60)] = 86400
 
 
 class GafaelfawrTokens(_Frozen):
