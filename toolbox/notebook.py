@@ -96,7 +96,7 @@ def run_repo(
         ref: Git branch, tag or commit to check out.
         where: ``local`` (papermill) or ``lab`` (one user's lab, like mobu's NotebookRunner).
         user: Bot user whose lab runs them (``--where lab``).
-        exclude_dir: Directory name or relative path to skip (repeatable).
+        exclude_dir: Directory to skip, relative to the root, as mobu's exclude_dirs (repeatable).
         include: Glob a notebook must match (repeatable).
         exclude: Glob of notebooks to skip (repeatable).
         services: Comma-separated deployed services, e.g. ``nublado,tap``.
