@@ -134,49 +134,75 @@ def percentiles(values: Sequence[float], qs: Sequence[float] = PERCENTILES) -> l
     return [float(v) for v in np.percentile(np.asarray(values, float), list(qs))]
 
 
-def grouped_sorted(group, values, n_groups: int):
-    """(values sorted within each group, offsets) where group g is `sorted[off[g]:off[g+1]]`.
+@dataclass
+class GroupSort:
+    """Values sorted within each group: group g is positions `offsets[g]:offsets[g + 1]`.
 
-    Negative values (a clock step backwards) count as 0.
+    With `span`, the array holds `g * span + value` (one int64 sort sorted every group at
+    once); the group part is taken off only at the few positions a quantile reads, not from
+    every row.
     """
+
+    keys: Any
+    offsets: Any
+    span: int | None
+
+    def _at(self, index, group):
+        values = self.keys[index]
+        if self.span is not None:
+            values = values - group * self.span
+        return values.astype(float)
+
+    def quantiles(self, qs):
+        """Linear-interpolated quantiles (0..1) per group: (n_groups, len(qs)), NaN if empty."""
+        import numpy as np
+
+        qs = np.asarray(qs, float)
+        n = np.diff(self.offsets)
+        out = np.full((len(n), len(qs)), np.nan)
+        has = n > 0
+        if not has.any():
+            return out
+        groups = np.flatnonzero(has)[:, None]
+        first = self.offsets[:-1][has, None].astype(float)
+        pos = first + qs[None, :] * (n[has, None] - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, self.offsets[1:][has, None] - 1)
+        frac = pos - lo
+        out[has] = self._at(lo, groups) * (1 - frac) + self._at(hi, groups) * frac
+        return out
+
+    def maxima(self):
+        """Largest value per group, NaN if empty."""
+        import numpy as np
+
+        n = np.diff(self.offsets)
+        out = np.full(len(n), np.nan)
+        has = np.flatnonzero(n > 0)
+        out[has] = self._at(self.offsets[1:][has] - 1, has)
+        return out
+
+
+def sort_groups(group, values, n_groups: int) -> GroupSort:
+    """Sort `values` within their `group` (ints in 0..n_groups-1); negatives count as 0."""
     import numpy as np
 
     counts = np.bincount(group, minlength=n_groups) if len(group) else np.zeros(n_groups, int)
     offsets = np.zeros(n_groups + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
     if not len(values):
-        return np.zeros(0, np.int64), offsets
-    values = np.maximum(values, 0)
+        return GroupSort(np.zeros(0, np.int64), offsets, None)
+    values = np.asarray(values, np.int64)
+    if values.min() < 0:  # a clock step backwards
+        values = np.maximum(values, 0)
     span = int(values.max()) + 1
     if n_groups * span < 2**62:
-        key = group.astype(np.int64)
-        key *= span
+        key = np.asarray(group, np.int64) * span
         key += values
         key.sort()
-        key -= np.repeat(np.arange(n_groups, dtype=np.int64) * span, counts)
-        return key, offsets
+        return GroupSort(key, offsets, span)
     order = np.lexsort((values, group))
-    return values[order], offsets
-
-
-def group_quantiles(sorted_values, offsets, qs):
-    """Linear-interpolated quantiles (0..1) of every group: (n_groups, len(qs)), NaN if empty."""
-    import numpy as np
-
-    qs = np.asarray(qs, float)
-    n = np.diff(offsets)
-    out = np.full((len(n), len(qs)), np.nan)
-    has = n > 0
-    if not has.any():
-        return out
-    first = offsets[:-1][has, None].astype(float)
-    pos = first + qs[None, :] * (n[has, None] - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, offsets[1:][has, None] - 1)
-    frac = pos - lo
-    values = sorted_values.astype(float)
-    out[has] = values[lo] * (1 - frac) + values[hi] * frac
-    return out
+    return GroupSort(values[order], offsets, None)
 
 
 def operation_stats(
@@ -216,22 +242,22 @@ def operation_stats(
     ok = np.asarray(success, bool)
     failures = np.bincount(group[~ok], minlength=n_groups)
     duration = np.asarray(duration_us, np.int64)
-    values, offsets = grouped_sorted(group, duration, n_groups)
+    durations = sort_groups(group, duration, n_groups)
     qs = [p / 100 for p in PERCENTILES]
     if cdf:
         qs += list(np.linspace(0, 1, CDF_POINTS))
-    quant = group_quantiles(values, offsets, qs)
-    maxima = values[offsets[1:] - 1]
+    quant = durations.quantiles(qs)
+    maxima = durations.maxima()
     means = np.bincount(group, weights=np.maximum(duration, 0), minlength=n_groups) / counts
     corrected = lag = rates = None
     if lag_us is not None and len(lag_us) == n and np.any(lag_us):
         lag_arr = np.maximum(np.asarray(lag_us, np.int64), 0)
-        c_values, c_off = grouped_sorted(group, lag_arr + np.maximum(duration, 0), n_groups)
-        corrected = group_quantiles(c_values, c_off, [p / 100 for p in PERCENTILES])
-        corrected_max = c_values[c_off[1:] - 1]
-        l_values, l_off = grouped_sorted(group, lag_arr, n_groups)
-        lag = group_quantiles(l_values, l_off, [0.5, 0.99])
-        lag_max = l_values[l_off[1:] - 1]
+        corrected_sort = sort_groups(group, lag_arr + np.maximum(duration, 0), n_groups)
+        corrected = corrected_sort.quantiles([p / 100 for p in PERCENTILES])
+        corrected_max = corrected_sort.maxima()
+        lag_sort = sort_groups(group, lag_arr, n_groups)
+        lag = lag_sort.quantiles([0.5, 0.99])
+        lag_max = lag_sort.maxima()
         if start_us is not None and monkey_codes is not None:
             rates = schedule_rates(group, n_groups, monkey_codes, start_us, lag_arr)
     out = []

@@ -98,9 +98,26 @@ def _context(run, out: Path, problems: list[str]) -> dict[str, Any]:
     )
     named: list[tuple[str, Any]] = []
     if not empty:
-        context["summary"] = attempt("summary table", tables.summary, ev) or []
         ops = tables.plotted_operations(ev)
-        series = attempt("series over time", tables.over_time, ev, bins, ops) or {}
+        # The tables are independent numpy work that mostly releases the GIL (sorting most of
+        # all): on two cores they take the time of the longest rather than of all together.
+        done = _concurrently(
+            attempt,
+            {
+                "summary table": lambda: tables.summary(ev),
+                "series over time": lambda: tables.over_time(ev, bins, ops),
+                "notebook table": lambda: tables.by_target(
+                    ev, (Operation.NOTEBOOK, Operation.CELL)
+                ),
+                "TAP table": lambda: tables.by_target(ev, (Operation.TAP_QUERY,)),
+                "error table": lambda: tables.error_table(ev),
+            },
+        )
+        context["summary"] = done["summary table"] or []
+        series = done["series over time"] or {}
+        context["notebooks"] = done["notebook table"] or []
+        context["tap"] = done["TAP table"] or []
+        context["errors"] = done["error table"] or []
         named.append(
             (
                 "active_monkeys",
@@ -117,16 +134,10 @@ def _context(run, out: Path, problems: list[str]) -> dict[str, Any]:
             )
         )
         named.append(("lab_spawns", lambda: plots.lab_spawns(out, ev, bins)))
-        context["notebooks"] = (
-            attempt("notebook table", tables.by_target, ev, (Operation.NOTEBOOK, Operation.CELL))
-            or []
-        )
         named.append(
             ("slowest_notebooks", lambda: plots.slowest_notebooks(out, context["notebooks"]))
         )
-        context["tap"] = attempt("TAP table", tables.by_target, ev, (Operation.TAP_QUERY,)) or []
         named.append(("tap_templates", lambda: plots.tap_templates(out, context["tap"])))
-        context["errors"] = attempt("error table", tables.error_table, ev) or []
     elif health is not None:
         named.append(
             (
@@ -143,11 +154,73 @@ def _context(run, out: Path, problems: list[str]) -> dict[str, Any]:
     keys, rows = attempt("sweep table", tables.sweep_rows, run) or ([], [])
     context["sweep_keys"], context["sweep_rows"] = keys, rows
     named.append(("sweep", lambda: plots.sweep(out, keys, rows)))
-    for name, draw in named:
-        file = attempt(f"plot {name}", draw)
+    for name, file, problem in draw_plots(named):
+        if problem:
+            problems.append(problem)
         if file:
             context["plots"].append({"name": name, "file": file, "title": _PLOT_TITLES[name]})
     return context
+
+
+def _concurrently(attempt, jobs: dict[str, Any]) -> dict[str, Any]:
+    """Run each job through `attempt` (a failure becomes a problem note) on two threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="report-table") as pool:
+        futures = {label: pool.submit(attempt, label, job) for label, job in jobs.items()}
+        return {label: future.result() for label, future in futures.items()}
+
+
+def _draw(named: list[tuple[str, Any]]) -> list[tuple[str, str | None, str | None]]:
+    """(name, file or None, problem or None) of each plot; one broken plot costs no other."""
+    out = []
+    for name, draw in named:
+        try:
+            out.append((name, draw(), None))
+        except Exception as err:  # noqa: BLE001 - one broken plot must not cost the others
+            log.exception("report part plot %s failed", name)
+            out.append((name, None, f"plot {name}: {type(err).__name__}: {err}"))
+    return out
+
+
+def draw_plots(named: list[tuple[str, Any]]) -> list[tuple[str, str | None, str | None]]:
+    """Draw the plots, half of them in a forked child when there is a second core.
+
+    Drawing is most of a report's time and every plot is independent; the child inherits the
+    aggregated series (no copy, no pickling) and sends back only file names. Without fork, on
+    one core, or when the child dies, the parent draws everything itself.
+    """
+    import multiprocessing
+    import os
+
+    if len(named) < 2 or (os.cpu_count() or 1) < 2 or os.environ.get("BOSUN_REPORT_SERIAL"):
+        return _draw(named)
+    try:
+        ctx = multiprocessing.get_context("fork")
+    except ValueError:
+        return _draw(named)
+    theirs, mine = named[1::2], named[0::2]
+    reader, writer = ctx.Pipe(duplex=False)
+
+    def child() -> None:
+        reader.close()
+        writer.send(_draw(theirs))
+        writer.close()
+
+    proc = ctx.Process(target=child, name="report-plots", daemon=True)
+    proc.start()
+    writer.close()
+    done = _draw(mine)
+    try:
+        got = reader.recv()
+    except (EOFError, OSError):
+        log.warning("report: the plot child ended without results; drawing its share here")
+        got = _draw(theirs)
+    finally:
+        reader.close()
+        proc.join()
+    order = {name: i for i, (name, _) in enumerate(named)}
+    return sorted(done + got, key=lambda r: order[r[0]])
 
 
 def _empty():

@@ -61,6 +61,10 @@ class Events:
     source: Categorical
     # One example message per error class (the first failure seen), read from failing rows only.
     error_examples: dict[str, str] = field(default_factory=dict)
+    # Schedule lag per row (actual - intended start, µs); None when no row was scheduled.
+    lag_us: Any = None
+    # Monkey of each row, read only for scheduled runs (per-monkey rates); else None.
+    monkey: Categorical | None = None
 
     def __len__(self) -> int:
         return int(self.start_us.shape[0])
@@ -424,107 +428,151 @@ def _project_of_snapshot(data: dict[str, Any]) -> str | None:
 
 
 def read_events(run: Run, files: list[Path]) -> Events:
+    """Every events file under the tree as one set of numpy columns.
+
+    The row count of every file is known from its footer, so each column is allocated once
+    and every file is decoded straight into its slice: no list of per-file arrays to
+    concatenate (which held the whole run twice), no null-filling pass when there are no nulls.
+    """
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    numeric: dict[str, list] = {name: [] for name in _NUMERIC}
-    success: list = []
-    categorical: dict[str, list] = {name: [] for name in _CATEGORICAL}
-    merged: dict[str, dict[str, int]] = {name: {} for name in _CATEGORICAL}
-    sources: list = []
-    source_names: list[str] = []
-    examples: dict[str, str] = {}
+    opened = []
     for path in files:
         try:
-            pf = pq.ParquetFile(path)
+            pf = pq.ParquetFile(path, read_dictionary=["error"])
             present = set(pf.schema_arrow.names)
-            missing = {"start_us", "duration_us"} - present
-            if missing:
-                run.problems.append(
-                    f"{_rel(run.root, path)}: no column {sorted(missing)[0]}; not an events file"
-                )
-                continue
-            wanted = [c for c in (*_NUMERIC, "success", *_CATEGORICAL) if c in present]
+        except (OSError, pa.ArrowException) as err:
+            run.problems.append(f"{_rel(run.root, path)}: {' '.join(str(err).split())}")
+            continue
+        missing = {"start_us", "duration_us"} - present
+        if missing:
+            run.problems.append(
+                f"{_rel(run.root, path)}: no column {sorted(missing)[0]}; not an events file"
+            )
+            continue
+        if pf.metadata.num_rows:
+            opened.append((path, pf, present))
+    total = sum(pf.metadata.num_rows for _, pf, _ in opened)
+    # Scheduled runs (a lag_us column) get their monkeys read too: the intended and achieved
+    # rates are per monkey. Other runs leave the column on disk.
+    scheduled = any("lag_us" in present for _, _, present in opened)
+    monkey = np.zeros(total if scheduled else 0, np.int32)
+    monkeys: dict[str, int] = {}
+    numeric = {name: np.empty(total, np.int64) for name in _NUMERIC}
+    lag = np.zeros(total, np.int64)
+    success = np.empty(total, bool)
+    codes = {name: np.empty(total, np.int32) for name in _CATEGORICAL}
+    merged: dict[str, dict[str, int]] = {name: {} for name in _CATEGORICAL}
+    source = np.empty(total, np.int32)
+    source_names: list[str] = []
+    examples: dict[str, str] = {}
+    has_lag = False
+    pos = 0
+    for path, pf, present in opened:
+        wanted = [
+            c
+            for c in (*_NUMERIC, "lag_us", "success", *_CATEGORICAL, "monkey")
+            if c in present and (c != "monkey" or scheduled)
+        ]
+        try:
             table = pf.read(columns=wanted)
         except (OSError, pa.ArrowException) as err:
             run.problems.append(f"{_rel(run.root, path)}: {' '.join(str(err).split())}")
             continue
         n = table.num_rows
-        if n == 0:
-            continue
+        end = pos + n
         for name in _NUMERIC:
-            if name in present:
-                col = pc.fill_null(table[name], -1 if name == "rows" else 0)
-                numeric[name].append(col.to_numpy().astype(np.int64, copy=False))
-            else:
-                numeric[name].append(np.full(n, -1 if name == "rows" else 0, np.int64))
-        ok = (
-            pc.fill_null(table["success"], False).to_numpy(zero_copy_only=False)
-            if "success" in present
-            else np.ones(n, bool)
-        )
-        success.append(ok)
-        for name in _CATEGORICAL:
-            categorical[name].append(
-                _global_codes(table[name] if name in present else None, n, merged[name])
+            _fill(
+                numeric[name][pos:end],
+                table[name] if name in present else None,
+                -1 if name == "rows" else 0,
             )
-        command_dir = path.parent.parent
-        source_names.append(_rel(run.root, command_dir))
-        sources.append(np.full(n, len(source_names) - 1, np.int32))
+        if "lag_us" in present:
+            _fill(lag[pos:end], table["lag_us"], 0)
+            has_lag = has_lag or bool(lag[pos:end].any())
+        _fill(success[pos:end], table["success"] if "success" in present else None, True)
+        ok = success[pos:end]
+        for name in _CATEGORICAL:
+            _global_codes(
+                table[name] if name in present else None, codes[name][pos:end], merged[name]
+            )
+        if scheduled:
+            _global_codes(
+                table["monkey"] if "monkey" in present else None, monkey[pos:end], monkeys
+            )
+        source_names.append(_rel(run.root, path.parent.parent))
+        source[pos:end] = len(source_names) - 1
         if not ok.all():
             _collect_examples(pf, present, ok, examples)
-
-    def cat(name: str) -> Categorical:
-        values = categorical[name]
-        codes = np.concatenate(values) if values else np.zeros(0, np.int32)
-        return Categorical(codes, list(merged[name]))
-
-    def num(name: str):
-        values = numeric[name]
-        return np.concatenate(values) if values else np.zeros(0, np.int64)
-
+        pos = end
+    if pos < total:  # a file that failed to read after its footer did
+        numeric = {k: v[:pos] for k, v in numeric.items()}
+        codes = {k: v[:pos] for k, v in codes.items()}
+        lag, success, source = lag[:pos], success[:pos], source[:pos]
+        monkey = monkey[:pos] if scheduled else monkey
     return Events(
-        start_us=num("start_us"),
-        duration_us=num("duration_us"),
-        success=np.concatenate(success) if success else np.zeros(0, bool),
-        rows=num("rows"),
-        flock=cat("flock"),
-        operation=cat("operation"),
-        target=cat("target"),
-        error_class=cat("error_class"),
-        source=Categorical(
-            np.concatenate(sources) if sources else np.zeros(0, np.int32), source_names
-        ),
+        start_us=numeric["start_us"],
+        duration_us=numeric["duration_us"],
+        success=success,
+        rows=numeric["rows"],
+        flock=Categorical(codes["flock"], list(merged["flock"])),
+        operation=Categorical(codes["operation"], list(merged["operation"])),
+        target=Categorical(codes["target"], list(merged["target"])),
+        error_class=Categorical(codes["error_class"], list(merged["error_class"])),
+        source=Categorical(source, source_names),
         error_examples=examples,
+        # Only scheduled runs carry a schedule lag; an all-zero column is not kept.
+        lag_us=lag if has_lag else None,
+        monkey=Categorical(monkey, list(monkeys)) if has_lag else None,
     )
 
 
-def _global_codes(column, n: int, merged: dict[str, int]):
-    """Codes of `column` in the run-wide dictionary `merged` (extended in place)."""
+def _fill(out, column, default) -> None:
+    """Write a numeric/bool column into `out` chunk by chunk, nulls as `default`."""
+    import pyarrow.compute as pc
+
+    if column is None:
+        out[:] = default
+        return
+    at = 0
+    for chunk in column.chunks:
+        if chunk.null_count:
+            chunk = pc.fill_null(chunk, default)
+        out[at : at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+        at += len(chunk)
+
+
+def _global_codes(column, out, merged: dict[str, int]) -> None:
+    """Write the codes of `column` in the run-wide dictionary `merged` (extended) into `out`."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if column is None:
-        code = merged.setdefault("", len(merged))
-        return np.full(n, code, np.int32)
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if not pa.types.is_dictionary(column.type):
-        column = pc.dictionary_encode(column)
-    dictionary = column.dictionary.to_pylist()
-    indices = column.indices
-    if indices.null_count:
-        dictionary.append(None)
-        indices = pc.fill_null(indices, len(dictionary) - 1)
-    mapping = np.fromiter(
-        (merged.setdefault("" if v is None else str(v), len(merged)) for v in dictionary),
-        np.int32,
-        len(dictionary),
-    )
-    local = indices.to_numpy(zero_copy_only=False)
-    return mapping[local] if len(mapping) else np.zeros(n, np.int32)
+        out[:] = merged.setdefault("", len(merged))
+        return
+    at = 0
+    for chunk in column.chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = pc.dictionary_encode(chunk)
+        dictionary = chunk.dictionary.to_pylist()
+        indices = chunk.indices
+        if indices.null_count:
+            dictionary.append(None)
+            indices = pc.fill_null(indices, len(dictionary) - 1)
+        mapping = np.fromiter(
+            (merged.setdefault("" if v is None else str(v), len(merged)) for v in dictionary),
+            np.int32,
+            len(dictionary),
+        )
+        n = len(chunk)
+        if len(mapping):
+            np.take(mapping, indices.to_numpy(zero_copy_only=False), out=out[at : at + n])
+        else:
+            out[at : at + n] = 0
+        at += n
 
 
 def _collect_examples(pf, present: set[str], ok, examples: dict[str, str]) -> None:

@@ -13,10 +13,9 @@ from library.artifacts import Operation
 from library.stats import (
     LIFECYCLE,
     PERCENTILES,
-    group_quantiles,
-    grouped_sorted,
     operation_stats,
     percentiles,
+    sort_groups,
 )
 from library.stats import ms as _ms
 
@@ -76,8 +75,10 @@ def summary(events) -> list[dict[str, Any]]:
             events.operation.categories,
             events.success,
             events.duration_us,
-            getattr(events, "lag_us", None),
+            events.lag_us,
             cdf=True,
+            start_us=None if events.monkey is None else events.start_us,
+            monkey_codes=None if events.monkey is None else events.monkey.codes,
         )
     ]
     rows.sort(key=lambda r: (r["flock"], r["lifecycle"], -r["count"]))
@@ -110,8 +111,7 @@ def over_time(events, bins: Bins, ops: list[int]) -> dict[str, dict[str, Any]]:
     n_groups = len(ops) * bins.n
     okc = np.bincount(group, weights=ok, minlength=n_groups).reshape(len(ops), bins.n)
     allc = np.bincount(group, minlength=n_groups).reshape(len(ops), bins.n)
-    values, offsets = grouped_sorted(group, dur, n_groups)
-    quant = group_quantiles(values, offsets, [p / 100 for p in PERCENTILES]) / 1000.0
+    quant = sort_groups(group, dur, n_groups).quantiles([p / 100 for p in PERCENTILES]) / 1000.0
     quant = quant.reshape(len(ops), bins.n, len(PERCENTILES))
     out = {}
     for i, code in enumerate(ops):
@@ -197,9 +197,9 @@ def by_target(events, operations: tuple[str, ...]) -> list[dict[str, Any]]:
     has_rows = rows_arr >= 0
     row_sum = np.bincount(group, weights=np.where(has_rows, rows_arr, 0), minlength=n)
     row_n = np.bincount(group, weights=has_rows, minlength=n)
-    values, offsets = grouped_sorted(group, dur, n)
-    quant = group_quantiles(values, offsets, [0.05, 0.25, 0.5, 0.75, 0.95])
-    maxima = values[offsets[1:] - 1]
+    durations = sort_groups(group, dur, n)
+    quant = durations.quantiles([0.05, 0.25, 0.5, 0.75, 0.95])
+    maxima = durations.maxima()
     out = []
     for g, k in enumerate(present):
         out.append(
@@ -359,4 +359,6 @@ def _subset(events, mask):
         target=cat(events.target),
         error_class=cat(events.error_class),
         source=cat(events.source),
+        lag_us=None if events.lag_us is None else events.lag_us[mask],
+        monkey=None if events.monkey is None else cat(events.monkey),
     )

@@ -1,11 +1,16 @@
 """`report post_mortem` on synthetic runs of 100k and 10 million events: wall time, peak RSS.
 
 Each post-mortem runs as a user runs it, `./run_toolbox.py report post_mortem DIR`, in a child
-process whose own peak RSS comes from `os.wait4`. Anchor, measured in the same run on the same
-files: a child process that only reads the events' Parquet files with pyarrow (the columns the
-report uses) — the floor any report over these files pays. Goals: 100k events <= 3 s;
-10M events <= 30 s and <= 2 GiB peak RSS. Figures are printed, never asserted.
-Run with `make bench` or `pytest tests/bench/bench_report.py -s -o python_files='bench_*.py'`.
+process. Peak RSS is measured on the child's own process tree with psutil while it runs (the
+sum of the tree's RSS, and each process's kernel high-water mark VmHWM), never with `wait4` of
+a fork, whose ru_maxrss starts from the forking parent's peak (a pytest process holding a
+10M-event generator) and so reported the parent, not the child. Anchor, measured in the same
+run on the same files: a child process that only reads the events' Parquet files with pyarrow
+(the columns the report uses) — the floor any report over these files pays. Goals (issue 16):
+100k events <= 3 s; 10M events <= 8 s and <= 2 GiB peak RSS. The machine is shared, so each
+figure is the best of ROUNDS runs, and every round is printed. Figures are printed, never
+asserted. Run with `make bench` or
+`pytest tests/bench/bench_report.py -s -o python_files='bench_*.py'`.
 """
 
 from __future__ import annotations
@@ -31,43 +36,92 @@ print(n)
 """
 
 
+ROUNDS = int(os.environ.get("BOSUN_BENCH_ROUNDS", "3"))
+_POLL_S = 0.02
+
+
+def _hwm(pid: int) -> int:
+    """The kernel's peak RSS of one live process (VmHWM), 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _watch(proc: subprocess.Popen) -> int:
+    """Peak RSS of `proc` and its descendants, sampled until it exits."""
+    import psutil
+
+    root = psutil.Process(proc.pid)
+    tree_peak = own_peak = 0
+    while proc.poll() is None:
+        try:
+            members = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        total = 0
+        for member in members:
+            try:
+                total += member.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            own_peak = max(own_peak, _hwm(member.pid))
+        tree_peak = max(tree_peak, total)
+        time.sleep(_POLL_S)
+    return max(tree_peak, own_peak)
+
+
 def _child(args: list[str]) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS bytes, stdout) of one child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        args,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "CI": "true"},
-    )
-    out = proc.stdout.read().decode()
-    err = proc.stderr.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0, err
-    return wall, usage.ru_maxrss * 1024, out
+    """(wall seconds, peak RSS bytes of its process tree, stdout) of one child process."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            args, cwd=REPO, stdout=out, stderr=err, env={**os.environ, "CI": "true"}
+        )
+        peak = _watch(proc)
+        proc.wait()
+        wall = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        assert proc.returncode == 0, err.read().decode()
+        return wall, peak, out.read().decode()
+
+
+def _best(args: list[str]) -> tuple[float, int, str, list[float]]:
+    """The fastest of ROUNDS runs (its peak RSS the largest seen), with every round's time."""
+    runs = [_child(args) for _ in range(ROUNDS)]
+    walls = [r[0] for r in runs]
+    return min(walls), max(r[1] for r in runs), runs[0][2], walls
 
 
 @pytest.mark.parametrize(
-    "n_events, goal_s", [(100_000, 3.0), (10_000_000, 30.0)], ids=["100k", "10M"]
+    "n_events, goal_s", [(100_000, 3.0), (10_000_000, 8.0)], ids=["100k", "10M"]
 )
 def test_post_mortem_scale(tmp_path, n_events, goal_s):
     t0 = time.perf_counter()
     run = synthetic.write_run(tmp_path / "run", n_events, monkeys=1000, duration_s=3600)
     made = time.perf_counter() - t0
     on_disk = sum(p.stat().st_size for p in run.rglob("*.parquet"))
-    anchor_s, anchor_rss, rows = _child([sys.executable, "-c", ANCHOR, str(run)])
-    report_s, report_rss, _ = _child(
+    anchor_s, anchor_rss, rows, anchor_rounds = _best([sys.executable, "-c", ANCHOR, str(run)])
+    report_s, report_rss, _, report_rounds = _best(
         [sys.executable, "run_toolbox.py", "report", "post_mortem", str(run)]
     )
-    noop_s, noop_rss, _ = _child([sys.executable, "run_toolbox.py", "--help"])
+    noop_s, noop_rss, _, _ = _best([sys.executable, "run_toolbox.py", "--help"])
     assert (run / "report" / "index.html").exists()
     gib = 1024**3
+    rounds = ", ".join(
+        f"{r:.2f}/{a:.2f} s ({r / a:.1f}x)"
+        for r, a in zip(report_rounds, anchor_rounds, strict=True)
+    )
     print(
         f"\n[report {n_events:,} events] generated in {made:.1f} s, "
-        f"{on_disk / 1e6:.1f} MB of Parquet, {int(rows):,} rows"
+        f"{on_disk / 1e6:.1f} MB of Parquet, {int(rows):,} rows, best of {ROUNDS}"
     )
     print(
         f"  anchor (pyarrow reads the events, child): {anchor_s:.2f} s, "
@@ -80,7 +134,11 @@ def test_post_mortem_scale(tmp_path, n_events, goal_s):
         + ("; goal <= 2 GiB" if n_events >= 10_000_000 else "")
         + ")"
     )
-    print(f"  ./run_toolbox.py --help (interpreter + CLI start): {noop_s:.2f} s")
+    print(f"  rounds, report/anchor: {rounds}")
+    print(
+        f"  ./run_toolbox.py --help (interpreter + CLI start): {noop_s:.2f} s, "
+        f"peak RSS {noop_rss / 2**20:.0f} MiB"
+    )
     print(
         f"  verdict: time {'within' if report_s <= goal_s else 'OVER'} goal"
         + (
