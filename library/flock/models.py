@@ -302,6 +302,11 @@ def parse_flocks(data: Any, source: str = "flocks") -> list[FlockConfig]:
 
     Raises UserError with one line naming the source, the flock and the field.
     """
+    if data is None:
+        raise UserError(f"{source}: the file is empty; expected a list of flocks")
+    config = data.get("config") if isinstance(data, dict) else None
+    if isinstance(config, dict) and "autostart" not in config and "autostart" not in data:
+        raise UserError(f"{source}: a Phalanx values file without config.autostart: no flocks")
     data, where = find_flock_list(data)
     if not isinstance(data, list):
         raise UserError(

@@ -431,8 +431,16 @@ def test_duplicate_names_and_bad_files(tmp_path):
         load_flocks(bad)
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
-    with pytest.raises(UserError, match="expected a list of flocks"):
+    with pytest.raises(UserError, match="empty.yaml: the file is empty; expected a list of flocks"):
         load_flocks(empty)
+    other = tmp_path / "other.yaml"
+    other.write_text("flocks: []\n")
+    with pytest.raises(UserError, match="expected a list of flocks, an 'autostart:' list"):
+        load_flocks(other)
+    no_flocks = tmp_path / "values-summit.yaml"
+    no_flocks.write_text("config:\n  slackAlerts: true\n")
+    with pytest.raises(UserError, match="a Phalanx values file without config.autostart"):
+        load_flocks(no_flocks)
     values = tmp_path / "values.yaml"
     values.write_text("config:\n  autostart: []\n")
     with pytest.raises(UserError, match="the flock list at config.autostart is empty"):
