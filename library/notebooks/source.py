@@ -46,3 +46,17 @@ def _git(args: list[str], what: str) -> None:
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["git failed"])[-1]
         raise UserError(f"cannot fetch notebooks from {safe_url(what)}: {last}")
+
+
+def refresh_checkout(source: str, ref: str | None, cache_dir: Path) -> Path:
+    """Fetch SOURCE at REF again into its clone under CACHE_DIR (a standing service's refresh:
+    the clone of `checkout` is otherwise kept as it was first made). A local path is as is."""
+    if not is_git_url(source):
+        return checkout(source, ref, cache_dir)
+    key = hashlib.sha256(f"{source}@{ref or ''}".encode()).hexdigest()[:16]
+    dest = cache_dir / key
+    if not (dest / ".git").is_dir():
+        return checkout(source, ref, cache_dir)
+    _git(["-C", str(dest), "fetch", "--quiet", "origin", ref or "HEAD"], source)
+    _git(["-C", str(dest), "checkout", "--quiet", "--force", "--detach", "FETCH_HEAD"], source)
+    return dest
