@@ -19,8 +19,10 @@ PG_CLUSTER = "main"
 POSTGRES = ["postgresql", f"postgresql-{PG_VERSION}-pgsphere", f"postgresql-{PG_VERSION}-q3c"]
 DACHS = ["gavodachs2-server"]
 # nginx: the fixed-cost target of the HTTP benchmarks, with the echo module for its delayed
-# endpoint (echo_sleep); chromium: the report tests; git-lfs: the GitLFS business's client.
-EXTRAS = ["nginx", "libnginx-mod-http-echo", "chromium", "git-lfs"]
+# endpoint (echo_sleep); chromium: the report tests; git-lfs: the GitLFS business's client;
+# python3: the interpreter unprivileged labs run when the venv's is out of their reach
+# (library/sandbox/labuser.py).
+EXTRAS = ["nginx", "libnginx-mod-http-echo", "chromium", "git-lfs", "python3"]
 ALL_PACKAGES = POSTGRES + DACHS + EXTRAS
 
 _APT = [
