@@ -17,7 +17,7 @@ from library.flock.runner import ScaleRun
 
 REPO = Path(__file__).resolve().parents[2]
 FLOCK = (
-    "- name: b\n  count: 4\n  user_spec: {username_prefix: bot-b}\n  scopes: []\n"
+    "- name: b\n  count: 4\n  user_spec: {username_prefix: bot-mobub}\n  scopes: []\n"
     "  business: {type: EmptyLoop, options: {idle_time: 50ms}}\n"
 )
 
@@ -39,7 +39,7 @@ def test_batch_flags_are_validated_like_the_file(tmp_path):
     path = tmp_path / "flocks.yaml"
     path.write_text(FLOCK)
     with pytest.raises(UserError, match="start_batch_size"):
-        ScaleRun.prepare(path, start_batch_size=0)
+        ScaleRun.prepare(path, start_batch_size=-1)
     with pytest.raises(UserError, match="start_batch_wait"):
         ScaleRun.prepare(path, start_batch_wait="soon")
 
@@ -91,7 +91,7 @@ def test_secrets_given_as_options_reach_no_artifact(tmp_path):
     secret = "hdr0123456789abcdef"
     path = tmp_path / "flocks.yaml"
     path.write_text(
-        "- name: h\n  count: 1\n  user_spec: {username_prefix: bot-h}\n  scopes: []\n"
+        "- name: h\n  count: 1\n  user_spec: {username_prefix: bot-mobuh}\n  scopes: []\n"
         "  business:\n    type: HTTPLoop\n    options:\n"
         f"      url: 'http://user:{secret}@127.0.0.1:9/x?access_token={secret}'\n"
         "      idle_time: 100ms\n"
