@@ -218,6 +218,9 @@ class QuerySet:
         try:
             if not params_path.is_file():
                 raise FileNotFoundError
+            real = params_path.resolve()
+            if not real.is_relative_to(path.resolve()):
+                raise UserError(f"{params_path}: a link to {real}, outside the query set")
             params = yamlio.load_file(params_path) or {}
         except FileNotFoundError:
             raise UserError(f"{path}: no {PARAMS_FILE}; a query set needs one") from None

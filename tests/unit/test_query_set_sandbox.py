@@ -70,3 +70,14 @@ def test_a_template_linked_out_of_the_set_is_refused(tmp_path):
     (qs / "leak.sql").symlink_to(secret)
     with pytest.raises(UserError, match="leak.sql: a link to .*outside the query set"):
         QuerySet.load(qs)
+
+
+def test_params_linked_out_of_the_set_are_refused(tmp_path):
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_text("object_ids: [1]\n")
+    qs = tmp_path / "linked"
+    qs.mkdir()
+    (qs / "params.yaml").symlink_to(elsewhere)
+    (qs / "q.sql").write_text("SELECT 1")
+    with pytest.raises(UserError, match="params.yaml: a link to .*outside the query set"):
+        QuerySet.load(qs)
