@@ -56,6 +56,16 @@ def status() -> dict:
         state = "up" if service["running"] else "down"
         pid = service.get("pid") or "-"
         print(f"{name:6} {state:5} {where}  pid {pid}")
+    services = result.get("services") or {}
+    if services.get("running"):
+        # Discovery and Git LFS are one process; SIA is a service of the TAP half's DaCHS.
+        pid = services["pid"]
+        print(f"disco  up    {services['discovery_url']}/discovery  pid {pid}")
+        print(f"lfs    up    {services['lfs_url']}/ro/ (read), /rw/ (token)  pid {pid}")
+    if result["tap"]["running"] and result["tap"]["url"]:
+        from library.sandbox.images import sia_url
+
+        print(f"sia    up    {sia_url(result['tap']['url'])}  pid {result['tap']['pid']}")
     for lab in result["labs"]:
         print(f"lab    up    {lab['server']}  pid {lab['pid']}")
     print(f"state  {result['state_dir']}")
