@@ -117,6 +117,8 @@ class GitLFS(Business):
 
     async def check(self) -> None:
         self.uuid = uuid.uuid4().hex
+        # Scratch repositories, removed when the check ends (as mobu's): nothing of them is a
+        # result, so they stay out of the artifact dir; the events say what happened.
         with tempfile.TemporaryDirectory(prefix="bosun-gitlfs-") as tmp:
             work = Path(tmp)
             config = work / "gitconfig"
