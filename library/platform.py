@@ -194,7 +194,7 @@ def resolve(
     provider = token_provider or os.environ.get("BOSUN_TOKEN_PROVIDER", "").strip() or None
     if provider is not None and provider not in TOKEN_PROVIDERS:
         raise UserError(
-            f"token provider {provider!r} (--token-provider or $BOSUN_TOKEN_PROVIDER): "
+            f"token provider {provider!r} ($BOSUN_TOKEN_PROVIDER): "
             f"choose one of {', '.join(TOKEN_PROVIDERS)}"
         )
 
