@@ -109,7 +109,7 @@ def summary_text(summary: dict[str, Any]) -> str:
             f" ({flock['success_pct']:.2f}% success)"
         )
     for name, flock in summary["flocks"].items():
-        for op, fig in flock["operations"].items():
+        for op, fig in flock.get("operations", {}).items():
             if fig.get("behind_schedule"):
                 # Less load than configured, whatever the CPU says (library/stats.py).
                 lines.append(
