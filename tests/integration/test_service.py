@@ -537,3 +537,45 @@ def test_client_commands(service, tmp_path):
     assert httpx.get(svc.url + "/flocks").json() == []
     proc = cli("flocks", "--url", "http://127.0.0.1:9/mobu")
     assert proc.returncode == 1 and "no answer" in error_lines(proc.stderr)[0]
+
+
+def test_sigterm_with_labs_running_deletes_them(service, sandbox, tmp_path):
+    """Labs on the sandbox's hub: after SIGTERM the service exits and no server is left."""
+    from tests.integration.test_scale import running_labs
+
+    prefix = "bot-svcsig"
+    svc = service()
+    flock = {
+        "name": "labs",
+        "count": 2,
+        "user_spec": {"username_prefix": prefix},
+        "scopes": ["exec:notebook"],
+        "business": {
+            "type": "NubladoPythonLoop",
+            "options": {
+                "code": "print(6*7)",
+                "execution_idle_time": "200ms",
+                "max_executions": 1000,
+                "spawn_timeout": "120s",
+                "delete_timeout": "60s",
+            },
+        },
+    }
+    with client(svc) as c:
+        assert c.put("/flocks", json=flock).status_code == 201, c.get("/flocks").text
+        wait_for(
+            lambda: len(running_labs(sandbox, prefix, ready_only=True)) == 2,
+            timeout=180,
+            what="two labs ready",
+        )
+        wait_for(
+            lambda: c.get("/flocks/labs/summary").json()["success_count"] >= 2,
+            timeout=60,
+            what="code executed in the labs",
+        )
+    began = time.monotonic()
+    assert svc.stop(signal.SIGTERM, timeout=150) == 0
+    took = time.monotonic() - began
+    assert running_labs(sandbox, prefix) == [], svc.output()[-2000:]
+    assert "SIGTERM: stopping the service" in svc.output()
+    print(f"SIGTERM to exit with 2 labs: {took:.1f} s")
