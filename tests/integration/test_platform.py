@@ -266,3 +266,33 @@ def test_scale_run_with_tap_url_at_the_front_sends_per_user_tokens(platform, tmp
     summary = json.loads(next((tmp_path / "artifacts").rglob("summary.json")).read_text())
     tap = summary["flocks"]["tap"]
     assert tap["successes"] >= 2 and tap["failures"] == 0
+
+
+def test_an_async_query_is_followed_through_the_front(platform):
+    """DaCHS's redirects name the front, so a UWS job is polled and read through the check."""
+    import requests
+
+    from library.platform_tokens import token_now
+    from library.tap.client import TapClient
+
+    front = platform.tap("auth")
+    token = token_now(platform.tokens, bot("async"), ["read:tap"])
+    result = TapClient(front, token=token, timeout=60).execute(
+        "SELECT TOP 5 objectId FROM sandbox.objects", True
+    )
+    assert (result.success, result.rows, result.mode) == (True, 5, "async"), result.error
+    job = requests.post(
+        f"{front}/async",
+        data={"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": "SELECT TOP 1 * FROM sandbox.objects"},
+        headers={"Authorization": f"Bearer {token}"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    try:
+        assert job.status_code == 303 and job.headers["Location"].startswith(
+            front.removesuffix("/tap")
+        )
+    finally:
+        requests.delete(
+            job.headers["Location"], headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
