@@ -18,6 +18,7 @@ is replaced by its text. A newline or a quote in a value can never add a key or 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import re
@@ -25,6 +26,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import markupsafe
 import yaml
 
 from library import yamlio
@@ -83,6 +85,13 @@ def _placeholder_loader(values: list[Any], pattern: re.Pattern) -> type[yamlio.B
         whole = pattern.fullmatch(text)
         if whole and node.style is None:
             value = values[int(whole.group(1))]
+            if isinstance(value, markupsafe.Markup):
+                # Output of `tojson` (or `safe`): text meant to be read as YAML, as TOPSAIL
+                # reads it. JSON is parsed whole, so it still stays one value.
+                try:
+                    return json.loads(value)
+                except ValueError:
+                    return _typed(loader, str(value))
             if isinstance(value, str) and type(value) is str:
                 return _typed(loader, value)
             return copy.deepcopy(value)

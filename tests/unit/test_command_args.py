@@ -198,3 +198,20 @@ def test_show_args_of_an_injected_var_is_one_value():
 
     args = yaml.safe_load(proc.stdout)["shell run_argv"]
     assert args == {"argv": ["echo", 'x"]\n  check: false']}
+
+
+def test_tojson_output_is_read_as_yaml_reads_it(tmp_path):
+    # TOPSAIL templates quote values with `tojson`; the quotes are YAML syntax, not the value.
+    path = tmp_path / "command_args.yaml.j2"
+    path.write_text(
+        "a b:\n  s: {{ s | tojson }}\n  none: {{ none | tojson }}\n  l: {{ l | tojson }}\n"
+        "  evil: {{ evil | tojson }}\n  inside: pre-{{ s | tojson }}\n"
+    )
+    data = {"s": "bosun-sandbox", "none": None, "l": ["a", 1], "evil": "x\n  check: false"}
+    assert command_args.resolve(path, data, "a", "b") == {
+        "s": "bosun-sandbox",
+        "none": None,
+        "l": ["a", 1],
+        "evil": "x\n  check: false",
+        "inside": 'pre-"bosun-sandbox"',
+    }
