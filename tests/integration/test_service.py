@@ -579,3 +579,71 @@ def test_sigterm_with_labs_running_deletes_them(service, sandbox, tmp_path):
     assert running_labs(sandbox, prefix) == [], svc.output()[-2000:]
     assert "SIGTERM: stopping the service" in svc.output()
     print(f"SIGTERM to exit with 2 labs: {took:.1f} s")
+
+
+def test_refresh_makes_notebook_runners_reread_their_repo(service, sandbox, tmp_path):
+    """A notebook added to the repository after the flock started runs after a refresh."""
+    from library.events import read_events
+    from tests.integration.notebook_repos import git, write_notebook
+    from tests.integration.test_scale import running_labs
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "ci@example.org")
+    git(repo, "config", "user.name", "ci")
+    write_notebook(repo / "first.ipynb", "print('first')")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "first")
+    prefix = "bot-svcrefresh"
+    flock = {
+        "name": "notebooks",
+        "count": 1,
+        "user_spec": {"username_prefix": prefix},
+        "scopes": ["exec:notebook"],
+        "business": {
+            "type": "NotebookRunnerInfinite",
+            "options": {
+                "repo_url": f"file://{repo}",
+                "repo_ref": "main",
+                "execution_idle_time": "200ms",
+                "spawn_timeout": "120s",
+                "delete_timeout": "60s",
+            },
+        },
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"service": {"flush_interval": "1s"}}))
+    svc = service("--config", str(config))
+    with client(svc) as c:
+        assert c.put("/flocks", json=flock).status_code == 201
+        wait_for(
+            lambda: c.get("/flocks/notebooks/summary").json()["success_count"] >= 1,
+            timeout=180,
+            what="the first notebook run",
+        )
+        write_notebook(repo / "second.ipynb", "print('second')")
+        git(repo, "add", ".")
+        git(repo, "commit", "-qm", "second")
+        assert c.post("/flocks/notebooks/refresh").status_code == 202
+        monkey = f"/flocks/notebooks/monkeys/{prefix}1"
+        assert c.get(monkey).json()["business"]["refreshing"] is True
+        wait_for(
+            lambda: not c.get(monkey).json()["business"]["refreshing"],
+            timeout=120,
+            what="the refresh taken",
+        )
+        assert "refreshing: a fresh business" in c.get(monkey + "/log").text
+        events = tmp_path / "state" / "events"
+
+        def ran_second() -> bool:
+            targets = (
+                read_events(events).column("target").to_pylist()
+                if any(events.glob("*.parquet"))
+                else []
+            )
+            return any("second.ipynb" in t for t in targets)
+
+        wait_for(ran_second, timeout=180, what="the new notebook run")
+    assert svc.stop() == 0
+    assert running_labs(sandbox, prefix) == []
