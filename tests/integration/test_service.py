@@ -647,3 +647,33 @@ def test_refresh_makes_notebook_runners_reread_their_repo(service, sandbox, tmp_
         wait_for(ran_second, timeout=180, what="the new notebook run")
     assert svc.stop() == 0
     assert running_labs(sandbox, prefix) == []
+
+
+def test_monitor_project_runs_the_daily_checks(service, sandbox, tmp_path):
+    """projects/monitor: the service from its config (the sandbox's daily flocks), then its CI
+    step saving a report of every flock of the running service."""
+    from tests.integration.test_scale import running_labs
+
+    svc = service("--project", "monitor", "--preset", "sandbox", auth=False)
+    assert httpx.get(svc.url + "/flocks").json() == ["heartbeat", "notebooks", "python", "tap"]
+
+    def ran(name: str) -> bool:
+        return httpx.get(f"{svc.url}/flocks/{name}/summary").json()["success_count"] > 0
+
+    wait_for(lambda: ran("heartbeat") and ran("tap"), timeout=120, what="heartbeat and tap")
+    art = tmp_path / "ci"
+    proc = run_cli(
+        REPO / "ci" / "run",
+        "monitor",
+        "test",
+        "--var",
+        f"service_url: {svc.url}",
+        env={"ARTIFACT_DIR": str(art)},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    reports = sorted(p.name for p in art.rglob("*__service__report*"))
+    assert len(reports) == 4, reports
+    assert svc.stop() == 0
+    assert running_labs(sandbox, "bot-mobu-python") == []
+    assert running_labs(sandbox, "bot-mobu-notebooks") == []
