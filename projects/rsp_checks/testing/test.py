@@ -24,13 +24,13 @@ def _check_kind() -> None:
 
 
 def _platform():
-    """The platform, resolved once per step: platform.* config keys, else the environment,
-    else the sandbox."""
+    """The platform: the platform.* config keys, else the environment, else the sandbox."""
     from library import platform
 
     return platform.resolve(
         hub_url=config.project.get_config("platform.hub_url") or None,
         tap_url=config.project.get_config("platform.tap_url") or None,
+        token_file=config.project.get_config("platform.token_file") or None,
     )
 
 
