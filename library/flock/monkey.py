@@ -32,8 +32,8 @@ class Schedule:
     the plan: the monkey falls behind it, the lag (actual - intended start) is recorded with
     the next executions, and the monkey skips its idle until it has caught up, as a user who
     meant to act at those times would have. The typical duration follows the measured ones
-    (a moving average), but one execution counts for at most twice the typical: a stall is
-    lateness against the plan, not a new plan.
+    (a moving average, quick down and slow up), but one execution counts for at most twice
+    the typical: a stall is lateness against the plan, not a new plan.
     """
 
     __slots__ = ("idle_ns", "typical_ns")
@@ -48,7 +48,9 @@ class Schedule:
             step = self.typical_ns = duration_ns
         else:
             step = min(duration_ns, 2 * typical)
-            self.typical_ns = typical + ((step - typical) >> 3)
+            # Quick to follow faster executions, slow to believe slower ones: a client that
+            # saturates inflates the durations it measures, and must not lower its own plan.
+            self.typical_ns = typical + ((step - typical) >> (4 if step > typical else 1))
         return intended_ns + step + self.idle_ns
 
     @property
