@@ -48,6 +48,19 @@ class Group(BaseModel):
 def _bot_name(value: str, what: str) -> str:
     if not value.startswith("bot-"):
         raise ValueError(f"{what} {value!r} must start with 'bot-' (mobu: 'bot-mobu')")
+    # The platform's user-name pattern too: a name that passes is one URL path segment, so
+    # "bot-x/../alice" is refused here, before any URL is built with it.
+    from library.platform import check_user_prefix, check_username
+
+    if what == "username":
+        return check_username(value)
+    try:
+        check_user_prefix(value)
+    except ValueError:
+        raise ValueError(
+            f"{what} {value!r} does not make valid platform user names (lower-case letters, "
+            "digits and single inner dashes)"
+        ) from None
     return value
 
 
