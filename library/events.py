@@ -586,7 +586,7 @@ def read_events(path: str | os.PathLike[str]) -> pa.Table:
     root = Path(path)
     if (root / EVENTS_DIR).is_dir():
         root = root / EVENTS_DIR
-    files = sorted(root.glob("*.parquet"))
+    files = sorted(root.rglob("*.parquet"))  # hour partitions too (library/eventstore.py)
     if not files:
         return schema().empty_table()
     tables = [pq.read_table(f, schema=schema()) for f in files]

@@ -14,7 +14,7 @@ import logging
 import time
 from collections import deque
 
-from library.events import Recorder
+from library.eventstore import PartitionedRecorder
 from library.redact import redact_text
 
 CURRENT: contextvars.ContextVar[MonkeyLog | None] = contextvars.ContextVar(
@@ -51,8 +51,9 @@ class ContextLogHandler(logging.Handler):
             self.handleError(record)
 
 
-class LoggingRecorder(Recorder):
-    """The service's recorder: every failure also goes to its monkey's log."""
+class LoggingRecorder(PartitionedRecorder):
+    """The service's recorder (hour partitions, `library.eventstore`): every failure also goes
+    to its monkey's log."""
 
     def __init__(self, *args, logs: dict[tuple[str, str], MonkeyLog], **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -99,6 +99,7 @@ async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
     from library.service.auth import Authenticator
     from library.service.manager import FlockManager
     from library.service.monkeylog import ContextLogHandler
+    from library.service.observe import Observer
     from library.service.runtime import Runtime
     from library.service.store import FlockStore
 
@@ -114,7 +115,8 @@ async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
         pause_labs=settings.pause_labs,
     )
     manager = FlockManager(runtime, FlockStore(settings.state_dir))
-    app = create_app(Services(settings, manager, auth, runtime))
+    observer = Observer(settings, manager, runtime, auth)
+    app = create_app(Services(settings, manager, auth, runtime, routers=[observer.router()]))
     config = uvicorn.Config(
         app,
         log_config=None,
@@ -152,6 +154,7 @@ async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
             installed.append(sig)
     try:
         runtime.start()
+        observer.start()
         await manager.boot(autostart)
         log.info(
             "serving on %s (docs %s/docs; %d flocks; auth %s)",
@@ -165,6 +168,7 @@ async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
     finally:
         result.flocks_at_exit = manager.list_flocks()
         await manager.aclose()
+        await observer.aclose()
         await runtime.aclose()
         for sig in installed:
             loop.remove_signal_handler(sig)

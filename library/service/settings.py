@@ -38,6 +38,8 @@ class Retention(_Strict):
 
     max_age: Duration = 30 * 86400.0
     max_bytes: int | None = Field(None, ge=0)
+    # How often finished hours are compacted and the retention applied.
+    check_every: Duration = Field(60.0, gt=0)
 
 
 class ReportSchedule(_Strict):
@@ -59,10 +61,12 @@ class AlertRule(_Strict):
     """Alert when the success rate of flocks matching ``flocks`` over ``window`` falls below
     ``min_success_pct``; one message when it fires, one when it recovers."""
 
+    name: str | None = None  # in messages and metrics; default rule0, rule1...
     flocks: str = "*"
     min_success_pct: float = Field(95.0, ge=0, le=100)
-    window: Duration = 3600.0
-    webhook_url: str | None = None
+    window: Duration = Field(3600.0, gt=0)
+    webhook_url: str | None = None  # default: report.webhook_url
+    evaluate_every: Duration = Field(10.0, gt=0)
 
 
 class ServiceSettings(_Strict):

@@ -299,7 +299,7 @@ def test_persistence_and_pause_across_restart(service, tmp_path):
         assert c.post("/flocks/auto/pause").status_code == 200
     assert svc.stop() == 0
     assert "SIGTERM: stopping the service" in svc.output()
-    assert list((state / "events").glob("*.parquet"))
+    assert list((state / "events").rglob("*.parquet"))
 
     again = service("--autostart", str(auto), state=state)
     with client(again) as c:

@@ -1,0 +1,423 @@
+"""What the service says about itself: metrics, windowed summaries, alerts, daily reports,
+and the upkeep of its events (compaction, retention).
+
+`Observer` plugs into the service's seams: it taps the runtime's recorder (the metrics'
+tally), reads the flock manager's summaries, runs its background tasks on the service's loop
+(health sampling, retention, alert evaluation, the report schedule) and adds its routes:
+
+- ``GET /metrics``: Prometheus text (`library.service.metrics`)
+- ``GET {prefix}/stats?window=1h|24h|start`` or ``?since=ISO&until=ISO``: per-(flock,
+  operation) figures over the events of that time (`library.stats`), from the store
+- ``GET {prefix}/alerts``: rules, what is firing, the messages sent
+- ``GET {prefix}/report``: the daily report's text now, the next post time, past posts;
+  ``POST {prefix}/report`` (admin) posts it now
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from library.eventstore import EventStore
+from library.flock.health import HealthSampler, Thresholds
+from library.redact import register_secret
+from library.service.alerts import Alerts
+from library.service.metrics import EventTally, ServiceCollector, render
+from library.service.reports import ReportLog, daily_text, next_post
+
+if TYPE_CHECKING:
+    from library.service.auth import Authenticator
+    from library.service.manager import FlockManager
+    from library.service.runtime import Runtime
+    from library.service.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+HEALTH_ROWS = 120  # seconds of engine health kept in memory (client-bound is over the last 60)
+BOUND_WINDOW = 60
+WINDOWS = {"1h": 3600.0, "24h": 86400.0}
+STATS_TTL_S = 10.0  # a windowed summary is computed at most this often per window
+POST_TIMEOUT_S = 10.0
+
+
+class Observer:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        manager: FlockManager,
+        runtime: Runtime,
+        auth: Authenticator | None = None,
+    ) -> None:
+        self.settings = settings
+        self.auth = auth
+        self.manager = manager
+        self.runtime = runtime
+        self.store = EventStore(settings.events_path)
+        self.tally = EventTally()
+        taps = getattr(runtime.recorder, "taps", None)
+        if taps is not None:
+            taps.append(self.tally.tap)
+        self.health = HealthSampler(lambda: runtime.shared.monkeys)
+        self.thresholds = Thresholds()
+        report = settings.report
+        for url in [report.webhook_url, *(r.webhook_url for r in settings.alerts)]:
+            register_secret(url)
+        self.alerts = Alerts(
+            settings.alerts,
+            default_webhook=report.webhook_url,
+            keep_s=86400.0 if report.enabled else 0.0,
+        )
+        self.reports = ReportLog()
+        self.started = time.time()
+        self.store_size: tuple[int, int] = (0, 0)
+        self.last_retention: dict[str, Any] | None = None
+        self._stats_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._session = None
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self.health.run(), name="health"),
+            asyncio.create_task(self._upkeep_loop(), name="events-upkeep"),
+            asyncio.create_task(self._alert_loop(), name="alerts"),
+        ]
+        if self.settings.report.enabled:
+            self._tasks.append(asyncio.create_task(self._report_loop(), name="daily-report"))
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._session is not None:
+            await self._session.close()
+
+    # -- what the parts read
+
+    def flock_data(self) -> list[dict[str, Any]]:
+        out = []
+        for name in self.manager.list_flocks():
+            flock = self.manager.flocks.get(name)
+            if flock is None:
+                continue
+            summary = flock.summary()
+            states: dict[str, int] = {}
+            for monkey in flock.users:
+                state = flock.monkey_state(monkey)
+                states[state] = states.get(state, 0) + 1
+            summary["states"] = states
+            out.append(summary)
+        return out
+
+    def tallies(self) -> list[EventTally]:
+        self.tally.catch_up(self.runtime.recorder)
+        extra = []
+        for flock in list(self.manager.flocks.values()):
+            shard_tally = getattr(flock, "tally", None)
+            if shard_tally is not None:
+                extra.append(shard_tally)
+        return [self.tally, *extra]
+
+    def health_now(self) -> dict[str, Any]:
+        rows = self.health.rows
+        if len(rows) > HEALTH_ROWS:
+            del rows[: len(rows) - HEALTH_ROWS]
+        if not rows:
+            return {}
+        _, lag_max, lag_p99, cpu, rss, active, _ = rows[-1]
+        recent = rows[-BOUND_WINDOW:]
+        t = self.thresholds
+        lagged = sum(1 for r in recent if r[2] > t.lag_p99_ms)
+        busy = sum(1 for r in recent if r[3] >= t.cpu_percent)
+        limit = max(1, t.fraction * len(recent))
+        return {
+            "lag_max_ms": lag_max,
+            "lag_p99_ms": lag_p99,
+            "cpu_percent": cpu,
+            "rss_bytes": rss,
+            "active_monkeys": active,
+            "client_bound": lagged > limit or busy > limit,
+        }
+
+    def metrics_text(self) -> bytes:
+        collector = ServiceCollector(
+            self.tallies,
+            self.flock_data,
+            self.health_now,
+            lambda: self.store_size,
+            lambda: sorted(self.alerts.firing),
+        )
+        return render(collector)
+
+    def summaries(self) -> list[dict[str, Any]]:
+        return self.manager.summaries()
+
+    def environment_url(self) -> str:
+        platform = self.runtime.shared.endpoints.get("platform") or {}
+        return platform.get("hub_url") or platform.get("tap_url") or "(no platform)"
+
+    def report_text(self) -> str:
+        now = time.time()
+        last_day = {}
+        for summary in self.summaries():
+            counts = self.alerts.window_counts(summary["name"], 86400.0, now)
+            if counts is not None:
+                last_day[summary["name"]] = counts
+        return daily_text(self.summaries(), self.environment_url(), last_day)
+
+    # -- windowed summaries
+
+    def window_range(
+        self, window: str | None, since: str | None, until: str | None
+    ) -> tuple[int, int | None, str]:
+        now_us = int(time.time() * 1e6)
+        if since is not None or until is not None:
+            since_us = _parse_time(since, "since") if since else 0
+            until_us = _parse_time(until, "until") if until else None
+            return since_us, until_us, f"{since or 'beginning'}..{until or 'now'}"
+        window = window or "1h"
+        if window == "start":
+            return int(self.started * 1e6), None, "start"
+        if window in WINDOWS:
+            return now_us - int(WINDOWS[window] * 1e6), None, window
+        from pydantic import TypeAdapter
+
+        from library.flock.options import Duration
+
+        seconds = TypeAdapter(Duration).validate_python(window)
+        return now_us - int(seconds * 1e6), None, window
+
+    async def window_stats(
+        self, window: str | None, since: str | None, until: str | None
+    ) -> dict[str, Any]:
+        since_us, until_us, label = self.window_range(window, since, until)
+        cached = self._stats_cache.get(label)
+        if cached is not None and time.monotonic() - cached[0] < STATS_TTL_S:
+            return cached[1]
+        result = await asyncio.to_thread(compute_window_stats, self.store, since_us, until_us)
+        result["window"] = label
+        if len(self._stats_cache) > 16:
+            self._stats_cache.clear()
+        self._stats_cache[label] = (time.monotonic(), result)
+        return result
+
+    # -- background tasks
+
+    async def _upkeep_loop(self) -> None:
+        retention = self.settings.retention
+        every = getattr(retention, "check_every", 60.0)
+        while True:
+            try:
+                self.last_retention = await asyncio.to_thread(self.upkeep)
+            except Exception as exc:  # noqa: BLE001 - upkeep failing must not stop the service
+                log.warning("events upkeep failed: %s", exc)
+            await asyncio.sleep(every)
+
+    def upkeep(self, now: float | None = None) -> dict[str, Any]:
+        """Compact finished hours, then apply the retention; returns what was done."""
+        now = time.time() if now is None else now
+        retention = self.settings.retention
+        # A partition is final once its hour ended and two flushes went by.
+        settled_us = int((now - 2 * self.settings.flush_interval - 1) * 1e6)
+        merged = self.store.compact(settled_us)
+        result = self.store.enforce(retention.max_age, retention.max_bytes, now)
+        self.store_size = (result.kept_files, result.kept_bytes)
+        out = {"time": _iso(now), "compacted": merged, **result.as_dict()}
+        if result.removed_files:
+            log.info(
+                "events retention: removed %d files (%d bytes); kept %d files (%d bytes)",
+                result.removed_files,
+                result.removed_bytes,
+                result.kept_files,
+                result.kept_bytes,
+            )
+        return out
+
+    async def _alert_loop(self) -> None:
+        every = min(
+            (getattr(r, "evaluate_every", 10.0) for r in self.settings.alerts), default=10.0
+        )
+        if not self.settings.alerts and self.settings.report.enabled:
+            every = 60.0  # only the report's 24 h counts to keep
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.evaluate()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("alert evaluation failed: %s", exc)
+
+    async def evaluate(self) -> list[dict[str, Any]]:
+        now = time.time()
+        self.alerts.sample(self.summaries(), now)
+        messages = self.alerts.evaluate(now)
+        for message in messages:
+            log.warning("alert %s: %s", message.kind, message.text)
+        await self.alerts.deliver(self.post)
+        return [m.as_dict() for m in messages]
+
+    async def _report_loop(self) -> None:
+        while True:
+            now = dt.datetime.now(dt.UTC)
+            wait = (next_post(now, self.settings.report.time) - now).total_seconds()
+            await asyncio.sleep(wait)
+            await self.post_report("schedule")
+
+    def next_report(self) -> str | None:
+        if not self.settings.report.enabled:
+            return None
+        return next_post(dt.datetime.now(dt.UTC), self.settings.report.time).isoformat()
+
+    async def post_report(self, why: str) -> dict[str, Any]:
+        from library.service.alerts import slack_payload
+
+        text = self.report_text()
+        url = self.settings.report.webhook_url
+        if not url:
+            return self.reports.add(text, False, "no webhook_url in service.report", why)
+        try:
+            await self.post(url, slack_payload(text))
+        except Exception as exc:  # noqa: BLE001 - reported in GET /report
+            from library.errors import one_line
+
+            error = one_line(str(exc) or type(exc).__name__, 200)
+            log.warning("daily report not delivered: %s", error)
+            return self.reports.add(text, False, error, why)
+        return self.reports.add(text, True, None, why)
+
+    async def post(self, url: str, payload: dict[str, Any]) -> None:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=POST_TIMEOUT_S)
+            )
+        async with self._session.post(url, json=payload) as response:
+            if response.status >= 300:
+                body = (await response.text())[:200]
+                raise RuntimeError(f"webhook answered {response.status}: {body}")
+
+    # -- routes
+
+    def router(self) -> APIRouter:
+        from library.service.app import FormattedJSONResponse
+
+        prefix = self.settings.prefix
+        router = APIRouter()
+        observer = self
+
+        @router.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            from library.service.metrics import CONTENT_TYPE
+
+            return Response(observer.metrics_text(), media_type=CONTENT_TYPE)
+
+        @router.get(f"{prefix}/stats", summary="Figures per flock and operation over a window")
+        async def stats(
+            window: str | None = Query(None, description="1h, 24h, start, or a duration"),
+            since: str | None = Query(None, description="ISO time or epoch seconds"),
+            until: str | None = Query(None, description="ISO time or epoch seconds"),
+        ) -> Response:
+            try:
+                result = await observer.window_stats(window, since, until)
+            except ValueError as exc:
+                message = str(exc).splitlines()[0]
+                detail = [{"loc": ["query", "window"], "msg": message, "type": "value_error"}]
+                return JSONResponse({"detail": detail}, status_code=422)
+            return FormattedJSONResponse(result)
+
+        @router.get(f"{prefix}/alerts", summary="Alert rules, alerts firing, messages sent")
+        async def alerts() -> Response:
+            return FormattedJSONResponse(observer.alerts.as_dict())
+
+        @router.get(f"{prefix}/report", summary="The daily report (mobu's text) and its posts")
+        async def report() -> Response:
+            return FormattedJSONResponse(
+                {
+                    "text": observer.report_text(),
+                    "enabled": observer.settings.report.enabled,
+                    "time": observer.settings.report.time,
+                    "next_post": observer.next_report(),
+                    "history": list(reversed(observer.reports.history)),
+                    "events": {
+                        "dir": str(observer.store.root),
+                        "files": observer.store_size[0],
+                        "bytes": observer.store_size[1],
+                        "last_upkeep": observer.last_retention,
+                    },
+                }
+            )
+
+        @router.post(f"{prefix}/report", summary="Post the daily report now (admin)")
+        async def post_report(request: Request) -> Response:
+            who = request.scope["state"]["identity"]
+            if observer.auth is None:
+                return Response(status_code=403)
+            observer.auth.check_admin(who, "post the report")
+            return FormattedJSONResponse(await observer.post_report(f"asked by {who.name}"))
+
+        return router
+
+
+def compute_window_stats(store: EventStore, since_us: int, until_us: int | None) -> dict[str, Any]:
+    """Figures of the events that started in [since, until): `library.stats` over them."""
+    from library.stats import table_stats
+
+    columns = ["start_us", "duration_us", "lag_us", "flock", "operation", "success", "monkey"]
+    table = store.read(since_us, until_us, columns)
+    operations = table_stats(table)
+    flocks: dict[str, dict[str, int]] = {}
+    for op in operations:
+        if op.lifecycle and op.operation != "monkey_error":
+            continue
+        entry = flocks.setdefault(op.flock, {"count": 0, "failures": 0})
+        entry["count"] += op.count
+        entry["failures"] += op.failures
+    del table
+    return {
+        "since": _iso(since_us / 1e6),
+        "until": _iso(until_us / 1e6) if until_us is not None else None,
+        "events": sum(op.count for op in operations),
+        "operations": [op.as_dict() for op in operations if not op.lifecycle],
+        "lifecycle": [op.as_dict() for op in operations if op.lifecycle],
+        "flocks": {
+            name: {
+                **entry,
+                "success_pct": round(
+                    100.0 * (entry["count"] - entry["failures"]) / entry["count"], 3
+                )
+                if entry["count"]
+                else None,
+            }
+            for name, entry in sorted(flocks.items())
+        },
+    }
+
+
+def _iso(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="seconds")
+
+
+def _parse_time(value: str, name: str) -> int:
+    """ISO 8601 (naive = UTC) or epoch seconds -> microseconds."""
+    try:
+        return int(float(value) * 1e6)
+    except ValueError:
+        pass
+    try:
+        at = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{name}: expected an ISO time (2026-11-30T08:00) or epoch seconds, got {value!r}"
+        ) from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    return int(at.timestamp() * 1e6)
