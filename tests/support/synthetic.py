@@ -57,7 +57,9 @@ def write_run(
         f"    users: {monkeys}\n    duration: {int(duration_s)}\n",
     )
     _write(root / artifacts.PRESETS_APPLIED, "scale_small\nsynthetic\n")
+    # The CI's input and, as ci/run writes it, the snapshot of the overrides it applied.
     _write(root / artifacts.VARIABLE_OVERRIDES, f"tests.scale.users: {monkeys}\n")
+    _write(root / artifacts.OVERRIDES_APPLIED, f"tests.scale.users: {monkeys}\n")
     _write(root / "ci_run.yaml", f"project: {project}\nstep: test\n")
 
     end_us = _START_US + int(duration_s * 1e6)
