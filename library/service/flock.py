@@ -63,6 +63,7 @@ class ServiceFlock:
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._refresh: set[str] = set()
+        self._users_data: dict[str, dict[str, Any]] = {}
         for name in self.users:
             stats = self.stats[name] = MonkeyStats(config)
             self.monkeys[name] = Monkey(
@@ -229,21 +230,29 @@ class ServiceFlock:
     def list_monkeys(self) -> list[str]:
         return sorted(self.users)
 
-    def _monkey_data(self, name: str) -> dict[str, Any]:
+    def _user_data(self, name: str) -> dict[str, Any]:
+        """mobu's AuthenticatedUser, without the token; made once (it never changes)."""
+        cached = self._users_data.get(name)
+        if cached is not None:
+            return cached
         user = self.users[name]
-        stats = self.stats[name]
-        data_user: dict[str, Any] = {"username": user.username}
+        data: dict[str, Any] = {"username": user.username}
         if user.uidnumber is not None:
-            data_user["uidnumber"] = user.uidnumber
+            data["uidnumber"] = user.uidnumber
         if user.effective_gid is not None:
-            data_user["gidnumber"] = user.effective_gid
-        data_user["groups"] = [g.model_dump() for g in user.groups]
-        data_user["scopes"] = list(self.config.scopes)
-        data_user["token"] = "***"
+            data["gidnumber"] = user.effective_gid
+        data["groups"] = [g.model_dump() for g in user.groups]
+        data["scopes"] = list(self.config.scopes)
+        data["token"] = "***"
+        self._users_data[name] = data
+        return data
+
+    def _monkey_data(self, name: str) -> dict[str, Any]:
+        stats = self.stats[name]
         return {
             "name": name,
             "state": self.monkey_state(name),
-            "user": data_user,
+            "user": self._user_data(name),
             "business": {
                 "name": self.config.business.type,
                 "failure_count": stats.failures,

@@ -1,0 +1,136 @@
+"""The service under load: API latency while it runs 11,000 monkeys, and what polling costs.
+
+One `service run` process runs 10,000 EmptyLoop and 1,000 HTTPLoop monkeys (each one
+execution a second; HTTP against a local nginx's instant 200, pinned to its own core). Then:
+
+1. time from `PUT /flocks` of the 1,000 HTTP monkeys to all started (`start_time` set);
+2. 10 s not polled: the monkeys' executions per second (the service's own counters, and the
+   requests nginx counted);
+3. 10 s polled 10x/s (GET /summary and GET /flocks/http in turn, GET /flocks/empty once a
+   second): the same rates, and each route's p50/p99 latency as the poller saw it;
+4. time from SIGTERM to exit.
+
+Figures are printed, not asserted (speed is measured here, not gated). Run with
+`.venv/bin/python -m pytest -s tests/bench/bench_service.py`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import httpx
+import pytest
+
+from tests.bench.bench_scale_http import nginx  # noqa: F401 - a fixture, found by name
+from tests.support.service import ServiceProcess, bearer, write_auth
+
+PHASE_S = 10.0
+
+
+def _flock(name: str, count: int, business: dict) -> dict:
+    return {
+        "name": name,
+        "count": count,
+        "user_spec": {"username_prefix": f"bot-mobu-{name}"},
+        "scopes": [],
+        "start_batch_size": 0,
+        "business": business,
+    }
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def _counts(c: httpx.Client) -> dict[str, int]:
+    return {f["name"]: f["success_count"] for f in c.get("/summary").json()["flocks"]}
+
+
+def _rates(c: httpx.Client, nginx, seconds: float, poll=None) -> dict:  # noqa: F811
+    before, requests_before, t0 = _counts(c), nginx.requests(), time.monotonic()
+    latencies: dict[str, list[float]] = {}
+    routes = ["/summary", "/flocks/http"]
+    i = 0
+    while time.monotonic() < t0 + seconds:
+        if poll is None:
+            time.sleep(0.2)
+            continue
+        route = "/flocks/empty" if i % 10 == 9 else routes[i % 2]
+        start = time.perf_counter()
+        r = poll.get(route)
+        latencies.setdefault(route, []).append((time.perf_counter() - start) * 1000)
+        assert r.status_code == 200
+        i += 1
+        time.sleep(max(0.0, t0 + i * 0.1 - time.monotonic()))
+    elapsed = time.monotonic() - t0
+    after, requests_after = _counts(c), nginx.requests()
+    return {
+        "empty_per_s": (after["empty"] - before["empty"]) / elapsed,
+        "http_per_s": (after["http"] - before["http"]) / elapsed,
+        "nginx_per_s": (requests_after - requests_before - 1) / elapsed,
+        "latency_ms": {
+            route: (statistics.median(v), _pct(v, 99), len(v)) for route, v in latencies.items()
+        },
+    }
+
+
+@pytest.mark.timeout(900)
+def test_api_latency_and_polling_cost(nginx, tmp_path):  # noqa: F811
+    svc = ServiceProcess(
+        tmp_path,
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--auth-file",
+        str(write_auth(tmp_path / "auth.yaml")),
+    ).wait_ready()
+    try:
+        c = httpx.Client(base_url=svc.url, headers=bearer("admin"), timeout=120)
+        empty = _flock("empty", 10_000, {"type": "EmptyLoop", "options": {"idle_time": "1s"}})
+        t0 = time.monotonic()
+        assert c.put("/flocks", json=empty).status_code == 201
+        while c.get("/flocks/empty/summary").json()["start_time"] is None:
+            time.sleep(0.05)
+        empty_started = time.monotonic() - t0
+        http = _flock(
+            "http", 1_000, {"type": "HTTPLoop", "options": {"url": nginx.fast, "idle_time": "1s"}}
+        )
+        t0 = time.monotonic()
+        r = c.put("/flocks", json=http)
+        put_s = time.monotonic() - t0
+        assert r.status_code == 201
+        while c.get("/flocks/http/summary").json()["start_time"] is None:
+            time.sleep(0.02)
+        http_started = time.monotonic() - t0
+        time.sleep(5)  # past the first second's thundering herd
+        quiet = _rates(c, nginx, PHASE_S)
+        with httpx.Client(base_url=svc.url, timeout=60) as poller:
+            polled = _rates(c, nginx, PHASE_S, poll=poller)
+        quiet2 = _rates(c, nginx, PHASE_S)
+        t0 = time.monotonic()
+        code = svc.stop()
+        stop_s = time.monotonic() - t0
+    finally:
+        svc.stop()
+    assert code == 0
+    print()
+    print(f"PUT /flocks of 10,000 EmptyLoop -> all started: {empty_started:.2f} s")
+    print(
+        f"PUT /flocks of 1,000 HTTPLoop: answered in {put_s * 1000:.0f} ms, "
+        f"all started in {http_started:.2f} s"
+    )
+    for label, r in (("not polled", quiet), ("polled 10/s", polled), ("not polled again", quiet2)):
+        print(
+            f"{label:<17} EmptyLoop {r['empty_per_s']:8.0f}/s  HTTPLoop {r['http_per_s']:6.0f}/s"
+            f"  nginx {r['nginx_per_s']:6.0f} req/s"
+        )
+    base_http = (quiet["http_per_s"] + quiet2["http_per_s"]) / 2
+    base_empty = (quiet["empty_per_s"] + quiet2["empty_per_s"]) / 2
+    print(
+        f"polled vs not: EmptyLoop {100 * (polled['empty_per_s'] / base_empty - 1):+.1f} %, "
+        f"HTTPLoop {100 * (polled['http_per_s'] / base_http - 1):+.1f} %"
+    )
+    for route, (p50, p99, n) in polled["latency_ms"].items():
+        print(f"GET {route:<15} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  ({n} requests)")
+    print(f"SIGTERM -> exit with 11,000 monkeys: {stop_s:.2f} s")
