@@ -183,6 +183,18 @@ class GroupSort:
         return out
 
 
+def _group_sums(group, values, n_groups: int, chunk: int = 1 << 20):
+    """Sum of max(value, 0) per group, a million rows at a time (bincount's float weights
+    would otherwise be one more copy of the whole column)."""
+    import numpy as np
+
+    out = np.zeros(n_groups)
+    for at in range(0, len(values), chunk):
+        part = np.maximum(values[at : at + chunk], 0)
+        out += np.bincount(group[at : at + chunk], weights=part, minlength=n_groups)
+    return out
+
+
 def sort_groups(group, values, n_groups: int) -> GroupSort:
     """Sort `values` within their `group` (ints in 0..n_groups-1); negatives count as 0."""
     import numpy as np
@@ -230,13 +242,18 @@ def operation_stats(
     if not n:
         return []
     n_ops = max(len(operation_names), 1)
-    key = np.asarray(flock_codes, np.int64) * n_ops + np.asarray(operation_codes, np.int64)
+    n_cells = max(len(flock_names), 1) * n_ops
+    # int32 group numbers where they fit: a 10M-event run's temporaries are half the size.
+    small = np.int32 if n_cells < 2**31 else np.int64
+    key = np.asarray(flock_codes).astype(small) * small(n_ops)
+    key += np.asarray(operation_codes, small)
     # Dense group numbers from a lookup table: O(n), where np.unique would sort every row.
-    counts_all = np.bincount(key, minlength=max(len(flock_names), 1) * n_ops)
+    counts_all = np.bincount(key, minlength=n_cells)
     present = np.flatnonzero(counts_all)
-    remap = np.full(len(counts_all), -1, np.int64)
+    remap = np.full(len(counts_all), -1, small)
     remap[present] = np.arange(len(present))
     group = remap[key]
+    del key
     n_groups = len(present)
     counts = counts_all[present]
     ok = np.asarray(success, bool)
@@ -248,7 +265,8 @@ def operation_stats(
         qs += list(np.linspace(0, 1, CDF_POINTS))
     quant = durations.quantiles(qs)
     maxima = durations.maxima()
-    means = np.bincount(group, weights=np.maximum(duration, 0), minlength=n_groups) / counts
+    del durations
+    means = _group_sums(group, duration, n_groups) / counts
     corrected = lag = rates = None
     if lag_us is not None and len(lag_us) == n and np.any(lag_us):
         lag_arr = np.maximum(np.asarray(lag_us, np.int64), 0)

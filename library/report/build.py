@@ -184,7 +184,7 @@ def _draw(named: list[tuple[str, Any]]) -> list[tuple[str, str | None, str | Non
 
 
 def draw_plots(named: list[tuple[str, Any]]) -> list[tuple[str, str | None, str | None]]:
-    """Draw the plots, half of them in a forked child when there is a second core.
+    """Draw the plots, half of them in a forked child when a second core is idle.
 
     Drawing is most of a report's time and every plot is independent; the child inherits the
     aggregated series (no copy, no pickling) and sends back only file names. Without fork, on
@@ -193,7 +193,11 @@ def draw_plots(named: list[tuple[str, Any]]) -> list[tuple[str, str | None, str 
     import multiprocessing
     import os
 
-    if len(named) < 2 or (os.cpu_count() or 1) < 2 or os.environ.get("BOSUN_REPORT_SERIAL"):
+    cores = os.cpu_count() or 1
+    # A second process only pays when a core is idle for it; on a busy machine it would
+    # only add its start-up to the CPU the others are waiting for.
+    idle = cores - os.getloadavg()[0]
+    if len(named) < 2 or idle < 1 or os.environ.get("BOSUN_REPORT_SERIAL"):
         return _draw(named)
     try:
         ctx = multiprocessing.get_context("fork")

@@ -57,8 +57,10 @@ def time_bins(start_us, lo_us: int | None = None, hi_us: int | None = None) -> B
     span_s = (t1 - t0) / 1e6
     width = next((w for w in _BIN_WIDTHS_S if span_s / w <= MAX_BINS), _BIN_WIDTHS_S[-1])
     n = int(span_s // width) + 1
-    index = (start_us - t0) // (width * 1_000_000)
-    return Bins(t0, width, n, index)
+    index = start_us - t0
+    index //= width * 1_000_000
+    # At most MAX_BINS bins (plus the widened span): int32 halves a 10M-event column.
+    return Bins(t0, width, n, index.astype(np.int32))
 
 
 def summary(events) -> list[dict[str, Any]]:
@@ -101,16 +103,24 @@ def over_time(events, bins: Bins, ops: list[int]) -> dict[str, dict[str, Any]]:
 
     if not ops:
         return {}
-    remap = np.full(len(events.operation.categories), -1, np.int64)
-    remap[ops] = np.arange(len(ops))
-    slot = remap[events.operation.codes]
-    keep = slot >= 0
-    slot, b = slot[keep], bins.index[keep]
-    ok, dur = events.success[keep], events.duration_us[keep]
-    group = slot * bins.n + b
     n_groups = len(ops) * bins.n
-    okc = np.bincount(group, weights=ok, minlength=n_groups).reshape(len(ops), bins.n)
-    allc = np.bincount(group, minlength=n_groups).reshape(len(ops), bins.n)
+    # Group = plotted operation * bins + bin, in int32 (at most 8 * MAX_BINS groups); rows of
+    # operations not plotted are dropped only when there are some (no copy otherwise).
+    remap = np.full(len(events.operation.categories), -1, np.int32)
+    remap[ops] = np.arange(len(ops))
+    group = remap[events.operation.codes]
+    keep = group >= 0
+    every = bool(keep.all())
+    group *= np.int32(bins.n)
+    group += bins.index.astype(np.int32, copy=False)
+    ok, dur = events.success, events.duration_us
+    if not every:
+        group, ok, dur = group[keep], ok[keep], dur[keep]
+    del keep
+    allc = np.bincount(group, minlength=n_groups)
+    failc = np.bincount(group[~ok], minlength=n_groups)
+    okc = (allc - failc).reshape(len(ops), bins.n)
+    allc = allc.reshape(len(ops), bins.n)
     quant = sort_groups(group, dur, n_groups).quantiles([p / 100 for p in PERCENTILES]) / 1000.0
     quant = quant.reshape(len(ops), bins.n, len(PERCENTILES))
     out = {}
