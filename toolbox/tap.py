@@ -110,8 +110,7 @@ def run_query_set(
     import random
 
     from library import env
-    from library.errors import CheckFailed
-    from library.tap import discovery, runner
+    from library.tap import runner
     from library.tap.query_set import QuerySet
 
     runner.check_size(count, concurrency)
@@ -121,16 +120,7 @@ def run_query_set(
     client = _client(
         service, token_file, timeout, max_rows=max_rows, max_bytes=max_bytes, wait_mode=wait_mode
     )
-    for name, note in discovery.prepare(qs, client).items():
-        log.warning("%s: %s", name, note)
-    log.info(
-        "query set %s: %d template(s) to run: %s (seed %d)",
-        qs.name,
-        len(qs.active),
-        ", ".join(qs.active),
-        seed,
-    )
-    summary = runner.run(
+    return runner.run_checked(
         client,
         qs,
         env.artifact_dir(),
@@ -138,15 +128,8 @@ def run_query_set(
         concurrency=concurrency,
         seed=seed,
         use_async=use_async,
+        max_failures=max_failures,
     )
-    print(runner.format_summary(summary), end="")
-    if summary["failures"] > max_failures:
-        first = next(iter(summary["errors"]), "")
-        raise CheckFailed(
-            f"{summary['failures']} of {summary['count']} queries failed (tolerated: "
-            f"{max_failures}); first error: {first}"
-        )
-    return summary
 
 
 @command(record=False)

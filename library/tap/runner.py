@@ -67,6 +67,52 @@ def plan(
     return [[query_set.generate(rng) for _ in range(count)] for _ in range(concurrency)]
 
 
+def run_checked(
+    client: TapClient,
+    query_set: QuerySet,
+    out_dir: Path,
+    *,
+    count: int,
+    concurrency: int,
+    seed: int,
+    use_async: bool,
+    max_failures: int,
+) -> dict:
+    """``tap run_query_set``: skip the templates the service lacks, run, print the summary.
+
+    Raises CheckFailed when more than MAX_FAILURES queries failed; returns the summary.
+    """
+    from library.errors import CheckFailed
+    from library.tap import discovery
+
+    for name, note in discovery.prepare(query_set, client).items():
+        log.warning("%s: %s", name, note)
+    log.info(
+        "query set %s: %d template(s) to run: %s (seed %d)",
+        query_set.name,
+        len(query_set.active),
+        ", ".join(query_set.active),
+        seed,
+    )
+    summary = run(
+        client,
+        query_set,
+        out_dir,
+        count=count,
+        concurrency=concurrency,
+        seed=seed,
+        use_async=use_async,
+    )
+    print(format_summary(summary), end="")
+    if summary["failures"] > max_failures:
+        first = next(iter(summary["errors"]), "")
+        raise CheckFailed(
+            f"{summary['failures']} of {summary['count']} queries failed (tolerated: "
+            f"{max_failures}); first error: {first}"
+        )
+    return summary
+
+
 def run(
     client: TapClient,
     query_set: QuerySet,
