@@ -149,6 +149,7 @@ def _signals_raise() -> Iterator[None]:
     # Work running in threads (a Parallel block's scale runs) cannot receive the exception:
     # it watches the stop request instead, stops cleanly and writes its artifacts.
     with run.stop_request_scope() as request:
+        request.make_interrupt = Interrupted
 
         def handler(signum, _frame):
             name = signal.Signals(signum).name

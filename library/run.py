@@ -42,6 +42,8 @@ class StopRequest:
         # records. The exception the launcher would have raised waits in ``pending``.
         self._shield = 0
         self.pending: BaseException | None = None
+        # How the launcher turns a signal into the exception that ends a step (ci/run sets it).
+        self.make_interrupt: Callable[[int], BaseException] | None = None
 
     def set(self, reason: str) -> None:
         if self.reason is None:
@@ -54,6 +56,18 @@ class StopRequest:
     @property
     def shielded(self) -> bool:
         return self._shield > 0
+
+    def note_signal(self, signum: int) -> None:
+        """A signal taken by another handler (a distributed run's): the launcher learns of it
+        as if its own handler had run while shielded (the step ends after the running work)."""
+        import signal
+
+        self.signals += 1
+        if self.signum is None:
+            self.signum = signum
+        self.set(signal.Signals(signum).name)
+        if self.signals == 1 and self.pending is None and self.make_interrupt is not None:
+            self.pending = self.make_interrupt(signum)
 
     @contextlib.contextmanager
     def watched(self, raise_pending: bool = True) -> Iterator[None]:

@@ -145,15 +145,25 @@ def _run_on(client, flocks, out_dir, duration, workers, endpoints, Event, as_com
     }
     interrupts = [0]
 
+    from library.run import stop_request
+
+    launcher = stop_request()
+
     def on_signal(signum, _frame):
         interrupts[0] += 1
         log.warning("%s: stopping every shard", signal.Signals(signum).name)
         stop.set()
+        if launcher is not None:
+            # ci/run's handler is set aside while the shards run: it learns of the signal here,
+            # so the rest of its step is skipped once the shards' records are written.
+            launcher.note_signal(signum)
 
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
+    if launcher is not None and launcher.is_set():
+        stop.set()  # the launcher was asked to stop while the cluster started
     results, dead = [], []
     try:
         for future in as_completed(list(futures)):

@@ -196,16 +196,20 @@ class ScaleRun:
             import time
 
             from library.flock.distributed import run_distributed
+            from library.run import watching_stop
 
             begin = time.time()
-            results, dead = run_distributed(
-                self.flocks,
-                out_dir,
-                duration=self.duration,
-                workers=workers,
-                scheduler=scheduler,
-                endpoints=self.endpoints,
-            )
+            # A signal while the cluster starts only sets the launcher's request: the shards
+            # are stopped as soon as they are submitted, and their records are written.
+            with watching_stop(raise_pending=False):
+                results, dead = run_distributed(
+                    self.flocks,
+                    out_dir,
+                    duration=self.duration,
+                    workers=workers,
+                    scheduler=scheduler,
+                    endpoints=self.endpoints,
+                )
             start = min((r["start"] for r in results), default=begin)
             end = max((r["end"] for r in results), default=time.time())
             reasons = sorted({r["stop_reason"] for r in results})

@@ -71,3 +71,72 @@ def test_a_second_signal_keeps_every_parallel_tasks_records(tmp_path, signum):
         ("cleanup", "success"),
     ], steps
     assert info["step_results"][2]["error"] == f"interrupted by {signal.Signals(signum).name}"
+
+
+SCRIPT = """
+import os, signal, sys, threading, time
+from pathlib import Path
+
+from library import ci, env, run
+
+
+def main():
+    art = Path(sys.argv[1])
+    flocks = art / "f.yaml"
+    flocks.write_text(
+        "- name: e\\n  count: 2\\n  user_spec: {username_prefix: bot-mobue}\\n  scopes: []\\n"
+        "  business: {type: EmptyLoop, options: {idle_time: 100ms}}\\n"
+    )
+
+    def signal_when_running():
+        deadline = time.monotonic() + 60
+        while not list(art.glob("*__scale__run/flocks.yaml")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(float(sys.argv[3]))
+        os.kill(os.getpid(), int(sys.argv[2]))
+
+    threading.Thread(target=signal_when_running, daemon=True).start()
+    with env.using_artifact_dir(art):
+        with ci._signals_raise():
+            request = run.stop_request()
+            try:
+                run.run_toolbox(
+                    "scale", "run", flocks=flocks, duration="60s", live=False, workers=%(workers)s
+                )
+                run.run_toolbox("shell", "run", cmd="echo the step went on")
+                print("NOT INTERRUPTED", flush=True)
+            except BaseException as err:  # Interrupted, or the stopped run's own failure
+                print("step ended:", type(err).__name__, "request:", request.reason, flush=True)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.parametrize("workers", [None, 1], ids=["in-process", "distributed"])
+def test_a_signal_during_a_scale_run_in_the_main_thread_ends_the_step_after_its_records(
+    tmp_path, workers
+):
+    """A scale run called from a step (not in a Parallel block), in process or across Dask
+    workers: the signal stops it, its records are written, and the step's next command is not
+    run."""
+    script = tmp_path / "step.py"
+    script.write_text(SCRIPT % {"workers": workers})
+    art = tmp_path / "art"
+    art.mkdir()
+    proc = subprocess.run(
+        # In process: 2 s into the run; distributed: while the cluster starts or runs.
+        [sys.executable, str(script), str(art), str(int(signal.SIGINT)), "2"],
+        cwd=REPO,
+        env={**os.environ, "CI": "true", "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert "request: SIGINT" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+    assert "NOT INTERRUPTED" not in proc.stdout
+    (scale,) = art.glob("*__scale__run")
+    for name in ("result.json", "summary.json", "junit.xml"):
+        assert (scale / name).is_file(), name
+    assert not list(art.glob("*__shell__run"))
