@@ -134,3 +134,54 @@ def test_api_latency_and_polling_cost(nginx, tmp_path):  # noqa: F811
     for route, (p50, p99, n) in polled["latency_ms"].items():
         print(f"GET {route:<15} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  ({n} requests)")
     print(f"SIGTERM -> exit with 11,000 monkeys: {stop_s:.2f} s")
+
+
+@pytest.mark.timeout(900)
+def test_sigterm_to_exit_with_ten_labs(sandbox, tmp_path):  # noqa: F811
+    """Ten NubladoPythonLoop labs ready on the sandbox's hub, then SIGTERM: seconds to exit
+    (every lab deleted first) and the hub's servers afterwards."""
+    from tests.integration.test_scale import running_labs
+
+    prefix = "bot-svcbench"
+    svc = ServiceProcess(
+        tmp_path,
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--auth-file",
+        str(write_auth(tmp_path / "auth.yaml")),
+    ).wait_ready()
+    try:
+        c = httpx.Client(base_url=svc.url, headers=bearer("admin"), timeout=120)
+        flock = _flock(
+            "labs",
+            10,
+            {
+                "type": "NubladoPythonLoop",
+                "options": {
+                    "code": "print(6*7)",
+                    "execution_idle_time": "1s",
+                    "max_executions": 1000,
+                    "spawn_timeout": "5m",
+                    "delete_timeout": "2m",
+                },
+            },
+        )
+        flock["user_spec"]["username_prefix"] = prefix
+        t0 = time.monotonic()
+        assert c.put("/flocks", json=flock).status_code == 201
+        while len(running_labs(sandbox, prefix, ready_only=True)) < 10:
+            assert time.monotonic() - t0 < 600, "ten labs not ready in 10 min"
+            time.sleep(1)
+        ready_s = time.monotonic() - t0
+        time.sleep(5)
+        t0 = time.monotonic()
+        code = svc.stop(timeout=300)
+        stop_s = time.monotonic() - t0
+    finally:
+        svc.stop()
+    left = running_labs(sandbox, prefix)
+    assert code == 0 and left == []
+    print(
+        f"\n10 labs ready {ready_s:.1f} s after PUT; SIGTERM -> exit {stop_s:.1f} s; "
+        f"servers left on the hub: {len(left)}"
+    )
