@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from library.artifacts import Operation
+from library.errors import one_line
 from library.jupyter.errors import ExecutionError, ExecutionTimeout, KernelDied
 from library.jupyter.timing import NoRecorder, now_us
 from library.notebooks.local import NotebookRun
@@ -53,7 +54,7 @@ async def run_in_kernel(
             monkey=kernel.user,
             target=f"{label}#cell-{number}",
             error_class=type(error).__name__ if error else "",
-            error=_line(error),
+            error=one_line(str(error), 200) if error else "",
         )
         if error is not None:
             break
@@ -66,12 +67,8 @@ async def run_in_kernel(
         monkey=kernel.user,
         target=label,
         error_class=type(error).__name__ if error else "",
-        error=_line(error),
+        error=one_line(str(error), 200) if error else "",
     )
     if error is not None:
         raise error
     return run
-
-
-def _line(error: Exception | None) -> str:
-    return " ".join(str(error).split())[:200] if error else ""

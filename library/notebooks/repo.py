@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from library.errors import one_line
 from library.jupyter.errors import (
     ExecutionError,
     ExecutionTimeout,
@@ -51,7 +52,7 @@ def _failure(label: str, exc: Exception, started: float) -> Outcome:
         False,
         time.perf_counter() - started,
         [],
-        error=" ".join(str(exc).split())[:500],
+        error=one_line(str(exc), 500),
         error_class=type(exc).__name__,
         cell=getattr(exc, "cell", None),
         traceback=tb,
