@@ -43,6 +43,23 @@ _HOUR = re.compile(r"hour=(\d{2})")
 _COUNTER = itertools.count()
 
 
+def parse_time(value: str, name: str) -> int:
+    """ISO 8601 (no zone: UTC) or epoch seconds -> microseconds; ValueError naming `name`."""
+    try:
+        return int(float(value) * 1e6)
+    except ValueError:
+        pass
+    try:
+        at = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{name}: expected an ISO time (2026-11-30T08:00) or epoch seconds, got {value!r}"
+        ) from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    return int(at.timestamp() * 1e6)
+
+
 def partition_of(start_us: int) -> str:
     """`date=YYYY-MM-DD/hour=HH` of an event's start (UTC)."""
     at = dt.datetime.fromtimestamp(start_us / 1e6, dt.UTC)

@@ -12,23 +12,42 @@ log = logging.getLogger(__name__)
 
 
 @command(record=False)
-def post_mortem(run_dir: Path, /) -> dict:
+def post_mortem(run_dir: Path, /, since: str | None = None, until: str | None = None) -> dict:
     """Write the post-mortem report of an artifact directory.
 
     Reads the tree alone (toolbox results, events and engine health in Parquet, summaries,
     config snapshot, run.json) and writes ``report/index.html`` with its plots and
     ``report/stats.json`` (what ``report compare`` and the history read). Works on a whole
     ``ci/run`` tree, one ``scale run`` or one command; failed, partial and empty runs get a page
-    too. Open the page from disk: every link is relative, nothing is fetched.
+    too. Open the page from disk: every link is relative, nothing is fetched. On a standing
+    service's state dir, ``--since``/``--until`` report on that time of its events (hour
+    partitions outside it are not opened).
 
     Args:
         run_dir: The artifact directory to report on.
+        since: Only events that started at or after this time (ISO 8601, UTC when no zone is
+            given, or epoch seconds).
+        until: Only events that started before this time (same forms).
     """
     import json
 
     from library import report
+    from library.errors import UserError
+    from library.eventstore import parse_time
+    from library.report.parse import EVENTS_RANGE
 
-    index = report.post_mortem(run_dir)
+    try:
+        bounds = tuple(
+            None if value is None else parse_time(value, f"report post_mortem --{name}")
+            for name, value in (("since", since), ("until", until))
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    token = EVENTS_RANGE.set(bounds)
+    try:
+        index = report.post_mortem(run_dir)
+    finally:
+        EVENTS_RANGE.reset(token)
     stats = json.loads((index.parent / artifacts.STATS_JSON).read_text())
     print(index)
     return {

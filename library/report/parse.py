@@ -7,6 +7,7 @@ later grouping is an integer operation. Nothing here looks at events one row at 
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 from dataclasses import dataclass, field
@@ -17,6 +18,12 @@ from library import artifacts
 from library.artifacts import SummaryKind
 
 REPORT_DIR_NAME = artifacts.REPORT_DIR
+# The time range of events to read, (since_us, until_us), either end None: `report
+# post_mortem --since/--until` on a standing service's events (hour partitions of
+# library/eventstore.py, whose dirs outside the range are not opened).
+EVENTS_RANGE: contextvars.ContextVar[tuple[int | None, int | None]] = contextvars.ContextVar(
+    "bosun_report_events_range", default=(None, None)
+)
 # Columns the report needs; `monkey`, `business` and `shard` are left on disk to save memory.
 _NUMERIC = ("start_us", "duration_us", "rows")
 _CATEGORICAL = ("flock", "operation", "target", "error_class")
@@ -187,8 +194,11 @@ def read_run(root: str | os.PathLike[str]) -> Run:
             dirnames[:] = [d for d in dirnames if d != REPORT_DIR_NAME]
         dirnames.sort()
         names = set(filenames)
-        if here.name == artifacts.EVENTS_DIR:
-            event_files += [here / f for f in sorted(filenames) if f.endswith(".parquet")]
+        if here.name == artifacts.EVENTS_DIR or _events_partition(here):
+            if _in_range(here):
+                event_files += [here / f for f in sorted(filenames) if f.endswith(".parquet")]
+            if here.name == artifacts.EVENTS_DIR:
+                dirnames[:] = [d for d in dirnames if d.startswith("date=")]
             continue
         if here.name == artifacts.HEALTH_DIR:
             health_files += [here / f for f in sorted(filenames) if f.endswith(".parquet")]
@@ -427,6 +437,25 @@ def _project_of_snapshot(data: dict[str, Any]) -> str | None:
     return best if best_score >= 1.5 else None
 
 
+def _events_partition(here: Path) -> bool:
+    """A `date=.../hour=...` dir (or its day) under an events dir."""
+    if here.name.startswith("date=") and here.parent.name == artifacts.EVENTS_DIR:
+        return True
+    return here.name.startswith("hour=") and here.parent.parent.name == artifacts.EVENTS_DIR
+
+
+def _in_range(here: Path) -> bool:
+    since, until = EVENTS_RANGE.get()
+    if (since is None and until is None) or not here.name.startswith("hour="):
+        return True
+    from library.eventstore import HOUR_US, partition_start_us
+
+    start = partition_start_us(here)
+    if start is None:
+        return True
+    return (since is None or start + HOUR_US > since) and (until is None or start < until)
+
+
 def read_events(run: Run, files: list[Path]) -> Events:
     """Every events file under the tree as one set of numpy columns.
 
@@ -481,6 +510,9 @@ def read_events(run: Run, files: list[Path]) -> Events:
         except (OSError, pa.ArrowException) as err:
             run.problems.append(f"{_rel(run.root, path)}: {' '.join(str(err).split())}")
             continue
+        kept = _range_rows(table)
+        if kept is not None:
+            table = table.filter(pa.array(kept))
         n = table.num_rows
         end = pos + n
         for name in _NUMERIC:
@@ -505,7 +537,7 @@ def read_events(run: Run, files: list[Path]) -> Events:
         source_names.append(_rel(run.root, path.parent.parent))
         source[pos:end] = len(source_names) - 1
         if not ok.all():
-            _collect_examples(pf, present, ok, examples)
+            _collect_examples(pf, present, ok, examples, kept)
         pos = end
     if pos < total:  # a file that failed to read after its footer did
         numeric = {k: v[:pos] for k, v in numeric.items()}
@@ -575,7 +607,23 @@ def _global_codes(column, out, merged: dict[str, int]) -> None:
         at += n
 
 
-def _collect_examples(pf, present: set[str], ok, examples: dict[str, str]) -> None:
+def _range_rows(table):
+    """Which rows of a file started inside EVENTS_RANGE (None: no range, all of them)."""
+    import numpy as np
+
+    since, until = EVENTS_RANGE.get()
+    if since is None and until is None:
+        return None
+    start = table["start_us"].to_numpy()
+    kept = np.ones(len(start), bool)
+    if since is not None:
+        kept &= start >= since
+    if until is not None:
+        kept &= start < until
+    return kept
+
+
+def _collect_examples(pf, present: set[str], ok, examples: dict[str, str], kept=None) -> None:
     """First message per error class of a file; only one row per class is turned into Python."""
     import numpy as np
     import pyarrow as pa
@@ -584,6 +632,8 @@ def _collect_examples(pf, present: set[str], ok, examples: dict[str, str]) -> No
     if "error" not in present:
         return
     failing = np.flatnonzero(~ok)
+    if kept is not None:  # rows of the range -> rows of the file
+        failing = np.flatnonzero(kept)[failing]
     cols = ["error"] + (["error_class"] if "error_class" in present else [])
     table = pf.read(columns=cols)
     if "error_class" in cols:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from library.eventstore import EventStore
+from library.eventstore import EventStore, parse_time
 from library.flock.health import HealthSampler, Thresholds
 from library.redact import register_secret
 from library.service.alerts import Alerts
@@ -181,8 +181,8 @@ class Observer:
     ) -> tuple[int, int | None, str]:
         now_us = int(time.time() * 1e6)
         if since is not None or until is not None:
-            since_us = _parse_time(since, "since") if since else 0
-            until_us = _parse_time(until, "until") if until else None
+            since_us = parse_time(since, "since") if since else 0
+            until_us = parse_time(until, "until") if until else None
             return since_us, until_us, f"{since or 'beginning'}..{until or 'now'}"
         window = window or "1h"
         if window == "start":
@@ -404,20 +404,3 @@ def compute_window_stats(store: EventStore, since_us: int, until_us: int | None)
 
 def _iso(at: float) -> str:
     return dt.datetime.fromtimestamp(at, dt.UTC).isoformat(timespec="seconds")
-
-
-def _parse_time(value: str, name: str) -> int:
-    """ISO 8601 (naive = UTC) or epoch seconds -> microseconds."""
-    try:
-        return int(float(value) * 1e6)
-    except ValueError:
-        pass
-    try:
-        at = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"{name}: expected an ISO time (2026-11-30T08:00) or epoch seconds, got {value!r}"
-        ) from None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=dt.UTC)
-    return int(at.timestamp() * 1e6)
