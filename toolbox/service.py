@@ -245,7 +245,7 @@ def summary(
 def report(name: str, /, url: str | None = None, token_file: Path | None = None) -> dict:
     """Save a flock's JSON and its monkeys' logs and stats into the artifact dir.
 
-    As mobu's ``monkeyflocker report``: ``flock.json``, ``summary.json``, and per monkey
+    As mobu's ``monkeyflocker report``: ``flock.json``, ``flock_summary.json``, and per monkey
     ``USER_log.txt`` and ``USER_stats.json``.
 
     Args:

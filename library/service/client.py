@@ -117,12 +117,16 @@ def _message(raw: bytes) -> str:
 
 
 def save_report(client: ServiceClient, name: str, out_dir: Path) -> dict[str, Any]:
-    """monkeyflocker's report: the flock's JSON, and per monkey its log and its stats."""
+    """monkeyflocker's report: the flock's JSON and summary, and per monkey its log and its
+    stats (``USER_log.txt``, ``USER_stats.json``, monkeyflocker's names)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     data = client.flock(name)
     (out_dir / "flock.json").write_text(json.dumps(data, indent=4, sort_keys=True) + "\n")
     summary = client.summary(name)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=4, sort_keys=True) + "\n")
+    # Not summary.json: that name is a scale run's summary (with its "kind") to the report.
+    (out_dir / "flock_summary.json").write_text(
+        json.dumps(summary, indent=4, sort_keys=True) + "\n"
+    )
     for monkey in data["monkeys"]:
         user = monkey["name"]
         (out_dir / f"{user}_log.txt").write_text(client.monkey_log(name, user))

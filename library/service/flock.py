@@ -74,10 +74,16 @@ class ServiceFlock:
 
     # -- running
 
-    def start(self) -> None:
+    def start(self, paused: bool = False) -> None:
         """Start the monkeys in the flock's batches (in the background: a start_batch_wait
-        may make this last long); start_time is set once every monkey has started."""
+        may make this last long); start_time is set once every monkey has started. A flock
+        started `paused` (labs released) starts its monkeys when resumed."""
         self.runtime.shared.monkeys += len(self.users)
+        if paused:
+            self.paused, self.pause_mode = True, "release"
+            for name in self.users:
+                self.logs[name].add("paused (restored paused after a restart)")
+            return
         self._starter = asyncio.create_task(self._start_all(), name=f"start-{self.name}")
 
     async def _start_all(self) -> None:

@@ -82,9 +82,15 @@ class FlockManager:
             )
 
     async def start_flock(
-        self, config: FlockConfig, *, source: str = "api", who: str = "config"
+        self,
+        config: FlockConfig,
+        *,
+        source: str = "api",
+        who: str = "config",
+        paused: bool = False,
     ) -> ServiceFlock:
-        """Start a flock, replacing (stopping first) one of the same name, as mobu does."""
+        """Start a flock, replacing (stopping first) one of the same name, as mobu does.
+        `paused`: listed but not started (a flock paused before a restart), until resumed."""
         self.check_runnable(config)
         async with self._lock:
             old = self.flocks.pop(config.name, None)
@@ -93,7 +99,7 @@ class FlockManager:
                 await old.stop()
             flock = ServiceFlock(config, self.runtime, source=source, created_by=who)
             self.flocks[config.name] = flock
-            flock.start()
+            flock.start(paused=paused)
             audit.info(
                 "%s: started flock %s (%d x %s, from %s)",
                 who,
@@ -151,17 +157,22 @@ class FlockManager:
         self._save()
 
     async def _boot(self, autostart: list[FlockConfig], saved: dict[str, Any]) -> None:
+        # A flock paused before the restart comes back paused without starting (no lab is
+        # spawned only to be deleted).
+        paused = set(saved["paused"])
         for config in autostart:
-            await self.start_flock(config, source="autostart", who="config")
+            if config.name not in saved["flocks"]:
+                await self.start_flock(
+                    config, source="autostart", who="config", paused=config.name in paused
+                )
         for name, item in saved["flocks"].items():
             try:
                 (config,) = parse_flocks([item["config"]], f"saved flock {name!r}")
-                await self.start_flock(config, source="api", who=item.get("created_by", "?"))
+                await self.start_flock(
+                    config, source="api", who=item.get("created_by", "?"), paused=name in paused
+                )
             except Exception as exc:  # noqa: BLE001 - one bad saved flock must not stop the rest
                 log.error("saved flock %s not restored: %s", name, exc)
-        for name in saved["paused"]:
-            if name in self.flocks:
-                await self.pause_flock(name, "restart")
 
     async def aclose(self) -> None:
         """Stop every flock at once (their labs deleted in parallel); the store is kept."""
