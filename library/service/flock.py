@@ -184,7 +184,10 @@ class ServiceFlock:
             from library.notebooks.source import refresh_checkout
 
             await asyncio.to_thread(
-                refresh_checkout, repo, options.repo_ref, env.artifact_dir() / ".repos"
+                refresh_checkout,
+                repo,
+                getattr(options, "repo_ref", None),
+                env.artifact_dir() / ".repos",
             )
         self._refresh.update(self.users)
         for name in self.users:
