@@ -9,6 +9,8 @@ def pytest_configure(config):
     import tempfile
 
     os.environ.setdefault("BOSUN_HISTORY_DB", os.path.join(tempfile.mkdtemp(), "history.sqlite"))
+    # ... nor queue runs in a developer's run queue.
+    os.environ.setdefault("BOSUN_QUEUE_STORE", os.path.join(tempfile.mkdtemp(), "queue.sqlite"))
 
 
 @pytest.fixture

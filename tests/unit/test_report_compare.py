@@ -110,7 +110,7 @@ def test_history_records_lists_and_compares_against_median(runs, tmp_path):
     # Recording a run again replaces its rows instead of counting it twice.
     history.record(runs["same"], db)
     with sqlite3.connect(db) as con:
-        assert con.execute("SELECT count(*) FROM runs").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM result_groups").fetchone() == (2,)
     recent = history.recent(db, project="synthetic", last=5)
     assert [r["root"] for r in recent][0] in (str(runs["base"]), str(runs["same"]))
     assert recent[0]["presets"] == ["scale_small", "synthetic"]

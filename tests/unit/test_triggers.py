@@ -1,0 +1,359 @@
+"""Trigger rules, events, `trigger match|fire`, the run queue and the results store, through
+the real ./run_toolbox.py and real ci/run processes (the example project's steps)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import yaml
+
+from library.errors import UserError
+from library.triggers import events, rules
+from tests.helpers import error_lines, run_cli
+
+RULES = [
+    {
+        "name": "greet on deploy",
+        "when": {
+            "type": "deploy.finished",
+            "environment": ["int", "dev"],
+            "repository.full_name": "lsst/*",
+            "deployment": {"app": "nublado"},
+        },
+        "do": [
+            {
+                "project": "example",
+                "step": "test",
+                "presets": ["two_names", "sequential"],
+                "vars": {"tests.example.names": ["alpha"]},
+                "vars_from": {"tests.example.greeting": "message"},
+            }
+        ],
+    },
+    {
+        "name": "cleanups",
+        "when": {"type": "cron.nightly"},
+        "do": [
+            {"project": "example", "step": "cleanup"},
+            {"project": "example", "step": "prepare"},
+        ],
+    },
+]
+
+EVENT = {
+    "type": "deploy.finished",
+    "id": "deploy-42",
+    "environment": "int",
+    "repository": {"full_name": "lsst/phalanx"},
+    "deployment": {"app": "nublado"},
+    "message": "{{ 7*7 }}",
+}
+
+
+def write(path, data):
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_rules_match_exact_glob_alternatives_nested():
+    ruleset = rules.parse(RULES, "rules.yaml")
+    [run] = ruleset.match(events.from_data(EVENT, "event"))
+    assert run.to_dict() == {
+        "project": "example",
+        "step": "test",
+        "presets": ["two_names", "sequential"],
+        "vars": {"tests.example.names": ["alpha"], "tests.example.greeting": "{{ 7*7 }}"},
+    }
+    assert run.event_id == "deploy-42" and run.rule == "rule 1 (greet on deploy)"
+    assert run.data["repository"] == "lsst/phalanx"
+    for change in (
+        {"environment": "prod"},  # not one of the alternatives
+        {"repository": {"full_name": "other/phalanx"}},  # glob does not match
+        {"deployment": {"app": "tap"}},  # nested field differs
+        {"type": "deploy.started"},
+    ):
+        assert ruleset.match(events.from_data({**EVENT, **change}, "event")) == []
+    missing = {k: v for k, v in EVENT.items() if k != "deployment"}
+    assert ruleset.match(events.from_data(missing, "event")) == []
+    # Same type and value: a number pattern does not match its string, nor true 1.
+    typed = rules.parse([{"when": {"n": 1}, "do": [{"project": "example", "step": "test"}]}], "r")
+    assert typed.match(events.from_data({"type": "t", "n": 1}, "e"))
+    assert not typed.match(events.from_data({"type": "t", "n": "1"}, "e"))
+    assert not typed.match(events.from_data({"type": "t", "n": True}, "e"))
+    # Two runs of one rule: each its own dedupe key; the same event gives the same keys again.
+    nightly = events.from_data({"type": "cron.nightly", "id": "n1"}, "e")
+    keys = [r.dedupe_key for r in ruleset.match(nightly)]
+    assert len(set(keys)) == 2 and keys == [r.dedupe_key for r in ruleset.match(nightly)]
+    # An event without an id: its content is its id (a second delivery is the same event).
+    plain = {k: v for k, v in EVENT.items() if k != "id"}
+    assert events.from_data(plain, "a").id == events.from_data(dict(plain), "b").id
+
+
+@pytest.mark.parametrize(
+    ("rule_file", "expected"),
+    [
+        ({"when": {}}, "rules.yaml: expected a list of rules"),
+        ([{"do": [{"project": "example", "step": "test"}]}], "rule 1: when: Field required"),
+        ([{"when": {}, "do": [{"project": "nope", "step": "test"}]}], "unknown project 'nope'"),
+        (
+            [{"when": {}, "do": [{"project": "example", "step": "deploy"}]}],
+            "project 'example' has no step 'deploy'",
+        ),
+        (
+            [{"when": {"a..b": 1}, "do": [{"project": "example", "step": "test"}]}],
+            "bad field path 'a..b'",
+        ),
+        (
+            [
+                {
+                    "when": {},
+                    "do": [
+                        {
+                            "project": "example",
+                            "step": "test",
+                            "vars_from": {"tests.example.greeting": "a b"},
+                        }
+                    ],
+                }
+            ],
+            "bad field path 'a b'",
+        ),
+        (
+            [{"when": {}, "do": [{"project": "example", "step": "test", "presets": ["fast"]}]}],
+            "unknown preset 'fast'",
+        ),
+        (
+            [
+                {
+                    "when": {},
+                    "do": [
+                        {"project": "example", "step": "test", "vars": {"tests.example.nmes": []}}
+                    ],
+                }
+            ],
+            "key 'tests.example.nmes' does not exist",
+        ),
+        (
+            [{"when": {"x": [[1]]}, "do": [{"project": "example", "step": "test"}]}],
+            "alternatives are strings",
+        ),
+        (
+            [{"when": {}, "do": [{"project": "example", "step": "test", "run": "x"}]}],
+            "do.0.run: Extra inputs are not permitted",
+        ),
+    ],
+)
+def test_bad_rule_files_are_one_line(tmp_path, rule_file, expected):
+    rules_path = write(tmp_path / "rules.yaml", rule_file)
+    event = write(tmp_path / "event.yaml", EVENT)
+    done = run_cli("run_toolbox.py", "trigger", "match", "--rules", rules_path, "--event", event)
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = error_lines(done.stderr)
+    assert expected in line and "rules.yaml" in line, line
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_yaml_and_bad_events_are_one_line(tmp_path):
+    good_rules = write(tmp_path / "rules.yaml", RULES)
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(
+        "a: &a [1,1,1,1,1,1,1,1,1,1]\n"
+        + "".join(
+            f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
+            for p, c in zip("abcdefg", "bcdefgh", strict=True)
+        )
+    )
+    cases = [
+        (bomb, write(tmp_path / "e0.yaml", EVENT), "an alias bomb"),
+        (good_rules, write(tmp_path / "e1.yaml", {"environment": "int"}), "'type' must be"),
+        (good_rules, write(tmp_path / "e2.yaml", ["deploy.finished"]), "an event is a mapping"),
+        (good_rules, tmp_path / "missing.yaml", "missing.yaml: no such file"),
+        (
+            good_rules,
+            write(tmp_path / "e3.yaml", {k: v for k, v in EVENT.items() if k != "message"}),
+            "sets tests.example.greeting from field 'message', which the event does not have",
+        ),
+    ]
+    for rules_path, event, expected in cases:
+        for command in ("match", "fire"):
+            done = run_cli(
+                "run_toolbox.py",
+                "trigger",
+                command,
+                "--rules",
+                rules_path,
+                "--event",
+                event,
+                env={"ARTIFACT_DIR": str(tmp_path / "art")},
+            )
+            assert done.returncode == 2, (command, done.stderr)
+            [line] = error_lines(done.stderr)
+            assert expected in line, (command, line)
+            assert "Traceback" not in done.stderr
+
+
+def test_match_prints_the_runs_and_runs_nothing(tmp_path):
+    rules_path = write(tmp_path / "rules.yaml", RULES)
+    queue = tmp_path / "queue.sqlite"
+    env = {"BOSUN_QUEUE_STORE": str(queue), "ARTIFACT_DIR": str(tmp_path / "art")}
+    matched = run_cli(
+        "run_toolbox.py",
+        "trigger",
+        "match",
+        "--rules",
+        rules_path,
+        "--event",
+        write(tmp_path / "e.yaml", EVENT),
+        env=env,
+    )
+    assert matched.returncode == 0, matched.stderr
+    assert yaml.safe_load(matched.stdout) == [
+        {
+            "project": "example",
+            "step": "test",
+            "presets": ["two_names", "sequential"],
+            "vars": {"tests.example.names": ["alpha"], "tests.example.greeting": "{{ 7*7 }}"},
+        }
+    ]
+    other = run_cli(
+        "run_toolbox.py",
+        "trigger",
+        "match",
+        "--rules",
+        rules_path,
+        "--event",
+        write(tmp_path / "o.yaml", {"type": "other"}),
+        env=env,
+    )
+    assert other.returncode == 0 and yaml.safe_load(other.stdout) == []
+    assert not queue.exists() and not (tmp_path / "art").exists()
+
+
+def test_fire_runs_records_and_dedupes(tmp_path):
+    """The event's `{{ 7*7 }}` reaches the run as that literal; a second firing of the same
+    event queues nothing; the run and its testcases are results."""
+    rules_path = write(tmp_path / "rules.yaml", RULES)
+    event = write(tmp_path / "e.yaml", EVENT)
+    env = {
+        "BOSUN_QUEUE_STORE": str(tmp_path / "queue.sqlite"),
+        "BOSUN_RESULTS_STORE": str(tmp_path / "results.sqlite"),
+        "ARTIFACT_DIR": str(tmp_path / "art"),
+    }
+    args = ("run_toolbox.py", "trigger", "fire", "--rules", rules_path, "--event", event)
+    fired = run_cli(*args, env=env)
+    assert fired.returncode == 0, fired.stderr
+    [run_dir] = (tmp_path / "art").glob("000__trigger__fire/runs/000001__example__test")
+    assert yaml.safe_load((run_dir / "variable_overrides.yaml").read_text()) == {
+        "tests.example.names": ["alpha"],
+        "tests.example.greeting": "{{ 7*7 }}",
+    }
+    greeted = (run_dir / "000__test" / "000__shell__run_argv__greet" / "run.log").read_text()
+    assert "{{ 7*7 }}, alpha" in greeted and "49" not in greeted
+    snapshot = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert snapshot["tests"]["example"]["greeting"] == "{{ 7*7 }}"
+    trigger = json.loads((run_dir / "trigger.json").read_text())
+    assert trigger["event_id"] == "deploy-42" and trigger["rule"] == "rule 1 (greet on deploy)"
+
+    again = run_cli(*args, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "queued by an earlier delivery of event deploy-42" in again.stderr
+    assert not list((tmp_path / "art").glob("001__trigger__fire/runs/*"))
+    listed = run_cli("run_toolbox.py", "trigger", "runs", env=env)
+    data = json.loads(listed.stdout)
+    assert data["counts"] == {"succeeded": 1} and data["runs"][0]["attempts"] == 1
+
+    query = run_cli(
+        "run_toolbox.py", "results", "query", "--testcase", "bosun.example.test", env=env
+    )
+    assert query.returncode == 0, query.stderr
+    [result] = [json.loads(line) for line in query.stdout.splitlines()]
+    assert result["outcome"] == "PASSED" and result["data"]["event_id"] == "deploy-42"
+    assert result["data"]["presets"] == ["two_names", "sequential"]
+    assert result["ref_url"].endswith("report/index.html") and len(result["groups"]) == 1
+    cases = run_cli(
+        "run_toolbox.py",
+        "results",
+        "query",
+        "--data",
+        "event_id=deploy-42",
+        "--testcase",
+        "example.*",
+        env=env,
+    )
+    names = {json.loads(line)["testcase"]["name"] for line in cases.stdout.splitlines()}
+    assert "example.steps.000__test" in names and len(names) >= 2
+
+
+def test_a_failing_run_fails_fire_and_is_a_failed_result(tmp_path):
+    rule = [
+        {
+            "when": {"type": "t"},
+            "do": [{"project": "example", "step": "test", "presets": ["broken", "sequential"]}],
+        }
+    ]
+    env = {
+        "BOSUN_QUEUE_STORE": str(tmp_path / "queue.sqlite"),
+        "BOSUN_RESULTS_STORE": str(tmp_path / "results.sqlite"),
+        "ARTIFACT_DIR": str(tmp_path / "art"),
+    }
+    fired = run_cli(
+        "run_toolbox.py",
+        "trigger",
+        "fire",
+        "--rules",
+        write(tmp_path / "r.yaml", rule),
+        "--event",
+        write(tmp_path / "e.yaml", {"type": "t"}),
+        env=env,
+    )
+    assert fired.returncode == 1, fired.stderr
+    [line] = error_lines(fired.stderr)
+    assert "1 of 1 run(s) did not succeed: run 1 example test failed" in line
+    failed = run_cli("run_toolbox.py", "results", "query", "--outcome", "FAILED", env=env)
+    names = {json.loads(line)["testcase"]["name"] for line in failed.stdout.splitlines()}
+    assert "bosun.example.test" in names and any("greet" in n for n in names)
+    bad = run_cli(
+        "run_toolbox.py", "results", "query", "--outcome", "MAYBE", "--since", "x", env=env
+    )
+    assert bad.returncode == 2 and len(error_lines(bad.stderr)) == 1
+
+
+def test_results_store_queries(tmp_path):
+    from library.results.store import Group, Result, ResultsStore, parse_when
+
+    store = ResultsStore(tmp_path / "r.sqlite")
+    t0 = int(time.time() * 1e6) - 3600 * 1_000_000
+    for i in range(6):
+        group = Group(uuid=f"g{i}", description=f"run {i}", project="p", presets=[])
+        outcome = "FAILED" if i % 3 == 2 else "PASSED"
+        store.record_group(
+            group,
+            [
+                Result("p.run", outcome, data={"project": "p", "i": i, "ref": f"pr-{i % 2}"}),
+                Result("p.other", "INFO", data={"project": "p"}),
+            ],
+            submit_time=t0 + i * 60_000_000,
+        )
+    latest = store.query(latest=True)
+    assert {r["testcase"]["name"]: r["data"].get("i") for r in latest} == {
+        "p.run": 5,
+        "p.other": None,
+    }
+    assert [r["data"]["i"] for r in store.query(testcase="p.run", outcome=["FAILED"])] == [5, 2]
+    window = store.query(testcase="p.run", since=t0 + 60_000_000, until=t0 + 240_000_000)
+    assert [r["data"]["i"] for r in window] == [3, 2, 1]
+    assert [r["data"]["i"] for r in store.query(data={"ref": "pr-1"})] == [5, 3, 1]
+    latest_pr0 = store.query(latest=True, data={"ref": "pr-0"})
+    assert [(r["testcase"]["name"], r["data"]["i"]) for r in latest_pr0] == [("p.run", 4)]
+    assert store.query(testcase="p.*", limit=3)[0]["testcase"]["name"] in ("p.run", "p.other")
+    # Recording a group again replaces its results, and latest follows.
+    store.record_group(
+        Group(uuid="g5", description="again"), [Result("p.run", "PASSED")], submit_time=t0
+    )
+    assert store.query(latest=True, testcase="p.run")[0]["data"]["i"] == 4
+    assert abs(parse_when("1h") - t0) < 60_000_000
+    with pytest.raises(UserError, match="--since 'yesterday'"):
+        parse_when("yesterday")
+    store.close()
