@@ -26,6 +26,8 @@ class FlockManager:
         self.runtime = runtime
         self.store = store
         self.flocks: dict[str, ServiceFlock] = {}
+        # Builds each flock; the Dask placement (library/service/dask.py) replaces it.
+        self.make_flock = ServiceFlock
         # One change at a time: a replace (stop, then start) is never interleaved with another.
         self._lock = asyncio.Lock()
         self._booting = False
@@ -97,7 +99,7 @@ class FlockManager:
             if old is not None:
                 audit.info("%s: replacing flock %s", who, config.name)
                 await old.stop()
-            flock = ServiceFlock(config, self.runtime, source=source, created_by=who)
+            flock = self.make_flock(config, self.runtime, source=source, created_by=who)
             self.flocks[config.name] = flock
             flock.start(paused=paused)
             audit.info(

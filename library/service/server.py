@@ -115,6 +115,10 @@ async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
         pause_labs=settings.pause_labs,
     )
     manager = FlockManager(runtime, FlockStore(settings.state_dir))
+    if settings.dask:
+        from library.service.dask import flock_factory
+
+        manager.make_flock = flock_factory(settings.dask)
     observer = Observer(settings, manager, runtime, auth)
     app = create_app(Services(settings, manager, auth, runtime, routers=[observer.router()]))
     config = uvicorn.Config(

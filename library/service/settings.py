@@ -11,7 +11,14 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from library.errors import UserError
 from library.flock.options import Duration
@@ -69,6 +76,22 @@ class AlertRule(_Strict):
     evaluate_every: Duration = Field(10.0, gt=0)
 
 
+class DaskPlacement(_Strict):
+    """Flocks matching ``flocks`` run in shards on Dask: a local cluster of ``workers``
+    processes, or the cluster at ``scheduler`` (tcp://HOST:PORT); the service stays their
+    control plane (library/service/dask.py)."""
+
+    flocks: str
+    workers: int | None = Field(None, ge=1, le=256)
+    scheduler: str | None = None
+
+    @model_validator(mode="after")
+    def _one_cluster(self) -> DaskPlacement:
+        if (self.workers is None) == (self.scheduler is None):
+            raise ValueError("give either workers (a local cluster) or scheduler (an address)")
+        return self
+
+
 class ServiceSettings(_Strict):
     listen: str = DEFAULT_LISTEN
     prefix: str = DEFAULT_PREFIX
@@ -92,6 +115,7 @@ class ServiceSettings(_Strict):
     retention: Retention = Field(default_factory=Retention)
     report: ReportSchedule = Field(default_factory=ReportSchedule)
     alerts: list[AlertRule] = Field(default_factory=list)
+    dask: list[DaskPlacement] = Field(default_factory=list)
 
     @field_validator("listen")
     @classmethod

@@ -1,0 +1,409 @@
+"""Service flocks on a Dask cluster: the monkeys run in shards on Dask workers, the service
+stays their control plane.
+
+A flock whose name matches a ``service.dask`` placement runs as `DaskFlock`: monkey `i` goes
+to shard `i mod n` (n = ``workers`` of a local cluster, or the scheduler's workers), each shard
+runs the engine's monkeys on its own event loop (`run_shard`) and writes its events into the
+service's events directory (hour partitions; a shared volume on a real cluster). Every
+`PUBLISH_S` a shard publishes a snapshot (each monkey's state and counts, its metrics tally)
+in a Dask Variable; the service reads them every `POLL_S`, so its API, summaries and
+``/metrics`` show the shards merged, at most `PUBLISH_S + POLL_S` (3 s) old. A shard whose
+task errs (its worker died: the scheduler is told to allow no retry) shows its monkeys as
+failed: state ERROR, one failure each, and one ``ShardDied`` monkey_error event each.
+
+Pause stops the shards (their labs are released) and resume starts them again; refresh
+restarts them, so notebook runners read their repository again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+from library.flock.models import FlockConfig
+from library.service.flock import ServiceFlock
+from library.service.metrics import EventTally
+from library.service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+PUBLISH_S = 2.0
+POLL_S = 1.0
+STOP_POLL_S = 1.0
+
+
+# -- inside a worker
+
+
+def run_shard(
+    flock_data: dict[str, Any],
+    events_dir: str,
+    shard: int,
+    shards: int,
+    endpoints: dict[str, Any],
+    key: str,
+) -> dict[str, Any]:
+    """One shard of a service flock, until the flock's stop event is set (a Dask task)."""
+    from distributed import Event, Variable
+
+    from library.flock.engine import _loop_factory
+
+    stop = Event(f"{key}-stop")
+    variable = Variable(f"{key}-shard-{shard}")
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(
+            _shard_main(flock_data, events_dir, shard, shards, endpoints, stop, variable)
+        )
+
+
+async def _shard_main(flock_data, events_dir, shard, shards, endpoints, stop, variable):
+    import gc
+
+    from library.eventstore import PartitionedRecorder
+    from library.flock.engine import shutdown_bound, start_in_batches, stop_tasks
+    from library.flock.health import HealthSampler
+    from library.flock.models import parse_flocks
+    from library.flock.monkey import FlockStats, Monkey
+    from library.flock.shared import Shared
+
+    gc.set_threshold(100_000, 50, 100)  # as the engine's
+    (flock,) = parse_flocks([flock_data], "flock")
+    users = [u for i, u in enumerate(flock.monkeys()) if i % shards == shard]
+    recorder = PartitionedRecorder(events_dir, shard=shard)
+    tally = EventTally()
+    recorder.taps.append(tally.tap)
+    shared = Shared(endpoints, monkeys=len(users))
+    stats = {u.username: FlockStats(flock) for u in users}
+    monkeys = {u.username: Monkey(flock, u, recorder, shared, stats[u.username]) for u in users}
+    tasks: dict[str, asyncio.Task] = {}
+    health = HealthSampler(lambda: sum(1 for t in tasks.values() if not t.done()), shard)
+    health_task = asyncio.create_task(health.run())
+    stopping = False
+
+    def start(user) -> None:
+        tasks[user.username] = asyncio.create_task(monkeys[user.username].run())
+
+    def snapshot() -> dict[str, Any]:
+        tally.catch_up(recorder)
+        states = {}
+        for name, monkey in monkeys.items():
+            task = tasks.get(name)
+            if task is None:
+                state = "IDLE"
+            elif monkey.state == "error":
+                state = "ERROR"
+            elif task.done() or monkey.state == "stopped":
+                state = "FINISHED"
+            else:
+                state = "RUNNING"
+            states[name] = (state, stats[name].successes, stats[name].failures)
+        rows = health.rows[-1:] or [None]
+        del health.rows[:-1]
+        return {
+            "time": time.time(),
+            "monkeys": states,
+            "tally": tally.snapshot(),
+            "health": rows[0],
+        }
+
+    starter = asyncio.create_task(start_in_batches(flock, users, start, lambda: stopping))
+    loop = asyncio.get_running_loop()
+    next_publish = next_flush = loop.time()
+    try:
+        while not await asyncio.to_thread(stop.is_set):
+            now = loop.time()
+            if now >= next_publish:
+                next_publish = now + PUBLISH_S
+                await asyncio.to_thread(variable.set, snapshot())
+            if now >= next_flush:
+                next_flush = now + 10.0
+                recorder.flush(wait=False)
+            await asyncio.sleep(STOP_POLL_S)
+    finally:
+        stopping = True
+        starter.cancel()
+        await stop_tasks(list(tasks.values()), shutdown_bound([flock]))
+        health_task.cancel()
+        await shared.close()
+        await asyncio.to_thread(recorder.close)
+        final = snapshot()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(variable.set, final)
+    return final
+
+
+# -- in the service
+
+
+class DaskFlock(ServiceFlock):
+    """A service flock whose monkeys run in shards on a Dask cluster."""
+
+    def __init__(
+        self,
+        config: FlockConfig,
+        runtime: Runtime,
+        *,
+        source: str,
+        created_by: str,
+        placement: Any,
+    ) -> None:
+        super().__init__(config, runtime, source=source, created_by=created_by)
+        self.placement = placement
+        self.tally = EventTally()
+        self.shard_states: dict[str, str] = {}
+        self.dead_shards: dict[int, str] = {}
+        self.shards = 0
+        self.last_snapshot: float | None = None
+        self._client = None
+        self._cluster = None
+        self._futures: dict[int, Any] = {}
+        self._key = ""
+        self._runner: asyncio.Task | None = None
+        self._base: dict[str, tuple[int, int]] = {}  # counts of shard runs before this one
+
+    # -- running
+
+    def start(self, paused: bool = False) -> None:
+        self.runtime.shared.monkeys += len(self.users)
+        if paused:  # restored paused after a restart: its shards start when resumed
+            self.paused, self.pause_mode = True, "release"
+            return
+        self._runner = asyncio.create_task(self._run(), name=f"dask-{self.name}")
+
+    async def _run(self) -> None:
+        try:
+            await asyncio.to_thread(self._connect)
+            await asyncio.to_thread(self._submit)
+        except Exception as exc:  # noqa: BLE001 - the flock shows it rather than vanish
+            from library.errors import one_line
+
+            log.error("flock %s: Dask cluster unavailable: %s", self.name, one_line(str(exc)))
+            for name in self.users:
+                self.logs[name].add(f"ERROR Dask cluster unavailable: {one_line(str(exc))}")
+                self.shard_states[name] = "ERROR"
+            return
+        while True:
+            await asyncio.sleep(POLL_S)
+            dead = await asyncio.to_thread(self._poll)
+            for shard, error in dead:
+                self._shard_died(shard, error)
+
+    def _connect(self) -> None:
+        import dask
+        from distributed import Client, LocalCluster
+
+        if self._client is not None:
+            return
+        # A lost shard is reported, not run again somewhere else later than its peers.
+        dask.config.set({"distributed.scheduler.allowed-failures": 0})
+        if self.placement.scheduler:
+            self._client = Client(self.placement.scheduler, set_as_default=False)
+        else:
+            self._cluster = LocalCluster(
+                n_workers=self.placement.workers or 1,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+            )
+            self._client = Client(self._cluster, set_as_default=False)
+
+    def _submit(self) -> None:
+        from library.flock.models import dump_flocks
+
+        client = self._client
+        addresses = sorted(client.scheduler_info()["workers"])
+        if not addresses:
+            raise RuntimeError("the Dask scheduler has no workers")
+        self.shards = self.placement.workers or len(addresses)
+        self._key = f"bosun-{self.name}-{uuid.uuid4().hex[:12]}"
+        (data,) = dump_flocks([self.config])
+        endpoints = self.runtime.shared.endpoints
+        events_dir = str(self.runtime.recorder.out_dir)
+        self._futures = {
+            shard: client.submit(
+                run_shard,
+                data,
+                events_dir,
+                shard,
+                self.shards,
+                endpoints,
+                self._key,
+                workers=[addresses[shard % len(addresses)]],
+                pure=False,
+                retries=0,
+                key=f"{self._key}-run-{shard}",
+            )
+            for shard in range(self.shards)
+        }
+        self._base = {n: (s.successes, s.failures) for n, s in self.stats.items()}
+        for name in self.users:
+            self.logs[name].add(f"starting on Dask shard of {self.shards}")
+
+    def _poll(self) -> list[tuple[int, str]]:
+        """Read every shard's snapshot (a thread); returns shards newly found dead."""
+        from distributed import Variable
+
+        merged = EventTally()
+        dead = []
+        newest = None
+        for shard, future in self._futures.items():
+            if future.status == "error" and shard not in self.dead_shards:
+                error = "shard died"
+                with contextlib.suppress(Exception):
+                    exc = future.exception(timeout=1)
+                    error = f"{type(exc).__name__}: {exc}"[:300]
+                dead.append((shard, error))
+            try:
+                snap = Variable(f"{self._key}-shard-{shard}", client=self._client).get(timeout=0.5)
+            except Exception:  # noqa: BLE001 - not published yet (TimeoutError), or gone
+                continue
+            newest = max(newest or 0.0, snap["time"])
+            merged.add(snap["tally"])
+            for name, (state, ok, failed) in snap["monkeys"].items():
+                if shard in self.dead_shards or name not in self.stats:
+                    continue
+                base_ok, base_failed = self._base.get(name, (0, 0))
+                self.stats[name].successes = base_ok + ok
+                self.stats[name].failures = base_failed + failed
+                self.shard_states[name] = state
+        self.tally = merged
+        if newest is not None:
+            self.last_snapshot = newest
+            if self.start_time is None and not self.paused:
+                import datetime as dt
+
+                self.start_time = dt.datetime.now(dt.UTC)
+        return dead
+
+    def _shard_died(self, shard: int, error: str) -> None:
+        from library.artifacts import Operation
+        from library.events import now_us
+
+        self.dead_shards[shard] = error
+        log.error("flock %s: shard %d died: %s", self.name, shard, error)
+        names = [u for i, u in enumerate(self.users) if i % self.shards == shard]
+        start = now_us()
+        for name in names:
+            self.shard_states[name] = "ERROR"
+            self.stats[name].failures += 1
+            self.logs[name].add(f"ERROR shard {shard} died: {error}")
+            self.runtime.recorder.record(
+                Operation.MONKEY_ERROR,
+                start,
+                0,
+                False,
+                name,
+                "",
+                "ShardDied",
+                error,
+                flock=self.name,
+                business=self.config.business.type,
+            )
+
+    async def _stop_shards(self) -> int:
+        """Set the stop event and wait for the shards' final snapshots; returns how many
+        shards did not end in time."""
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._runner
+            self._runner = None
+        if not self._futures:
+            return 0
+        from library.flock.engine import shutdown_bound
+
+        bound = shutdown_bound([self.config]) + 2 * STOP_POLL_S
+        return await asyncio.to_thread(self._stop_blocking, bound)
+
+    def _stop_blocking(self, bound: float) -> int:
+        from distributed import Event, wait
+
+        with contextlib.suppress(Exception):
+            Event(f"{self._key}-stop", client=self._client).set()
+        futures = list(self._futures.values())
+        late = 0
+        with contextlib.suppress(Exception):
+            done = wait(futures, timeout=bound)
+            late = len(done.not_done)
+        with contextlib.suppress(Exception):
+            self._poll()
+        from distributed import Variable
+
+        for shard in self._futures:
+            with contextlib.suppress(Exception):
+                Variable(f"{self._key}-shard-{shard}", client=self._client).delete()
+        self._futures = {}
+        return late
+
+    def _close_cluster(self) -> None:
+        for thing in (self._client, self._cluster):
+            if thing is not None:
+                with contextlib.suppress(Exception):
+                    thing.close()
+        self._client = self._cluster = None
+
+    async def stop(self) -> int:
+        self.stopping = True
+        late = await self._stop_shards()
+        await asyncio.to_thread(self._close_cluster)
+        for name in self.users:
+            self.logs[name].add("stopped")
+        self.runtime.shared.monkeys -= len(self.users)
+        for name in self.users:
+            self.runtime.logs.pop((self.name, name), None)
+        return late
+
+    async def pause(self, mode: str | None = None) -> None:
+        if self.paused or self.stopping:
+            return
+        self.paused = True
+        self.pause_mode = "release"  # the shards stop: their labs go
+        for name in self.users:
+            self.logs[name].add("paused (shards stopped, labs released)")
+        await self._stop_shards()
+
+    def resume(self) -> None:
+        if not self.paused or self.stopping:
+            return
+        self.paused = False
+        for name in self.users:
+            self.logs[name].add("resumed")
+        self.dead_shards.clear()
+        self._runner = asyncio.create_task(self._run(), name=f"dask-{self.name}")
+
+    async def refresh(self) -> None:
+        for name in self.users:
+            self.logs[name].add("refresh requested: the shards start again")
+        if self.paused or self.stopping:
+            return
+        await self._stop_shards()
+        self.dead_shards.clear()
+        self._runner = asyncio.create_task(self._run(), name=f"dask-{self.name}")
+
+    # -- what the API shows
+
+    def monkey_state(self, name: str) -> str:
+        if self.stopping:
+            return "FINISHED"
+        if self.paused:
+            return "PAUSED"
+        return self.shard_states.get(name, "IDLE")
+
+
+def flock_factory(placements: list[Any]):
+    """`FlockManager.make_flock` placing flocks that match a placement on Dask."""
+    from fnmatch import fnmatchcase
+
+    def make(config: FlockConfig, runtime: Runtime, *, source: str, created_by: str):
+        for placement in placements:
+            if fnmatchcase(config.name, placement.flocks):
+                return DaskFlock(
+                    config, runtime, source=source, created_by=created_by, placement=placement
+                )
+        return ServiceFlock(config, runtime, source=source, created_by=created_by)
+
+    return make

@@ -1,0 +1,108 @@
+"""A service flock on a local Dask cluster: the service is its control plane. Its summary,
+monkeys and /metrics show the shards merged, refreshed at least every 5 s; a shard whose
+worker is killed shows its monkeys as failed; the shards' events land in the service's
+events store."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import httpx
+import psutil
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from library.eventstore import EventStore
+from tests.support.service import ServiceProcess, bearer, write_auth
+
+pytestmark = pytest.mark.integration
+
+
+def _metric(svc: ServiceProcess, name: str, **labels) -> float:
+    text = httpx.get(svc.base + "/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return sample.value
+    return 0.0
+
+
+def test_flock_on_dask_shards(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "service": {
+                    "flush_interval": "1s",
+                    "state_dir": "state",
+                    "dask": [{"flocks": "dist-*", "workers": 2}],
+                }
+            }
+        )
+    )
+    flock = {
+        "name": "dist-a",
+        "count": 4,
+        "user_spec": {"username_prefix": "bot-mobu-dist"},
+        "scopes": [],
+        "business": {"type": "EmptyLoop", "options": {"idle_time": "100ms"}},
+    }
+    svc = ServiceProcess(
+        tmp_path, "--config", str(config), "--auth-file", str(write_auth(tmp_path / "a.yaml"))
+    ).wait_ready()
+    try:
+        with httpx.Client(base_url=svc.url, headers=bearer("admin"), timeout=120) as c:
+            assert c.put("/flocks", json=flock).status_code == 201
+            deadline = time.monotonic() + 90
+            while c.get("/flocks/dist-a/summary").json()["success_count"] == 0:
+                assert time.monotonic() < deadline, svc.output()[-3000:]
+                time.sleep(0.5)
+            # Refreshed at least every 5 s: the merged count moves within every 5 s.
+            changes, last, t_last = [], None, time.monotonic()
+            end = time.monotonic() + 12
+            while time.monotonic() < end:
+                count = c.get("/flocks/dist-a/summary").json()["success_count"]
+                now = time.monotonic()
+                if count != last:
+                    changes.append(now - t_last)
+                    last, t_last = count, now
+                time.sleep(0.25)
+            gaps = changes[1:] + [time.monotonic() - t_last]
+            assert len(changes) >= 3 and max(gaps) <= 5.0, gaps
+            states = [m["state"] for m in c.get("/flocks/dist-a").json()["monkeys"]]
+            assert states == ["RUNNING"] * 4
+            assert _metric(svc, "bosun_monkeys", flock="dist-a", state="RUNNING") == 4
+            loops = _metric(svc, "bosun_operations_total", flock="dist-a",
+                            operation="empty_loop", result="success")  # fmt: skip
+            assert loops > 0
+
+            # A worker dies: its shard's monkeys show as failed.
+            workers = [
+                p
+                for p in psutil.Process(svc.proc.pid).children(recursive=True)
+                if "spawn_main" in " ".join(p.cmdline())
+            ]
+            assert len(workers) == 2, [p.cmdline() for p in workers]
+            workers[0].send_signal(signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while True:
+                data = c.get("/flocks/dist-a").json()
+                states = sorted(m["state"] for m in data["monkeys"])
+                if states == ["ERROR", "ERROR", "RUNNING", "RUNNING"]:
+                    break
+                assert time.monotonic() < deadline, (states, svc.output()[-3000:])
+                time.sleep(0.5)
+            assert c.get("/flocks/dist-a/summary").json()["failure_count"] >= 2
+            dead = [m["name"] for m in data["monkeys"] if m["state"] == "ERROR"]
+            assert "died" in c.get(f"/flocks/dist-a/monkeys/{dead[0]}/log").text
+            assert _metric(svc, "bosun_monkeys", flock="dist-a", state="ERROR") == 2
+            assert c.delete("/flocks/dist-a").status_code == 204
+    finally:
+        assert svc.stop() == 0
+    table = EventStore(tmp_path / "state" / "events").read()
+    rows = table.to_pydict()
+    assert set(rows["shard"]) >= {0, 1}
+    assert rows["error_class"].count("ShardDied") == 2
+    assert rows["operation"].count("empty_loop") >= loops
