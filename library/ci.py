@@ -142,7 +142,7 @@ class StepResult:
 
 
 @contextlib.contextmanager
-def _signals_raise() -> Iterator[None]:
+def _signals_raise() -> Iterator[Any]:
     """Turn SIGINT/SIGTERM into ``Interrupted`` for the duration of the run only."""
     from library import run
 
@@ -150,9 +150,13 @@ def _signals_raise() -> Iterator[None]:
     # it watches the stop request instead, stops cleanly and writes its artifacts.
     with run.stop_request_scope() as request:
         request.make_interrupt = Interrupted
+        request.records_phase = False
 
         def handler(signum, _frame):
             name = signal.Signals(signum).name
+            if request.records_phase:
+                log.warning("%s while the run's records are written: they are written first", name)
+                return
             request.signals += 1
             if request.signum is None:
                 request.signum = signum
@@ -172,7 +176,7 @@ def _signals_raise() -> Iterator[None]:
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            yield
+            yield request
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
@@ -411,8 +415,28 @@ def _launch_owned(
         f"presets: {', '.join(cfg.presets_applied) or 'none'}; artifacts: {root}"
     )
     started = _now()
-    with config.using(cfg), toolbox.logging_to(root / artifacts.CI_LOG), _signals_raise():
+    with (
+        config.using(cfg),
+        toolbox.logging_to(root / artifacts.CI_LOG),
+        _signals_raise() as request,
+    ):
         results, code = run_steps(steps, module, console)
+        # From here on a signal is only logged: the run's records are written whatever comes.
+        request.records_phase = True
+        return _write_records(root, project, step, cfg, trigger, started, results, code, console)
+
+
+def _write_records(
+    root: Path,
+    project: str,
+    step: str,
+    cfg: config.ProjectConfig,
+    trigger: Trigger,
+    started: str,
+    results: list[StepResult],
+    code: int,
+    console: Console,
+) -> int:
     # The last records must land even on a full disk: the reserve is given back for them, and
     # each is written on its own (one that fails is logged and makes the run a failure).
     rundir.release(root)

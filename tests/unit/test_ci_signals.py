@@ -140,3 +140,30 @@ def test_a_signal_during_a_scale_run_in_the_main_thread_ends_the_step_after_its_
     for name in ("result.json", "summary.json", "junit.xml"):
         assert (scale / name).is_file(), name
     assert not list(art.glob("*__shell__run"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_records_are_written_does_not_cut_them(tmp_path, signum):
+    """The steps are over and junit.xml is written; a signal while the report is built is logged
+    and the run still writes run.json, exit_code and FINISHED."""
+    art = tmp_path / "art"
+    env = {**os.environ, "CI": "true", "ARTIFACT_DIR": str(art)}
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "ci" / "run"), "example", "test"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (art / "junit.xml").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.005)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert "Traceback" not in out + err
+    for name in ("junit.xml", "run.json", "exit_code", "FINISHED"):
+        assert (art / name).is_file(), name
+    assert (art / "exit_code").read_text() == "0\n"
