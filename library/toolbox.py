@@ -410,17 +410,32 @@ def invoke(
             message = None
             if error is not None:
                 message = redact.redact_text(one_line(error))
-                tb = "".join(traceback.format_exception(error))
-                (path / artifacts.FAILURE).write_text(
-                    f"{group} {name} failed: {message}\n\n{redact.redact_text(tb)}"
-                )
                 log.error("%s %s: failed after %.2f s: %s", group, name, duration, message)
             else:
                 log.info("%s %s: finished in %.2f s", group, name, duration)
-            (path / artifacts.EXIT_CODE).write_text(f"{exit_code_for(error)}\n")
-            artifacts.CommandResult.finished(
-                group, name, suffix, start_wall, duration, message, result
-            ).write(path)
+            # Each record on its own, the small ones first: on a full disk, exit_code and
+            # result.json still land, and a write that fails never hides the command's error.
+            writes = [
+                lambda: (path / artifacts.EXIT_CODE).write_text(f"{exit_code_for(error)}\n"),
+                lambda: artifacts.CommandResult.finished(
+                    group, name, suffix, start_wall, duration, message, result
+                ).write(path),
+            ]
+            if error is not None:
+                tb = redact.redact_text("".join(traceback.format_exception(error)))
+                writes.append(
+                    lambda: (path / artifacts.FAILURE).write_text(
+                        f"{group} {name} failed: {message}\n\n{tb}"
+                    )
+                )
+            lost: list[OSError] = []
+            for write in writes:
+                try:
+                    write()
+                except OSError as err:
+                    lost.append(err)
+            if lost and error is None:
+                raise lost[0]
 
 
 def _plain(value: Any) -> Any:
