@@ -24,6 +24,8 @@ def run(
     autostart: list[Path] | None = None,
     auth_file: Path | None = None,
     state_dir: Path | None = None,
+    rules: Path | None = None,
+    github_secret_file: Path | None = None,
 ) -> dict:
     """Run the service in the foreground until SIGTERM or SIGINT.
 
@@ -47,6 +49,10 @@ def run(
         auth_file: YAML list of {name, token_sha256, scopes} (service.auth_file); without one
             every change is refused.
         state_dir: Where API flocks and events are kept (service.state_dir; .service).
+        rules: Trigger rule file: events and webhooks queue the runs it names
+            (service.triggers.rules; docs/triggers.md).
+        github_secret_file: File holding the GitHub webhook secret; POST PREFIX/github/webhook
+            checks each delivery's signature with it (service.triggers.github.secret_file).
     """
     from library.flock.models import load_flocks
     from library.service.server import serve
@@ -63,6 +69,13 @@ def run(
         updates["state_dir"] = state_dir
     if autostart:
         updates["autostart"] = [str(p) for p in autostart]
+    if rules is not None or github_secret_file is not None:
+        triggers = settings.triggers.model_dump(exclude_unset=True)
+        if rules is not None:
+            triggers["rules"] = rules
+        if github_secret_file is not None:
+            triggers["github"] = {**triggers.get("github", {}), "secret_file": github_secret_file}
+        updates["triggers"] = triggers
     if updates:
         from library.service.settings import parse_settings
 
@@ -73,6 +86,10 @@ def run(
         from library.service.auth import load_entries
 
         load_entries(settings.auth_file)  # a bad file is refused before anything starts
+    if settings.triggers.rules is not None:
+        from library.triggers import rules as rules_mod
+
+        rules_mod.load(settings.triggers.rules)  # so is a bad rule file
     flocks = _autostart(settings.autostart, load_flocks)
     result = serve(settings, flocks)
     return {

@@ -39,6 +39,8 @@ class Services:
     auth: Authenticator
     runtime: Runtime
     routers: list[APIRouter] = field(default_factory=list)
+    # Paths whose routes check their callers themselves (a webhook's signature, a scope).
+    exempt_paths: list[str] = field(default_factory=list)
 
 
 PRETTY_MAX_BYTES = 64 * 1024
@@ -277,7 +279,11 @@ def create_app(services: Services) -> FastAPI:
         return JSONResponse({"detail": errors}, status_code=422)
 
     app.add_middleware(
-        Gate, auth=auth, max_body_bytes=services.settings.max_body_bytes, prefix=prefix
+        Gate,
+        auth=auth,
+        max_body_bytes=services.settings.max_body_bytes,
+        prefix=prefix,
+        exempt=tuple(services.exempt_paths),
     )
     return app
 

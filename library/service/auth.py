@@ -2,7 +2,8 @@
 
 The file is a list of ``{name, token_sha256, scopes}``; a scope is ``read``, ``admin``, or
 ``flocks:GLOB`` (create, replace, pause, resume, refresh and delete the flocks whose name
-matches GLOB, as ``fnmatch`` reads it, case-sensitive). Without a file the service reads
+matches GLOB, as ``fnmatch`` reads it, case-sensitive), or ``events`` (post events to the
+trigger rules and cancel queued runs: ``library/triggers/api.py``). Without a file the service reads
 anonymously and refuses every change: a forgotten file never opens the door.
 
 A token is compared by its hash in constant time; the token itself is never stored, logged,
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from library.errors import UserError
 
 READ, ADMIN, FLOCKS_PREFIX = "read", "admin", "flocks:"
+EVENTS = "events"  # post events to the trigger rules, cancel queued runs
 
 
 def hash_token(token: str) -> str:
@@ -50,11 +52,11 @@ class TokenEntry(BaseModel):
     @classmethod
     def _scopes(cls, value: list[str]) -> list[str]:
         for scope in value:
-            if scope in (READ, ADMIN):
+            if scope in (READ, ADMIN, EVENTS):
                 continue
             if scope.startswith(FLOCKS_PREFIX) and scope[len(FLOCKS_PREFIX) :]:
                 continue
-            raise ValueError(f"unknown scope {scope!r}: use read, admin or flocks:GLOB")
+            raise ValueError(f"unknown scope {scope!r}: use read, admin, events or flocks:GLOB")
         return value
 
 

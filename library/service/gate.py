@@ -29,8 +29,11 @@ def _error(status: int, message: str, kind: str, headers: list | None = None):
 
 
 class Gate:
-    def __init__(self, app, auth: Authenticator, max_body_bytes: int, prefix: str) -> None:
+    def __init__(
+        self, app, auth: Authenticator, max_body_bytes: int, prefix: str, exempt: tuple = ()
+    ) -> None:
         self.app = app
+        self.exempt = exempt
         self.auth = auth
         self.max_body = max_body_bytes
         self.prefix = prefix
@@ -44,7 +47,9 @@ class Gate:
             who = self.auth.identify(_header(headers, b"authorization"))
             if method in READ_METHODS:
                 self.auth.check_read(who)
-            elif scope["path"].startswith(self.prefix + "/"):
+            elif scope["path"].startswith(self.prefix + "/") and not any(
+                scope["path"] == p or scope["path"].startswith(p + "/") for p in self.exempt
+            ):
                 # Every change needs a token with some power to change; which flock it may
                 # change is the route's check.
                 self.auth.check_change(who, None, method)

@@ -102,6 +102,7 @@ async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
     from library.service.observe import Observer
     from library.service.runtime import Runtime
     from library.service.store import FlockStore
+    from library.triggers.service import TriggerService
 
     result = ServeResult(url)
     auth = Authenticator.from_file(settings.auth_file, settings.anonymous_read)
@@ -120,7 +121,17 @@ async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
 
         manager.make_flock = flock_factory(settings.dask)
     observer = Observer(settings, manager, runtime, auth)
-    app = create_app(Services(settings, manager, auth, runtime, routers=[observer.router()]))
+    triggers = TriggerService(settings, manager, auth)
+    app = create_app(
+        Services(
+            settings,
+            manager,
+            auth,
+            runtime,
+            routers=[observer.router(), triggers.router()],
+            exempt_paths=triggers.exempt_paths,
+        )
+    )
     config = uvicorn.Config(
         app,
         log_config=None,
@@ -159,6 +170,7 @@ async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
     try:
         runtime.start()
         observer.start()
+        await triggers.start()
         await manager.boot(autostart)
         log.info(
             "serving on %s (docs %s/docs; %d flocks; auth %s)",
@@ -173,6 +185,7 @@ async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
         result.flocks_at_exit = manager.list_flocks()
         await manager.aclose()
         await observer.aclose()
+        await triggers.aclose()
         await runtime.aclose()
         for sig in installed:
             loop.remove_signal_handler(sig)

@@ -22,6 +22,7 @@ from pydantic import (
 
 from library.errors import UserError
 from library.flock.options import Duration
+from library.triggers.settings import TriggerSettings
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_PREFIX = "/mobu"  # mobu's own, so its clients and scripts work unchanged
@@ -116,6 +117,8 @@ class ServiceSettings(_Strict):
     report: ReportSchedule = Field(default_factory=ReportSchedule)
     alerts: list[AlertRule] = Field(default_factory=list)
     dask: list[DaskPlacement] = Field(default_factory=list)
+    # Trigger rules, the run queue, the results store, GitHub (library/triggers).
+    triggers: TriggerSettings = Field(default_factory=TriggerSettings)
 
     @field_validator("listen")
     @classmethod
@@ -147,6 +150,7 @@ class ServiceSettings(_Strict):
             str(base / item) if isinstance(item, str) and not Path(item).is_absolute() else item
             for item in self.autostart
         ]
+        updates["triggers"] = self.triggers.with_base(base)
         return self.model_copy(update=updates)
 
 
