@@ -250,6 +250,7 @@ class Observer:
             every = 60.0  # only the report's 24 h counts to keep
         while True:
             await asyncio.sleep(every)
+            self.health_now()  # trims the sampler's rows even when nobody scrapes
             try:
                 await self.evaluate()
             except Exception as exc:  # noqa: BLE001
