@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from library.artifacts import Operation
+
 # What the engine treats as saturation of the load client itself; a summary.json may override
 # them with its own "client_bound_thresholds".
 LOOP_LAG_THRESHOLD_MS = 100.0
@@ -341,8 +343,8 @@ def _short(text: str, n: int) -> str:
 
 
 def slowest_notebooks(out: Path, nb_rows: list[dict[str, Any]], limit: int = 12) -> str | None:
-    notebooks = [r for r in nb_rows if r["operation"] == "notebook"]
-    cells = [r for r in nb_rows if r["operation"] == "cell"]
+    notebooks = [r for r in nb_rows if r["operation"] == Operation.NOTEBOOK]
+    cells = [r for r in nb_rows if r["operation"] == Operation.CELL]
     panels = [
         (rows, title)
         for rows, title in (
@@ -361,7 +363,7 @@ def slowest_notebooks(out: Path, nb_rows: list[dict[str, Any]], limit: int = 12)
 
 
 def tap_templates(out: Path, tap_rows: list[dict[str, Any]], limit: int = 20) -> str | None:
-    rows = [r for r in tap_rows if r["operation"] == "tap_query"][:limit]
+    rows = [r for r in tap_rows if r["operation"] == Operation.TAP_QUERY][:limit]
     if not rows:
         return None
     rows = sorted(rows, key=lambda r: r["p50_ms"] or 0)
