@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from library.artifacts import ScaleRunDir
+from library.artifacts import Operation, ScaleRunDir
 from library.errors import UserError
 from library.flock.models import FlockConfig, dump_flocks, load_flocks, parse_flocks
 from library.flock.options import parse_duration
@@ -123,7 +123,7 @@ class ScaleRun:
             resolved.require("sia_url")
         if "muster" in needs:
             resolved.require("discovery_url")
-        if needs & {"execute_code", "notebook"}:
+        if needs & {Operation.EXECUTE_CODE, Operation.NOTEBOOK}:
             resolved.require("hub_url")
             if resolved.tokens is None:
                 raise UserError(

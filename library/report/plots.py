@@ -280,7 +280,7 @@ def failures_over_time(out: Path, bins, names: list[str], counts) -> str | None:
 def lab_spawns(out: Path, events, bins) -> str | None:
     import numpy as np
 
-    code = events.operation.code_of("spawn_lab") if events is not None else -1
+    code = events.operation.code_of(Operation.SPAWN_LAB) if events is not None else -1
     if code < 0:
         return None
     mask = events.operation.codes == code
