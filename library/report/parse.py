@@ -486,7 +486,8 @@ def read_events(run: Run, files: list[Path]) -> Events:
     total = sum(pf.metadata.num_rows for _, pf, _ in opened)
     # Scheduled runs (a lag_us column) get their monkeys read too: the intended and achieved
     # rates are per monkey. Other runs leave the column on disk.
-    scheduled = any("lag_us" in present for _, _, present in opened)
+    lagging = {path for path, pf, present in opened if "lag_us" in present and _may_lag(pf)}
+    scheduled = bool(lagging)
     monkey = np.zeros(total if scheduled else 0, np.int32)
     monkeys: dict[str, int] = {}
     numeric = {name: np.empty(total, np.int64) for name in _NUMERIC}
@@ -503,7 +504,7 @@ def read_events(run: Run, files: list[Path]) -> Events:
         wanted = [
             c
             for c in (*_NUMERIC, "lag_us", "success", *_CATEGORICAL, "monkey")
-            if c in present and (c != "monkey" or scheduled)
+            if c in present and (c != "monkey" or scheduled) and (c != "lag_us" or path in lagging)
         ]
         try:
             table = pf.read(columns=wanted)
@@ -521,7 +522,7 @@ def read_events(run: Run, files: list[Path]) -> Events:
                 table[name] if name in present else None,
                 -1 if name == "rows" else 0,
             )
-        if "lag_us" in present:
+        if path in lagging:
             _fill(lag[pos:end], table["lag_us"], 0)
             has_lag = has_lag or bool(lag[pos:end].any())
         _fill(success[pos:end], table["success"] if "success" in present else None, True)
@@ -559,6 +560,18 @@ def read_events(run: Run, files: list[Path]) -> Events:
         lag_us=lag if has_lag else None,
         monkey=Categorical(monkey, list(monkeys)) if has_lag else None,
     )
+
+
+def _may_lag(pf) -> bool:
+    """False when the file's footer statistics show every lag_us is 0 (an unscheduled run):
+    then neither the lag nor the monkeys need to be read."""
+    index = pf.schema_arrow.get_field_index("lag_us")
+    metadata = pf.metadata
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(index).statistics
+        if stats is None or not stats.has_min_max or stats.max != 0 or stats.min != 0:
+            return True
+    return False
 
 
 def _fill(out, column, default) -> None:
