@@ -174,7 +174,7 @@ class Engine:
         stats.count = len(mine)
 
         def start(user: User) -> None:
-            monkey = Monkey(flock, user, self.recorder, self.shared, stats)
+            monkey = Monkey(flock, user, self.recorder, self.shared, stats, self.health)
             self.tasks.append(asyncio.create_task(monkey.run(), name=user.username))
 
         await start_in_batches(flock, mine, start, self._stop.is_set)

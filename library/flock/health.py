@@ -35,6 +35,9 @@ class HealthSampler:
         self.rows: list[tuple] = []
         self._lags: list[float] = []
         self.last_lag_ms = 0.0
+        # The last second's lag p99 was over the client-bound limit: monkeys behind their
+        # schedule do not burst to catch up, which would only deepen the client's own queue.
+        self.saturated = False
 
     async def run(self) -> None:
         import psutil
@@ -57,6 +60,7 @@ class HealthSampler:
         # The same percentile rule as every other figure (library/stats.py).
         p99 = percentiles(lags, (99,))[0] if lags else 0.0
         self.last_lag_ms = max(lags) if lags else 0.0
+        self.saturated = p99 > LAG_P99_LIMIT_MS
         self.rows.append(
             (
                 time.time_ns() // 1000,

@@ -16,6 +16,7 @@ from library.stats import BEHIND_SCHEDULE_PCT
 
 if TYPE_CHECKING:
     from library.events import Recorder
+    from library.flock.health import HealthSampler
     from library.flock.models import FlockConfig, User
     from library.flock.shared import Shared
 
@@ -31,9 +32,11 @@ class Schedule:
     so a client that wakes late (event-loop lag) or a platform that stalls once does not move
     the plan: the monkey falls behind it, the lag (actual - intended start) is recorded with
     the next executions, and the monkey skips its idle until it has caught up, as a user who
-    meant to act at those times would have. The typical duration follows the measured ones
-    (a moving average, quick down and slow up), but one execution counts for at most twice
-    the typical: a stall is lateness against the plan, not a new plan.
+    meant to act at those times would have (unless the engine's own loop is saturated: then
+    catching up would only lengthen its queue, so the monkey idles and the lag grows). The
+    typical duration follows the measured ones (a moving average, quick down and slow up), but
+    one execution counts for at most twice the typical: a stall is lateness against the plan,
+    not a new plan.
     """
 
     __slots__ = ("idle_ns", "typical_ns")
@@ -125,6 +128,7 @@ class Monkey:
         recorder: Recorder,
         shared: Shared,
         stats: FlockStats,
+        health: HealthSampler | None = None,
     ) -> None:
         self.flock = flock
         self.user = user
@@ -134,6 +138,7 @@ class Monkey:
         self.state = STARTING
         self.business = None
         self.schedule: Schedule | None = None
+        self.health = health
         stats.monkeys.append(self)
 
     def _event(self, operation: str, start: int, success: bool = True, exc=None) -> None:
@@ -212,6 +217,7 @@ class Monkey:
         from library.flock.businesses.base import Business
 
         stats = self.stats
+        health = self.health
         ctx = business.ctx
         perf = time.perf_counter_ns
         sleep = asyncio.sleep
@@ -240,8 +246,13 @@ class Monkey:
             self.state = IDLE
             if paced:
                 intended = schedule.next_start(intended, duration)
-                # Behind schedule: no idle until caught up (a zero sleep still yields).
-                await sleep(max(0, intended - perf()) / 1e9)
+                wait = intended - perf()
+                if wait <= 0 and health is not None and health.saturated:
+                    # Behind, but the client itself is the bottleneck: idle as configured and
+                    # let the lag grow (recorded) rather than burst into the client's queue.
+                    wait = schedule.idle_ns
+                # Otherwise, behind schedule: no idle until caught up (a zero sleep yields).
+                await sleep(max(0, wait) / 1e9)
             else:
                 await business.idle()
 

@@ -227,14 +227,14 @@ def test_a_flock_that_cannot_keep_its_schedule_is_flagged_everywhere(tmp_path, m
             }
         ]
     )
-    engine = Engine(flocks, tmp_path, RunSettings(duration=1.5, live=False, handle_signals=False))
+    engine = Engine(flocks, tmp_path, RunSettings(duration=2.5, live=False, handle_signals=False))
     seen = {}
 
     async def run_and_look():
         async def look():
-            await asyncio.sleep(0.5)
-            engine.stats["busy"].schedule_figures()  # sets the mark
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(0.3)
+            engine.stats["busy"].schedule_figures()  # sets the mark: achieved is since then
+            await asyncio.sleep(1.2)
             seen.update(engine.stats["busy"].schedule_figures())
             seen["line"] = live.status_line(engine)
 
