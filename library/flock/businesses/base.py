@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from library.events import Recorder
     from library.flock.models import User
     from library.flock.options import BusinessOptions
     from library.flock.shared import Shared
+
+# The options model of a business: each business class names its own, so that its code sees
+# the fields of that model (`HTTPLoop(Business[HTTPLoopOptions])`).
+OptionsT = TypeVar("OptionsT", bound="BusinessOptions")
 
 
 @dataclass
@@ -47,14 +51,14 @@ class MonkeyContext:
         )
 
 
-class Business:
+class Business(Generic[OptionsT]):
     """A monkey's job: `startup`, then `execute` and `idle` in turn, and `shutdown` at the end.
 
     Every wait must be an ordinary await so that cancelling the monkey's task interrupts it.
     `execute` returns True when the business has nothing more to do.
     """
 
-    def __init__(self, ctx: MonkeyContext, options: BusinessOptions) -> None:
+    def __init__(self, ctx: MonkeyContext, options: OptionsT) -> None:
         self.ctx = ctx
         self.options = options
         self.executions = 0

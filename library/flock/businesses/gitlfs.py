@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from library.flock.businesses.base import Business
+from library.flock.options import GitLFSOptions
 
 if TYPE_CHECKING:
     from library.flock.options import GitLFSOptions
@@ -99,7 +100,7 @@ class Git:
         return out.decode("utf-8", "replace")
 
 
-class GitLFS(Business):
+class GitLFS(Business[GitLFSOptions]):
     """mobu's GitLFS business (options ``lfs_read_url``, ``lfs_write_url``)."""
 
     options: GitLFSOptions

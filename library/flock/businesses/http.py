@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from library.artifacts import Operation
 from library.flock.businesses.base import Business
+from library.flock.options import HTTPLoopOptions
 
 
-class HTTPLoop(Business):
+class HTTPLoop(Business[HTTPLoopOptions]):
     async def startup(self) -> None:
         import aiohttp
         from yarl import URL
@@ -34,7 +36,7 @@ class HTTPLoop(Business):
             else:
                 data = json.dumps(opts.body).encode()
                 headers.setdefault("Content-Type", "application/json")
-        kwargs = {"timeout": aiohttp.ClientTimeout(total=opts.timeout)}
+        kwargs: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=opts.timeout)}
         if headers:
             kwargs["headers"] = headers
         if data is not None:

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import TYPE_CHECKING, TypeVar
 
+from library.errors import UserError
 from library.flock.businesses.base import Business
+from library.flock.options import NubladoOptions
+
+if TYPE_CHECKING:
+    from library.jupyter.hub import HubClient
+    from library.jupyter.kernel import Kernel
+    from library.jupyter.lab import LabSession
+
+LabOptionsT = TypeVar("LabOptionsT", bound=NubladoOptions)
 
 
 class FlockRecorder:
@@ -56,15 +66,14 @@ class FlockRecorder:
         )
 
 
-class LabBusiness(Business):
-    """Spawns the user's lab at startup, refreshes it every `max_executions`, deletes it last."""
+class LabBusiness(Business[LabOptionsT]):
+    """Spawns the user's lab at startup, refreshes it when `cycle_done`, deletes it last."""
 
-    hub = None
-    lab = None
-    kernel = None
+    hub: HubClient | None = None
+    lab: LabSession | None = None
+    kernel: Kernel | None = None
 
     async def startup(self) -> None:
-        from library.errors import UserError
         from library.jupyter.hub import HubClient
 
         hub_url = self.ctx.shared.platform().require("hub_url")
@@ -80,25 +89,36 @@ class LabBusiness(Business):
         self.lab = await self.hub.lab_session(self.ctx.username, token)
         await self._spawn()
 
+    def _session(self) -> LabSession:
+        if self.lab is None:
+            raise RuntimeError("the lab session is opened by startup")
+        return self.lab
+
+    def _kernel(self) -> Kernel:
+        if self.kernel is None:
+            raise RuntimeError("the kernel is opened by startup")
+        return self.kernel
+
     async def _spawn(self) -> None:
+        lab = self._session()
         image = self.options.image
         if hasattr(image, "to_spawn_form"):
             # As mobu: the image's spawn-form fields (class, reference or tag; size; debug),
             # posted as they are; a hub that does not offer them refuses, never substitutes.
-            await self.lab.spawn_lab(
+            await lab.spawn_lab(
                 timeout=self.options.spawn_timeout, via="form", form_fields=image.to_spawn_form()
             )
         else:
-            await self.lab.spawn_lab(
+            await lab.spawn_lab(
                 timeout=self.options.spawn_timeout, image=image if isinstance(image, str) else None
             )
-        self.kernel = await self.lab.open_kernel()
+        self.kernel = await lab.open_kernel()
 
     async def refresh(self) -> None:
         """mobu's cycle: after max_executions the lab is deleted (if delete_lab) and respawned."""
         await self._close_kernel()
         if self.options.delete_lab:
-            await self.lab.delete_lab(timeout=self.options.delete_timeout)
+            await self._session().delete_lab(timeout=self.options.delete_timeout)
         await self._spawn()
 
     async def _close_kernel(self) -> None:
@@ -109,8 +129,8 @@ class LabBusiness(Business):
                 await kernel.aclose()
 
     def cycle_done(self) -> bool:
-        """Whether the lab is due for mobu's refresh (after every max_executions executions)."""
-        return self.executions % self.options.max_executions == 0
+        """Whether the lab is due for mobu's refresh (each business says when)."""
+        raise NotImplementedError
 
     async def idle(self) -> None:
         cycle_done = self.cycle_done()

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from library.flock.businesses.base import Business
+from library.flock.options import MusterOptions
 
 RATE_LIMIT = {
     "x-ratelimit-limit": "1",
@@ -38,7 +39,7 @@ class MusterError(Exception):
     """Muster answered something other than what the check expects."""
 
 
-class Muster(Business):
+class Muster(Business[MusterOptions]):
     async def startup(self) -> None:
         from library.flock.businesses.endpoints import internal_url
 

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TypeVar
 
 from library.flock.businesses.lab import LabBusiness
+from library.flock.options import NotebookRunnerCountingOptions, NotebookRunnerOptions
+
+NotebookOptionsT = TypeVar("NotebookOptionsT", bound=NotebookRunnerOptions)
 
 
-class NotebookRunner(LabBusiness):
+class NotebookRunner(LabBusiness[NotebookOptionsT]):
     refreshes = True
 
     async def startup(self) -> None:
@@ -62,7 +66,7 @@ class NotebookRunner(LabBusiness):
         self.position += 1
         label = path.relative_to(self.root.resolve()).as_posix()
         await run_in_kernel(
-            self.kernel,
+            self._kernel(),
             path,
             cell_timeout=self.options.cell_execution_timeout or self.options.jupyter_timeout,
             label=label,
@@ -86,15 +90,15 @@ class NotebookRunner(LabBusiness):
         await super().idle()
 
 
-class NotebookRunnerCounting(NotebookRunner):
+class NotebookRunnerCounting(NotebookRunner[NotebookRunnerCountingOptions]):
     def cycle_done(self) -> bool:
         return self.executions % self.options.max_executions == 0
 
 
-class NotebookRunnerList(NotebookRunner):
+class NotebookRunnerList(NotebookRunner[NotebookRunnerOptions]):
     def _finished(self) -> bool:
         return self.position >= len(self.notebooks)
 
 
-class NotebookRunnerInfinite(NotebookRunner):
+class NotebookRunnerInfinite(NotebookRunner[NotebookRunnerOptions]):
     refreshes = False

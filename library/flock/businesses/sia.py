@@ -14,6 +14,7 @@ import random
 from typing import TYPE_CHECKING
 
 from library.flock.businesses.base import Business
+from library.flock.options import SIAQuerySetRunnerOptions
 
 if TYPE_CHECKING:
     from library.flock.options import SIAQuerySetRunnerOptions
@@ -23,7 +24,7 @@ class SIAQueryFailed(Exception):
     """A search of the flock failed (the event row carries the error class)."""
 
 
-class SIAQuerySetRunner(Business):
+class SIAQuerySetRunner(Business[SIAQuerySetRunnerOptions]):
     options: SIAQuerySetRunnerOptions
 
     async def startup(self) -> None:

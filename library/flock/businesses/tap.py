@@ -13,20 +13,20 @@ import random
 
 from library.artifacts import Operation
 from library.flock.businesses.base import Business
+from library.flock.options import TAPQueryRunnerOptions, TAPQuerySetRunnerOptions
 
 log = logging.getLogger(__name__)
 
 
-class TAPQueryRunner(Business):
+class TAPQueryRunner(Business[TAPQueryRunnerOptions | TAPQuerySetRunnerOptions]):
     async def startup(self) -> None:
         from library.tap.client import DEFAULT_TIMEOUT, TapClient
 
         opts = self.options
         self.rng = random.Random()
         self.query_set = None
-        queries = getattr(opts, "queries", None)
-        if queries:
-            self.queries = list(queries)
+        if isinstance(opts, TAPQueryRunnerOptions):
+            self.queries = list(opts.queries)
         else:
             self.query_set = await asyncio.to_thread(self._load_set, opts.query_set)
         # The TAP service of the flock's dataset, through service discovery as mobu finds it.
