@@ -12,8 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from library import yamlio
 from library.errors import UserError
 from library.flock import businesses
+from library.flock import options as o
 from library.flock.models import FlockConfig, User, parse_flocks
 
 SHOWN_USERS = 10  # beyond this, the first and last few stand for the rest
@@ -21,8 +23,6 @@ SHOWN_USERS = 10  # beyond this, the first and last few stand for the rest
 
 def check_file(path: str | Path, endpoints: dict[str, str | None] | None = None) -> list[dict]:
     """The effective flocks of the file at PATH; UserError on the first invalid flock."""
-    from library import yamlio
-
     path = Path(path)
     data = yamlio.loads(yamlio.read_text(path, "flock file"), str(path))
     flocks = parse_flocks(data, str(path))
@@ -89,37 +89,37 @@ def endpoint(flock: FlockConfig, endpoints: dict[str, str | None]) -> dict[str, 
     entry = businesses.REGISTRY[flock.business.type]
     opts = flock.business.parsed_options
     kind = entry.endpoint
-    if kind == "hub":
+    if kind == "hub" and isinstance(opts, o.NubladoOptions):
         hub = _env("BOSUN_HUB_URL", endpoints.get("hub_url"))
         out: dict[str, Any] = {
             "hub": hub or "the running sandbox's hub (resolved when the run starts)",
             "spawn_form": opts.image.to_spawn_form(),
         }
-        if getattr(opts, "notebooks_dir", None):
+        if isinstance(opts, o.NotebookRunnerOptions) and opts.notebooks_dir:
             out["notebooks"] = opts.notebooks_dir
-        elif hasattr(opts, "repo_url"):
+        elif isinstance(opts, o.NotebookRunnerOptions):
             out["notebooks"] = f"{opts.repo_url} at {opts.repo_ref} (then its mobu.yaml rules)"
         return out
-    if kind == "tap":
+    if kind == "tap" and isinstance(opts, o.TAPOptions):
         out = {
             "tap": _data_service("tap", opts.dataset, endpoints),
             "mode": "sync" if opts.sync else "async",
         }
-        if hasattr(opts, "query_set"):
+        if isinstance(opts, o.TAPQuerySetRunnerOptions):
             out["query_set"] = _query_set(opts.query_set)
-        else:
+        elif isinstance(opts, o.TAPQueryRunnerOptions):
             out["queries"] = len(opts.queries)
         return out
-    if kind == "sia":
+    if kind == "sia" and isinstance(opts, o.SIAQuerySetRunnerOptions):
         return {
             "sia": _data_service("sia", opts.dataset, endpoints),
             "query_set": _sia_set(opts.query_set),
         }
-    if kind == "git-lfs":
+    if kind == "git-lfs" and isinstance(opts, o.GitLFSOptions):
         return {"lfs_read": opts.lfs_read_url, "lfs_write": opts.lfs_write_url}
     if kind == "muster":
         return {"muster": f"Muster from service discovery ({_discovery(endpoints)})"}
-    if kind == "url":
+    if kind == "url" and isinstance(opts, o.HTTPLoopOptions):
         return {"url": f"{opts.method} {opts.url}"}
     return {"none": "the business makes no requests"}
 
