@@ -40,8 +40,12 @@ def owned(root: Path) -> Iterator[None]:
                 f"ARTIFACT_DIR {root}: another ci/run (pid {owner}) is writing there; wait "
                 "for it to end or set ARTIFACT_DIR to a directory of this run's own"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as err:
+            # A file system without locks (some network mounts): the run goes on, unguarded.
+            log.warning("%s: cannot lock it (%s); nothing stops a second run", path, err.strerror)
+        with contextlib.suppress(OSError):  # the pid is a courtesy to the next run's message
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing releases the lock
