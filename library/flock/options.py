@@ -190,7 +190,7 @@ def _image_kind(value: Any) -> str | None:
         value = value.model_dump(by_alias=True)
     if not isinstance(value, dict):
         return None
-    kind = value.get("image_class", value.get("class", "recommended"))
+    kind = str(value.get("image_class", value.get("class", "recommended")))
     return {"by-reference": "reference", "by-tag": "tag"}.get(kind, "class")
 
 
