@@ -159,8 +159,11 @@ class ScaleRun:
     ) -> dict[str, Any]:
         import yaml
 
+        from library.flock import limits
         from library.flock import summary as summ
 
+        # Whoever calls (the CLI, a project step, a service), the machine's limits hold.
+        limits.check(sum(f.count for f in self.flocks), workers, scheduler)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         self._resolve_endpoints()

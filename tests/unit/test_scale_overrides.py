@@ -128,3 +128,21 @@ def test_secrets_given_as_options_reach_no_artifact(tmp_path):
     ]
     assert hits == []
     assert secret not in proc.stdout + proc.stderr
+
+
+def test_limits_hold_for_a_scale_run_started_from_python(tmp_path):
+    """Not only the CLI: a project step or a service calling ScaleRun is held to the limits."""
+    import os
+
+    import pytest
+
+    from library.errors import UserError
+
+    path = tmp_path / "flocks.yaml"
+    path.write_text(FLOCK.replace("count: 4", "count: 200000"))
+    scale = ScaleRun.prepare(path)
+    with pytest.raises(UserError, match="200,000 monkeys: 200,000 in one process"):
+        scale.execute(tmp_path / "out")
+    with pytest.raises(UserError, match=f"--workers {(os.cpu_count() or 1) + 1}: "):
+        scale.execute(tmp_path / "out", workers=(os.cpu_count() or 1) + 1)
+    assert not (tmp_path / "out").exists()
