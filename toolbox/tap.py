@@ -52,7 +52,7 @@ def query(
         shown = " ".join(adql.split())
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
         raise TapQueryError(f"--adql {shown!r} was rejected by the service: {err}") from None
-    table = result.table.to_table()
+    table = result.results().to_table()
     table.write(out / "result.vot", format="votable", overwrite=True)
     preview = "\n".join(table[:10].pformat(max_width=160))
     print(preview)

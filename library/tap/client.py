@@ -20,6 +20,7 @@ import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 from library.tap.errors import (
@@ -34,6 +35,9 @@ from library.tap.errors import (
     one_line,
     votable_error,
 )
+
+if TYPE_CHECKING:
+    from pyvo.dal import TAPResults
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
@@ -86,7 +90,13 @@ class QueryResult:
     phase: str = ""  # last UWS phase seen (async)
     error_class: str = ""
     error: str = ""
-    table: object = field(default=None, repr=False, compare=False)
+    table: TAPResults | None = field(default=None, repr=False, compare=False)
+
+    def results(self) -> TAPResults:
+        """The rows of a query run with ``keep_table=True``."""
+        if self.table is None:
+            raise TapError(f"{self.adql[:60]!r}: the result table was not kept")
+        return self.table
 
     def as_row(self) -> dict:
         row = asdict(self)

@@ -28,7 +28,7 @@ _JOIN = re.compile(r"\bJOIN\s+([\w.\"]+)", re.I)
 def service_tables(client: TapClient) -> list[str]:
     """Table names published by the service, as TAP_SCHEMA spells them."""
     result = client.run(TABLES_ADQL, keep_table=True)
-    column = result.table.to_table()["table_name"]
+    column = result.results().to_table()["table_name"]
     return sorted(str(v) for v in column)
 
 
@@ -74,7 +74,7 @@ def apply(query_set, client: TapClient) -> dict[str, str]:
     ids_query = params.get("object_ids_query")
     if not params.get("object_ids") and ids_query and not missing_tables(ids_query, available):
         result = client.run(ids_query, keep_table=True)
-        table = result.table.to_table()
+        table = result.results().to_table()
         if len(table):
             params["object_ids"] = [int(v) for v in table[table.colnames[0]]]
     rng = random.Random(0)

@@ -7,14 +7,20 @@ tell a rejected query from an unreachable service or a timeout.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from library.errors import UserError, one_line
+
+if TYPE_CHECKING:
+    from library.tap.client import QueryResult
 
 
 class TapError(UserError):
     """Any failed TAP query: a failure (exit 1), unless the query itself was refused."""
 
     exit_code = 1
+    # The timing of the failed query, set by the client that raises it.
+    result: QueryResult | None = None
 
 
 class TapQueryError(TapError):
