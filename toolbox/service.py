@@ -175,6 +175,8 @@ def start(flocks: Path, url: str | None = None, token_file: Path | None = None) 
     for item in items:
         data = client.start(item)
         started.append(data["name"])
+        if client.last_notice:
+            log.warning("flock %s: %s", data["name"], client.last_notice)
         log.info("started flock %s (%d monkeys)", data["name"], len(data["monkeys"]))
     return {"started": started}
 

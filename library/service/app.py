@@ -9,6 +9,7 @@ before it serves and stops them after, so the same app is testable on its own.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -115,8 +116,17 @@ def create_app(services: Services) -> FastAPI:
     async def put_flock(flock_config: FlockConfig, request: Request) -> Response:
         who = allow(request, flock_config.name, "create flock")
         flock = await manager.start_flock(flock_config, source="api", who=who)
-        location = str(request.url_for("get_flock", flock=flock.name))
-        return FormattedJSONResponse(flock.dump(), 201, headers={"Location": location})
+        headers = {"Location": str(request.url_for("get_flock", flock=flock.name))}
+        notices = await _notices(request)
+        if notices:
+            # Keys mobu ignores are ignored (mobu's scripts work unchanged), but named: a
+            # misspelt start_batch_size is not silently dropped.
+            headers["X-Bosun-Notice"] = " | ".join(notices).encode("ascii", "replace").decode()
+            for note in notices:
+                logging.getLogger("library.service.audit").warning(
+                    "%s: flock %s: %s", who, flock.name, note
+                )
+        return FormattedJSONResponse(flock.dump(), 201, headers=headers)
 
     @router.get(
         "/flocks/{flock}",
@@ -224,8 +234,6 @@ def create_app(services: Services) -> FastAPI:
                 business=solitary_config.business,
             )
         )
-        import logging
-
         logging.getLogger("library.service.audit").info(
             "%s: solitary run of %s as %s",
             who.name,
@@ -286,6 +294,17 @@ def create_app(services: Services) -> FastAPI:
         exempt=tuple(services.exempt_paths),
     )
     return app
+
+
+async def _notices(request: Request) -> list[str]:
+    """The flock file loader's notices for the body (ignored keys, old business names)."""
+    from library.flock.models import parse_flocks
+
+    try:
+        (parsed,) = parse_flocks([await request.json()], "PUT /flocks")
+    except Exception:  # noqa: BLE001 - the body was validated already; notices are extra
+        return []
+    return parsed.notices
 
 
 def _jsonable(error: dict[str, Any]) -> dict[str, Any]:

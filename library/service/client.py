@@ -43,6 +43,7 @@ class ServiceClient:
             raise UserError(f"--url {url!r}: expected http(s)://HOST:PORT/PREFIX")
         self.url = url.rstrip("/")
         self.token = token
+        self.last_headers: dict[str, str] = {}
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
         data = None if body is None else json.dumps(body).encode()
@@ -53,6 +54,7 @@ class ServiceClient:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+                self.last_headers = dict(response.headers.items())
                 return response.status, response.read()
         except urllib.error.HTTPError as exc:
             message = _message(exc.read())
@@ -74,7 +76,12 @@ class ServiceClient:
         return self.json("GET", "/flocks")
 
     def start(self, flock: dict[str, Any]) -> dict[str, Any]:
+        """PUT the flock; the service's notices (keys it ignored) are in `last_notice`."""
         return self.json("PUT", "/flocks", flock)
+
+    @property
+    def last_notice(self) -> str | None:
+        return self.last_headers.get("X-Bosun-Notice") or self.last_headers.get("x-bosun-notice")
 
     def flock(self, name: str) -> dict[str, Any]:
         return self.json("GET", f"/flocks/{_segment(name)}")

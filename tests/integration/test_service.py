@@ -158,6 +158,11 @@ def test_mobu_routes_and_shapes(service):
             assert r.json()["detail"][0]["type"] in ("flock_not_found", "monkey_not_found")
 
         # PUT of the same name replaces the flock (mobu's start_flock stops the old one).
+        # A key mobu ignores is ignored, and named in a notice.
+        r = c.put("/flocks", json={**MOBU_FLOCK, "count": 2, "restart": True})
+        assert r.status_code == 201
+        assert "ignored flock key(s) restart" in r.headers["X-Bosun-Notice"]
+        assert "X-Bosun-Notice" not in c.put("/flocks", json=MOBU_FLOCK).headers
         r = c.put("/flocks", json={**MOBU_FLOCK, "count": 2})
         assert r.status_code == 201
         assert [m["name"] for m in r.json()["monkeys"]] == [
