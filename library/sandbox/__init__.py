@@ -121,7 +121,12 @@ def platform() -> Platform | None:
         layout.root, settings.get("port_base", st.DEFAULT_PORT_BASE), tap.get("url")
     )
     return Platform(
-        hub_url=hub_url, tap_url=tap.get("url"), tap_urls=tap_urls, tokens=tokens, **extra
+        hub_url=hub_url,
+        tap_url=tap.get("url"),
+        tap_urls=tap_urls,
+        tokens=tokens,
+        sia_url=extra["sia_url"],
+        discovery_url=extra["discovery_url"],
     )
 
 

@@ -171,7 +171,7 @@ def _run_logged(
 def _configure(port: int) -> None:
     """Point DaCHS's [web] section at 127.0.0.1:PORT, keeping the rest of /etc/gavo.rc."""
     rc = configparser.ConfigParser(interpolation=None)
-    rc.optionxform = str  # DaCHS option names are case-sensitive
+    rc.optionxform = str  # type: ignore[assignment,method-assign]  # DaCHS option names are case-sensitive; typeshed declares a method
     if GAVO_RC.is_file():
         rc.read(GAVO_RC)
     if not rc.has_section("web"):
@@ -185,7 +185,7 @@ def _configure(port: int) -> None:
 
 def _configured_port() -> int | None:
     rc = configparser.ConfigParser(interpolation=None)
-    rc.optionxform = str
+    rc.optionxform = str  # type: ignore[assignment,method-assign]  # as in _configure
     try:
         rc.read(GAVO_RC)
         return rc.getint("web", "serverPort")
@@ -319,6 +319,8 @@ def up(state_dir: Path, port: int, timeout: float) -> dict:
     log_path = _log_file(state_dir)
     url = tap_url(port)
     cluster = _cluster()
+    if cluster is None:  # unavailable_reason() has said so already; kept for the type
+        raise UserError(unavailable_reason() or "no PostgreSQL cluster found (pg_lsclusters)")
     deadline = time.monotonic() + timeout
 
     if not _postgres_running(cluster):
@@ -433,7 +435,7 @@ def status(state_dir: Path) -> dict:
     state = _read_state(Path(state_dir))
     pid = _dachs_pid()
     port = state.get("port")
-    running = pid is not None and bool(port) and port_is_listening(port)
+    running = pid is not None and isinstance(port, int) and port_is_listening(port)
     return {"running": running, "url": state.get("url") if running else None, "pid": pid}
 
 

@@ -6,6 +6,7 @@
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jupyterhub import orm
 from jupyterhub.auth import Authenticator
@@ -14,6 +15,9 @@ from tornado import web
 
 # The spawn form's rules; importable because the venv has the project installed (make setup).
 from library.sandbox import spawn_form
+
+if TYPE_CHECKING:  # JupyterHub defines get_config in the namespace it runs this file in
+    from traitlets.config import get_config
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
@@ -107,6 +111,8 @@ def _own(path: Path, mode: int = 0o700) -> None:
     """PATH (created if needed) belongs to the lab user, with everything in it."""
     import pwd
 
+    if lab_user is None:
+        raise RuntimeError("_own is for the lab user, which BOSUN_SANDBOX_LAB_USER names")
     entry = pwd.getpwnam(lab_user)
     path.mkdir(parents=True, exist_ok=True)
     if path.stat().st_uid != entry.pw_uid:
@@ -213,7 +219,7 @@ def _options_from_form(formdata: dict) -> dict:
     except spawn_form.FormRefused as exc:
         # The hub shows jupyterhub_message in the form's error line and answers 400.
         error = web.HTTPError(400, str(exc))
-        error.jupyterhub_message = str(exc)
+        error.jupyterhub_message = str(exc)  # type: ignore[attr-defined]  # read by JupyterHub, unknown to tornado
         raise error from None
 
 
