@@ -216,10 +216,12 @@ class Executor:
 
     async def _fill(self) -> None:
         while not self._stopping and len(self.running) < self.concurrency:
+            began = time.perf_counter()
             run = await asyncio.to_thread(self.store.claim, self.lane, self.owner, self.root)
             if run is None:
                 return
-            task = asyncio.create_task(self._run(run), name=f"run-{run.id}")
+            claim_ms = (time.perf_counter() - began) * 1000
+            task = asyncio.create_task(self._run(run, claim_ms), name=f"run-{run.id}")
             self.running[run.id] = task
 
     async def _check_cancels(self) -> None:
@@ -269,12 +271,22 @@ class Executor:
             env["BOSUN_RESULTS_STORE"] = self.results_url
         return run_dir, argv, env
 
-    async def _run(self, run: QueuedRun) -> None:
+    async def _run(self, run: QueuedRun, claim_ms: float = 0.0) -> None:
         code: int | None = None
         error: str | None = None
         interrupted = False
+        timing: dict[str, float] = {"claim_ms": round(claim_ms, 3)}
+        mark = time.perf_counter()
+
+        def lap(name: str, scale: float = 1000.0) -> None:
+            nonlocal mark
+            now = time.perf_counter()
+            timing[name] = round((now - mark) * scale, 3)
+            mark = now
+
         try:
             run_dir, argv, env = await asyncio.to_thread(self._prepare, run)
+            lap("prepare_ms")
             with open(run_dir / RUN_LOG, "ab") as out:
                 proc = await asyncio.create_subprocess_exec(
                     *argv,
@@ -287,7 +299,9 @@ class Executor:
                 )
             self._procs[run.id] = proc
             await asyncio.to_thread(self.store.set_pid, run.id, proc.pid)
+            lap("spawn_ms")
             await self._callbacks(self.on_start, run.id)
+            lap("on_start_ms")
             log.info(
                 "run %d: started %s %s (pid %d) in %s",
                 run.id,
@@ -297,6 +311,7 @@ class Executor:
                 run_dir,
             )
             code = await proc.wait()
+            lap("process_s", 1.0)
             interrupted = self._stopping and run.id not in self._cancelling
         except OSError as exc:
             error = f"could not start the run: {exc}"
@@ -315,8 +330,10 @@ class Executor:
             else:
                 state = FAILED
                 error = error or f"ci/run exited {code}"
-            await asyncio.to_thread(self.store.finish, run.id, state, code, error)
             await self._record(run)
+            lap("record_ms")
+            timing["overhead_ms"] = round(sum(v for k, v in timing.items() if k.endswith("_ms")), 3)
+            await asyncio.to_thread(self.store.finish, run.id, state, code, error, timing)
             await self._callbacks(self.on_finish, run.id)
             log.info("run %d: %s (exit %s)", run.id, state, code)
         finally:
@@ -334,8 +351,18 @@ class Executor:
                 log.exception("run %d: callback %s failed", run_id, callback)
 
     async def _record(self, run: QueuedRun) -> None:
+        """Record the run's results unless ci/run did (it records into the same store after
+        its report: FINISHED written, no report error); an interrupted run is recorded here."""
         if not run.artifact_dir or not Path(run.artifact_dir).is_dir():
             return
+        root = Path(run.artifact_dir)
+        if (root / "FINISHED").is_file():
+            try:
+                info = json.loads((root / "run.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                info = None
+            if isinstance(info, dict) and "report_error" in info and not info["report_error"]:
+                return
         from library.results.record import record_run
 
         try:

@@ -78,7 +78,8 @@ def _schema(dialect: str) -> list[str]:
             owner TEXT,
             cancel_requested INTEGER NOT NULL DEFAULT 0,
             error TEXT,
-            notes TEXT NOT NULL DEFAULT '[]'
+            notes TEXT NOT NULL DEFAULT '[]',
+            timing TEXT
         )""",
         "CREATE INDEX IF NOT EXISTS queue_runs_next ON queue_runs (lane, id) "
         "WHERE state = 'queued'",
@@ -87,7 +88,7 @@ def _schema(dialect: str) -> list[str]:
     ]
 
 
-_JSON = ("presets", "vars", "data", "notes")
+_JSON = ("presets", "vars", "data", "notes", "timing")
 
 
 @dataclass
@@ -116,12 +117,15 @@ class QueuedRun:
     cancel_requested: int = 0
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    # Where the executor's time went for this run (ms), and the process's own (s).
+    timing: dict[str, float] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> QueuedRun:
         values = dict(row)
         for key in _JSON:
-            values[key] = json.loads(values[key])
+            raw = values.get(key)
+            values[key] = json.loads(raw) if raw is not None else None
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,6 +168,15 @@ class QueueStore:
     def __init__(self, url: str | Path | None = None) -> None:
         self.db = Database(url or default_url(), "queue")
         self.db.script(_schema(self.db.dialect))
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added since a store was made (the store is never rebuilt: nothing lost)."""
+        with self.db.transaction() as cur:
+            cur.execute("SELECT * FROM queue_runs LIMIT 0")
+            columns = {c.lower() for c in cur.columns}
+        if "timing" not in columns:
+            self.db.script(["ALTER TABLE queue_runs ADD COLUMN timing TEXT"])
 
     @property
     def url(self) -> str:
@@ -279,12 +292,19 @@ class QueueStore:
             )
         return self.get(run_id)
 
-    def finish(self, run_id: int, state: str, exit_code: int | None, error: str | None) -> None:
+    def finish(
+        self,
+        run_id: int,
+        state: str,
+        exit_code: int | None,
+        error: str | None,
+        timing: dict[str, float] | None = None,
+    ) -> None:
         with self.db.transaction() as cur:
             cur.execute(
                 "UPDATE queue_runs SET state = ?, exit_code = ?, error = ?, finished = ?,"
-                " pid = NULL WHERE id = ? AND state = 'running'",
-                (state, exit_code, error, time.time(), run_id),
+                " pid = NULL, timing = ? WHERE id = ? AND state = 'running'",
+                (state, exit_code, error, time.time(), json.dumps(timing), run_id),
             )
 
     def requeue(self, run_id: int, note: str) -> QueuedRun:

@@ -32,6 +32,7 @@ OUTCOMES = ("PASSED", "FAILED", "INFO", "NEEDS_INSPECTION")
 ENV_VAR = "BOSUN_RESULTS_STORE"
 LEGACY_ENV_VAR = "BOSUN_HISTORY_DB"  # the run history's variable: the same store now
 DEFAULT_LIMIT = 100
+FEW = 10_000  # a data value held by fewer results than this is looked up by its index
 
 
 def default_url() -> str:
@@ -85,7 +86,8 @@ def _schema(dialect: str) -> list[str]:
             value TEXT NOT NULL
         )""",
         "CREATE INDEX IF NOT EXISTS result_data_kv ON result_data (key, value, result_id)",
-        "CREATE INDEX IF NOT EXISTS result_data_result ON result_data (result_id)",
+        # Deleting a group's data, and a result's data checked while results are scanned.
+        "CREATE INDEX IF NOT EXISTS result_data_by_result ON result_data (result_id, key, value)",
         """CREATE TABLE IF NOT EXISTS result_latest (
             testcase TEXT PRIMARY KEY,
             result_id BIGINT NOT NULL,
@@ -275,6 +277,17 @@ class ResultsStore:
                 (testcase,),
             )
 
+    def rebuild_latest(self) -> None:
+        """Recompute every testcase's latest result (after rows were loaded in bulk)."""
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM result_latest")
+            cur.execute(
+                "INSERT INTO result_latest (testcase, result_id, submit_time)"
+                " SELECT testcase, id, submit_time FROM (SELECT testcase, id, submit_time,"
+                " ROW_NUMBER() OVER (PARTITION BY testcase ORDER BY submit_time DESC, id DESC)"
+                " AS n FROM results) ranked WHERE n = 1"
+            )
+
     # -- reading
 
     def query(
@@ -296,38 +309,38 @@ class ResultsStore:
                 raise UserError(f"--outcome {value!r}: use one of {', '.join(OUTCOMES)}")
         if limit < 1:
             raise UserError(f"--limit {limit}: give at least 1")
-        where, args = self._filters(testcase, outcome, since, until, data, group)
         cols = (
             "r.id, r.testcase, r.outcome, r.ref_url, r.note, r.submit_time, r.data,"
             " g.uuid AS group_uuid"
         )
-        if latest and not (since or until or data or group):
-            # The kept pointer per testcase: one row read per testcase.
+        tail = " ORDER BY r.submit_time DESC, r.id DESC LIMIT ?"
+        if latest:
+            # Per testcase (the latest table lists them), its newest result: read through the
+            # pointer when nothing else filters, else walked back from the newest until one
+            # matches (an index probe per testcase, not a scan of every result).
+            names, name_args = self._testcase_filter(testcase, "l")
+            rest, args = self._filters(None, outcome, since, until, data, group, "x")
+            if rest:
+                pick = (
+                    "(SELECT x.id FROM results x WHERE x.testcase = l.testcase AND "
+                    + " AND ".join(rest)
+                    + " ORDER BY x.submit_time DESC, x.id DESC LIMIT 1)"
+                )
+            else:
+                pick = "l.result_id"
             sql = (
-                f"SELECT {cols} FROM result_latest l JOIN results r ON r.id = l.result_id"
+                f"SELECT {cols} FROM result_latest l JOIN results r ON r.id = {pick}"
                 " LEFT JOIN result_groups g ON g.id = r.group_id"
-                + (" WHERE " + " AND ".join(where) if where else "")
-                + " ORDER BY r.submit_time DESC, r.id DESC LIMIT ?"
+                + (" WHERE " + " AND ".join(names) if names else "")
+                + tail
             )
-        elif latest:
-            inner = (
-                "SELECT r.testcase, max(r.submit_time) AS t FROM results r"
-                + (" WHERE " + " AND ".join(where) if where else "")
-                + " GROUP BY r.testcase"
-            )
-            sql = (
-                f"SELECT {cols} FROM results r JOIN ({inner}) m"
-                " ON r.testcase = m.testcase AND r.submit_time = m.t"
-                " LEFT JOIN result_groups g ON g.id = r.group_id"
-                + (" WHERE " + " AND ".join(where) if where else "")
-                + " ORDER BY r.submit_time DESC, r.id DESC LIMIT ?"
-            )
-            args = args + args
+            args = args + name_args
         else:
+            where, args = self._filters(testcase, outcome, since, until, data, group, "r")
             sql = (
                 f"SELECT {cols} FROM results r LEFT JOIN result_groups g ON g.id = r.group_id"
                 + (" WHERE " + " AND ".join(where) if where else "")
-                + " ORDER BY r.submit_time DESC, r.id DESC LIMIT ?"
+                + tail
             )
         rows = self.db.query(sql, (*args, int(limit)))
         out, seen = [], set()
@@ -339,42 +352,64 @@ class ResultsStore:
             out.append(_result_json(row))
         return out
 
-    def _filters(self, testcase, outcome, since, until, data, group):
-        where: list[str] = []
-        args: list[Any] = []
-        if testcase:
-            if testcase.endswith("*"):
-                where.append("r.testcase >= ? AND r.testcase < ?")
-                prefix = testcase[:-1]
-                args += [prefix, prefix + "\U0010ffff"]
-            else:
-                where.append("r.testcase = ?")
-                args.append(testcase)
+    @staticmethod
+    def _testcase_filter(testcase: str | None, a: str) -> tuple[list[str], list[Any]]:
+        if not testcase:
+            return [], []
+        if testcase.endswith("*"):
+            prefix = testcase[:-1]
+            return [f"{a}.testcase >= ? AND {a}.testcase < ?"], [prefix, prefix + "\U0010ffff"]
+        return [f"{a}.testcase = ?"], [testcase]
+
+    def _filters(self, testcase, outcome, since, until, data, group, a):
+        where, args = self._testcase_filter(testcase, a)
         if outcome:
-            where.append(f"r.outcome IN ({','.join('?' * len(outcome))})")
+            where.append(f"{a}.outcome IN ({','.join('?' * len(outcome))})")
             args += list(outcome)
         if since is not None:
-            where.append("r.submit_time >= ?")
+            where.append(f"{a}.submit_time >= ?")
             args.append(int(since))
         if until is not None:
-            where.append("r.submit_time < ?")
+            where.append(f"{a}.submit_time < ?")
             args.append(int(until))
         for key, value in (data or {}).items():
             if value.endswith("*"):
-                where.append(
-                    "r.id IN (SELECT result_id FROM result_data WHERE key = ?"
-                    " AND value >= ? AND value < ?)"
+                match, match_args = (
+                    "d.value >= ? AND d.value < ?",
+                    [
+                        value[:-1],
+                        value[:-1] + "\U0010ffff",
+                    ],
                 )
-                args += [key, value[:-1], value[:-1] + "\U0010ffff"]
             else:
+                match, match_args = "d.value = ?", [value]
+            if self._few(key, match, match_args):
+                # A rare value: the matching ids from the (key, value) index, a short list.
                 where.append(
-                    "r.id IN (SELECT result_id FROM result_data WHERE key = ? AND value = ?)"
+                    f"{a}.id IN (SELECT d.result_id FROM result_data d WHERE d.key = ? AND {match})"
                 )
-                args += [key, value]
+            else:
+                # A common value: checked on each result as it is read, newest first, through
+                # the (result_id, key, value) index; a query with a limit stops at its limit.
+                where.append(
+                    f"EXISTS (SELECT 1 FROM result_data d WHERE d.result_id = {a}.id"
+                    f" AND d.key = ? AND {match})"
+                )
+            args += [key, *match_args]
         if group:
-            where.append("r.group_id = (SELECT id FROM result_groups WHERE uuid = ?)")
+            where.append(f"{a}.group_id = (SELECT id FROM result_groups WHERE uuid = ?)")
             args.append(group)
         return where, args
+
+    def _few(self, key: str, match: str, args: list[Any]) -> bool:
+        """Whether fewer than FEW results hold KEY matching (counted through the index, at
+        most FEW entries read)."""
+        rows = self.db.query(
+            f"SELECT count(*) AS n FROM (SELECT 1 FROM result_data d WHERE d.key = ? AND {match}"
+            f" LIMIT {FEW}) few",
+            (key, *args),
+        )
+        return int(rows[0]["n"]) < FEW
 
     def groups(
         self,
