@@ -215,6 +215,10 @@ class DaskFlock(ServiceFlock):
         from library.flock.models import dump_flocks
 
         client = self._client
+        if self.placement.workers:
+            # One long-running shard per worker thread: a worker the nanny is restarting
+            # (after a death) must be back, or two shards would queue on one thread.
+            client.wait_for_workers(self.placement.workers, timeout=120)
         addresses = sorted(client.scheduler_info()["workers"])
         if not addresses:
             raise RuntimeError("the Dask scheduler has no workers")
@@ -373,6 +377,7 @@ class DaskFlock(ServiceFlock):
         for name in self.users:
             self.logs[name].add("resumed")
         self.dead_shards.clear()
+        self.shard_states.clear()  # IDLE until the new shards publish
         self._runner = asyncio.create_task(self._run(), name=f"dask-{self.name}")
 
     async def refresh(self) -> None:
@@ -382,6 +387,7 @@ class DaskFlock(ServiceFlock):
             return
         await self._stop_shards()
         self.dead_shards.clear()
+        self.shard_states.clear()  # IDLE until the new shards publish
         self._runner = asyncio.create_task(self._run(), name=f"dask-{self.name}")
 
     # -- what the API shows

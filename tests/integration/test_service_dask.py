@@ -1,7 +1,7 @@
 """A service flock on a local Dask cluster: the service is its control plane. Its summary,
 monkeys and /metrics show the shards merged, refreshed at least every 5 s; a shard whose
-worker is killed shows its monkeys as failed; the shards' events land in the service's
-events store."""
+worker is killed shows its monkeys as failed; pause and resume stop and restart the shards;
+the shards' events land in the service's events store."""
 
 from __future__ import annotations
 
@@ -98,6 +98,24 @@ def test_flock_on_dask_shards(tmp_path):
             dead = [m["name"] for m in data["monkeys"] if m["state"] == "ERROR"]
             assert "died" in c.get(f"/flocks/dist-a/monkeys/{dead[0]}/log").text
             assert _metric(svc, "bosun_monkeys", flock="dist-a", state="ERROR") == 2
+
+            # Pause stops the shards; resume starts them again, on the restarted worker too.
+            paused = c.post("/flocks/dist-a/pause").json()
+            assert paused["paused"] is True
+            states = [m["state"] for m in c.get("/flocks/dist-a").json()["monkeys"]]
+            assert states == ["PAUSED"] * 4
+            before = paused["success_count"]
+            assert c.post("/flocks/dist-a/resume").status_code == 200
+            deadline = time.monotonic() + 90
+            while True:
+                data = c.get("/flocks/dist-a").json()
+                states = [m["state"] for m in data["monkeys"]]
+                counts = c.get("/flocks/dist-a/summary").json()
+                if states == ["RUNNING"] * 4 and counts["success_count"] > before:
+                    break
+                assert time.monotonic() < deadline, (states, svc.output()[-3000:])
+                time.sleep(0.5)
+            assert counts["failure_count"] >= 2  # the dead shard's failures are kept
             assert c.delete("/flocks/dist-a").status_code == 204
     finally:
         assert svc.stop() == 0
