@@ -81,7 +81,8 @@ def compare(
             in points), e.g. ``p95=20``, ``tap_query.p95=10``, ``success_pct=1``. Repeatable.
         against_history: Compare the one run given with the median of the last N recorded runs
             of the same project and presets.
-        db: History database ($BOSUN_HISTORY_DB, else artifacts/history.sqlite).
+        db: Results store the history is kept in ($BOSUN_RESULTS_STORE, else $BOSUN_HISTORY_DB,
+            else artifacts/results.sqlite).
     """
     from library import env
     from library.report import compare as cmp
@@ -106,7 +107,8 @@ def history(db: Path | None = None, project: str | None = None, last: int = 20) 
     operation count, success %, p50/p95/p99).
 
     Args:
-        db: History database ($BOSUN_HISTORY_DB, else artifacts/history.sqlite).
+        db: Results store the history is kept in ($BOSUN_RESULTS_STORE, else $BOSUN_HISTORY_DB,
+            else artifacts/results.sqlite).
         project: Only the runs of this project.
         last: How many runs to show.
     """
