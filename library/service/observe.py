@@ -125,7 +125,14 @@ class Observer:
             shard_tally = getattr(flock, "tally", None)
             if shard_tally is not None:
                 extra.append(shard_tally)
-        return [self.tally, *extra]
+        if not extra:
+            return [self.tally]
+        # One series per label set: a Dask flock's events are tallied in its shards, and its
+        # ShardDied events here.
+        merged = EventTally()
+        for tally in (self.tally, *extra):
+            merged.add(tally.snapshot())
+        return [merged]
 
     def health_now(self) -> dict[str, Any]:
         rows = self.health.rows

@@ -98,6 +98,14 @@ def test_flock_on_dask_shards(tmp_path):
             dead = [m["name"] for m in data["monkeys"] if m["state"] == "ERROR"]
             assert "died" in c.get(f"/flocks/dist-a/monkeys/{dead[0]}/log").text
             assert _metric(svc, "bosun_monkeys", flock="dist-a", state="ERROR") == 2
+            series = [
+                (s.name, tuple(sorted(s.labels.items())))
+                for f in text_string_to_metric_families(httpx.get(svc.base + "/metrics").text)
+                for s in f.samples
+            ]
+            assert len(series) == len(set(series))  # the shards' and the service's, merged
+            assert _metric(svc, "bosun_operations_total", flock="dist-a",
+                           operation="monkey_error", result="failure") == 2  # fmt: skip
 
             # Pause stops the shards; resume starts them again, on the restarted worker too.
             paused = c.post("/flocks/dist-a/pause").json()
