@@ -90,6 +90,10 @@ def run(
         from library.triggers import rules as rules_mod
 
         rules_mod.load(settings.triggers.rules)  # so is a bad rule file
+    if settings.triggers.github.secret_file is not None:
+        from library.triggers.github import read_secret
+
+        read_secret(settings.triggers.github.secret_file)  # and a missing secret
     flocks = _autostart(settings.autostart, load_flocks)
     result = serve(settings, flocks)
     return {

@@ -121,6 +121,7 @@ class Executor:
         self.running: dict[int, asyncio.Task] = {}
         self._procs: dict[int, asyncio.subprocess.Process] = {}
         self._cancelling: set[int] = set()
+        self._enders: set[asyncio.Task] = set()  # kept: a task nobody holds may be collected
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task | None = None
@@ -233,7 +234,9 @@ class Executor:
             proc = self._procs.get(run_id)
             if proc is not None and proc.returncode is None:
                 log.info("run %d: cancelled; ending its process group", run_id)
-                asyncio.create_task(_end_group(proc.pid, self.grace_s))
+                task = asyncio.create_task(_end_group(proc.pid, self.grace_s))
+                self._enders.add(task)
+                task.add_done_callback(self._enders.discard)
 
     def _prepare(self, run: QueuedRun) -> tuple[Path, list[str], dict[str, str]]:
         from library import artifacts, yamlio

@@ -133,7 +133,11 @@ class TriggerService:
                 continue
             if getattr(options, "repo_ref", None) != branch:
                 continue
-            await self.manager.refresh_flock(name, who)
+            try:
+                await self.manager.refresh_flock(name, who)
+            except Exception as exc:  # noqa: BLE001 - one flock's failure spares the others
+                log.error("push to %s: refreshing flock %s failed: %s", branch, name, exc)
+                continue
             refreshed.append(name)
         return refreshed
 

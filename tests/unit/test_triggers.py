@@ -357,3 +357,88 @@ def test_results_store_queries(tmp_path):
     with pytest.raises(UserError, match="--since 'yesterday'"):
         parse_when("yesterday")
     store.close()
+
+
+def test_cancel_a_queued_and_a_running_run(tmp_path):
+    """A queued run is cancelled at once and never runs; a running one has its process
+    group ended by its executor, from a cancel asked in another connection (the CLI's)."""
+    import asyncio
+
+    from library.queue.executor import Executor
+    from library.queue.store import QueueStore
+
+    ruleset = rules.parse(
+        [
+            {
+                "when": {"type": "slow"},
+                "do": [
+                    {
+                        "project": "example",
+                        "step": "test",
+                        "presets": ["sequential"],
+                        "vars": {"tests.example.pause": 60, "tests.example.names": ["alpha"]},
+                    }
+                ],
+            }
+        ],
+        "r",
+    )
+    store = QueueStore(tmp_path / "q.sqlite")
+    queued = [
+        store.enqueue(
+            ruleset.match(events.from_data({"type": "slow", "id": f"s{i}"}, "e")), "service"
+        )[0][0]
+        for i in range(2)
+    ]
+    env = {"BOSUN_QUEUE_STORE": str(tmp_path / "q.sqlite")}
+    assert run_cli("run_toolbox.py", "trigger", "cancel", queued[1].id, env=env).returncode == 0
+    executor = Executor(store, tmp_path / "runs", concurrency=2, poll_s=0.1, grace_s=10)
+
+    async def go():
+        executor.start()
+        deadline = time.monotonic() + 60
+        while store.get(queued[0].id).pid is None:
+            assert time.monotonic() < deadline, "the run did not start"
+            await asyncio.sleep(0.1)
+        began = time.monotonic()
+        cancel = await asyncio.to_thread(
+            run_cli, "run_toolbox.py", "trigger", "cancel", queued[0].id, env=env
+        )
+        assert cancel.returncode == 0, cancel.stderr
+        while store.get(queued[0].id).state == "running":
+            assert time.monotonic() - began < 30, "the cancel was not acted on"
+            await asyncio.sleep(0.1)
+        await executor.stop()
+        return time.monotonic() - began
+
+    took = asyncio.run(go())
+    first, second = store.get(queued[0].id), store.get(queued[1].id)
+    assert first.state == "cancelled" and took < 30 and first.exit_code != 0
+    assert any("cancelled by" in note for note in first.notes)
+    assert second.state == "cancelled" and second.started is None and second.attempts == 0
+    again = run_cli("run_toolbox.py", "trigger", "cancel", queued[0].id, env=env)
+    assert again.returncode == 2 and "already cancelled" in again.stderr
+    store.close()
+
+
+def test_service_refuses_bad_rules_and_secret_before_starting(tmp_path):
+    bad = write(tmp_path / "rules.yaml", [{"when": {}, "do": [{"project": "nope", "step": "x"}]}])
+    env = {"ARTIFACT_DIR": str(tmp_path / "art")}
+    common = (
+        "run_toolbox.py",
+        "service",
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        tmp_path / "state",
+    )
+    done = run_cli(*common, "--rules", bad, env=env, timeout=60)
+    assert done.returncode == 2
+    [line] = error_lines(done.stderr)
+    assert "rules.yaml: rule 1 do[0]: unknown project 'nope'" in line
+    done = run_cli(*common, "--github-secret-file", tmp_path / "none", env=env, timeout=60)
+    assert done.returncode == 2
+    [line] = error_lines(done.stderr)
+    assert "none" in line and "No such file" in line
+    assert "Traceback" not in done.stderr
