@@ -105,6 +105,13 @@ class Alerts:
     def longest_window(self) -> float:
         return max([r.window for r in self.rules] + [self.keep_s])
 
+    @property
+    def resolution(self) -> float:
+        """Samples closer than this are merged: a window is off by at most this much, and
+        a day of samples is a few thousand, not one per evaluation."""
+        spans = [r.window for r in self.rules] + ([self.keep_s] if self.keep_s else [])
+        return min(spans) / 120 if spans else 0.0
+
     def sample(self, summaries: list[dict[str, Any]], now: float) -> None:
         """Note each flock's counts now; samples older than the longest window (and one
         before it) are dropped, so memory stays bounded."""
@@ -116,7 +123,10 @@ class Alerts:
             ok, failed = int(summary["success_count"]), int(summary["failure_count"])
             if series and (ok < series[-1][1] or failed < series[-1][2]):
                 series.clear()  # the flock was replaced: its counts started again
-            series.append((now, ok, failed))
+            if len(series) >= 2 and now - series[-2][0] < self.resolution:
+                series[-1] = (now, ok, failed)  # close to the one before: replace, not add
+            else:
+                series.append((now, ok, failed))
             horizon = now - self.longest_window
             while len(series) > 2 and series[1][0] <= horizon:
                 series.popleft()

@@ -62,6 +62,18 @@ def test_samples_stay_bounded():
     for t in range(10_000):
         alerts.sample([summary("f", t, 0)], float(t))
     assert len(alerts.samples["f"]) <= 62
+    # The report's day of counts, sampled every 10 s: merged to 12-minute steps.
+    day = Alerts([], keep_s=86400.0)
+    for t in range(0, 3 * 86400, 10):
+        day.sample([summary("f", t, 0)], float(t))
+    assert len(day.samples["f"]) <= 125
+    ok, failed = day.window_counts("f", 86400.0, 3 * 86400 - 10)  # counts grow 1 per s
+    assert abs(ok - 86400) <= 720 and failed == 0  # a window is off by one step at most
+    # No rule and no report: nothing kept beyond the last two samples, nothing evaluated.
+    idle = Alerts([])
+    for t in range(100):
+        idle.sample([summary("f", t, 0)], float(t))
+    assert len(idle.samples["f"]) == 2 and idle.evaluate(100.0) == []
 
 
 def test_undelivered_messages_are_retried_in_order():
