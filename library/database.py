@@ -51,6 +51,16 @@ class Cursor:
     def fetchone(self) -> tuple | None:
         return self.raw.fetchone()
 
+    def one(self) -> tuple:
+        """The row a statement must return (a row read back in the same transaction)."""
+        row = self.raw.fetchone()
+        if row is None:
+            raise LookupError("expected a row, the statement returned none")
+        return tuple(row)
+
+    def row(self) -> dict[str, Any]:
+        return dict(zip(self.columns, self.one(), strict=True))
+
     def fetchall(self) -> list[tuple]:
         return self.raw.fetchall()
 

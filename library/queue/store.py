@@ -243,7 +243,7 @@ class QueueStore:
                 )
                 created = cur.fetchone() is not None
                 cur.execute("SELECT * FROM queue_runs WHERE dedupe_key = ?", (req.dedupe_key,))
-                row = dict(zip(cur.columns, cur.fetchone(), strict=True))
+                row = cur.row()
                 out.append((QueuedRun.from_row(row), created))
         return out
 
@@ -271,7 +271,7 @@ class QueueStore:
                 (time.time(), owner, str(Path(artifacts_root) / name), run_id),
             )
             cur.execute("SELECT * FROM queue_runs WHERE id = ?", (run_id,))
-            return QueuedRun.from_row(dict(zip(cur.columns, cur.fetchone(), strict=True)))
+            return QueuedRun.from_row(cur.row())
 
     def set_pid(self, run_id: int, pid: int) -> None:
         """The run's process exists: its pid, and ``started`` becomes the time it started."""
@@ -285,7 +285,7 @@ class QueueStore:
         """Add keys to a run's data (a reporter's check run id...)."""
         with self.db.transaction() as cur:
             cur.execute("SELECT data FROM queue_runs WHERE id = ?", (run_id,))
-            data = {**json.loads(cur.fetchone()[0]), **patch}
+            data = {**json.loads(cur.one()[0]), **patch}
             cur.execute(
                 "UPDATE queue_runs SET data = ? WHERE id = ?",
                 (json.dumps(data, default=str), run_id),
@@ -314,7 +314,7 @@ class QueueStore:
             cur.execute(
                 "SELECT attempts, max_attempts, notes FROM queue_runs WHERE id = ?", (run_id,)
             )
-            attempts, max_attempts, notes = cur.fetchone()
+            attempts, max_attempts, notes = cur.one()
             notes = [*json.loads(notes), note]
             if attempts < max_attempts:
                 cur.execute(
@@ -329,7 +329,7 @@ class QueueStore:
                     (time.time(), f"{note}; no attempt left", json.dumps(notes), run_id),
                 )
             cur.execute("SELECT * FROM queue_runs WHERE id = ?", (run_id,))
-            return QueuedRun.from_row(dict(zip(cur.columns, cur.fetchone(), strict=True)))
+            return QueuedRun.from_row(cur.row())
 
     def finish_interrupted(self, run_id: int, note: str) -> QueuedRun:
         """A running run whose executor is gone and will not come back: failed, noted."""
@@ -341,7 +341,7 @@ class QueueStore:
     def _fail(self, run_id: int, note: str, state: str) -> QueuedRun:
         with self.db.transaction() as cur:
             cur.execute("SELECT notes FROM queue_runs WHERE id = ?", (run_id,))
-            notes = json.dumps([*json.loads(cur.fetchone()[0]), note])
+            notes = json.dumps([*json.loads(cur.one()[0]), note])
             cur.execute(
                 "UPDATE queue_runs SET state = 'failed', pid = NULL, finished = ?, error = ?,"
                 " notes = ? WHERE id = ? AND state = ?",

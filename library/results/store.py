@@ -230,7 +230,7 @@ class ResultsStore:
                     json.dumps(group.data, default=str),
                 ),
             )
-            group_id = int(cur.fetchone()[0])
+            group_id = int(cur.one()[0])
             self._insert(cur, [(r, submit, group_id) for r in results])
             touched.update(r.testcase for r in results)
             self._refresh_latest(cur, touched)
@@ -260,7 +260,7 @@ class ResultsStore:
                     json.dumps(result.data, default=str),
                 ),
             )
-            result_id = int(cur.fetchone()[0])
+            result_id = int(cur.one()[0])
             data_rows.extend((result_id, k, v) for k, v in _flat_data(result.data))
         if data_rows:
             cur.executemany(
