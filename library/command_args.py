@@ -30,6 +30,7 @@ import markupsafe
 import yaml
 
 from library import yamlio
+from library.config import Secret
 from library.errors import ConfigError
 
 SET_AT_RUNTIME = "SET_AT_RUNTIME"
@@ -95,8 +96,12 @@ def _placeholder_loader(values: list[Any], pattern: re.Pattern) -> type[yamlio.B
             if isinstance(value, str) and type(value) is str:
                 return _typed(loader, value)
             return copy.deepcopy(value)
+        parts = [values[int(m.group(1))] for m in pattern.finditer(text)]
         text = pattern.sub(lambda m: _as_text(values[int(m.group(1))]), text)
-        return _typed(loader, text) if node.style is None else text
+        value = _typed(loader, text) if node.style is None else text
+        if isinstance(value, str) and any(isinstance(p, Secret) for p in parts):
+            return Secret(value)  # a string holding a secret is secret as a whole
+        return value
 
     Loader.add_constructor("tag:yaml.org,2002:str", construct_str)
     return Loader

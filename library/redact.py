@@ -1,9 +1,9 @@
 """Masking of secrets in arguments, configs and logs.
 
 Two mechanisms, because neither alone is enough: values registered at run time (tokens read
-from files or created through an API) are replaced wherever they appear, and values stored
+from files or created through an API) are replaced wherever they appear, and strings stored
 under secret-looking names (``token``, ``password``...) are masked by name even before anyone
-registered them.
+registered them. A value that says it is secret (``is_secret``) is masked whatever its length.
 """
 
 from __future__ import annotations
@@ -98,12 +98,20 @@ def redact_text(text: str) -> str:
 
 
 def redact_data(data: Any, key: str = "") -> Any:
-    """A copy of a YAML/JSON-like structure with secrets masked by name and by value."""
+    """A copy of a YAML/JSON-like structure with secrets masked by marker, name and value.
+
+    A value marked secret (``is_secret``, as the config's ``Secret`` strings are) is masked
+    whatever its length or key. By name, only strings are masked: a count such as
+    ``max_input_tokens: 2047`` is not a credential. Data that came from the project config
+    goes through ``config.mask`` instead, which masks by source only.
+    """
+    if getattr(data, "is_secret", False):
+        return MASK
     if isinstance(data, dict):
         return {k: redact_data(v, str(k)) for k, v in data.items()}
     if isinstance(data, list | tuple):
         return [redact_data(v, key) for v in data]
-    if key and is_secret_name(key) and data not in (None, "", False):
+    if key and is_secret_name(key) and isinstance(data, str) and data:
         return MASK
     if isinstance(data, str):
         return redact_text(data)

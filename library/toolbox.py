@@ -198,7 +198,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return Path(value)
         raise UserError(f"{where}: expected a path, got {value!r}")
     if annotation is str:
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
+        if isinstance(value, str):
+            return value  # as is: a config ``Secret`` keeps its marker, so records mask it
+        if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
         raise UserError(f"{where}: expected a string, got {value!r}")
     return value
@@ -241,9 +243,7 @@ def command_line(
     parts = ["./run_toolbox.py", group, name]
     params = inspect.signature(fn).parameters
     for pname, value in bound.items():
-        if redact.is_secret_name(pname):
-            value = redact.MASK
-        value = redact.redact_data(value)
+        value = redact.redact_data({pname: value})[pname]
         if params[pname].kind is inspect.Parameter.POSITIONAL_ONLY:
             parts.extend(str(v) for v in (value if isinstance(value, list) else [value]))
             continue

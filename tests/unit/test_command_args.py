@@ -3,6 +3,7 @@
 import pytest
 
 from library import command_args
+from library.config import Secret
 from library.errors import ConfigError
 
 TEMPLATE = """\
@@ -120,6 +121,18 @@ def test_a_value_cannot_add_arguments(tmp_path, value):
         "inside": f"pre-{value}-post",
         "check": True,
     }
+
+
+def test_a_secret_stays_secret_whole_quoted_or_inside_a_string(tmp_path):
+    """A config Secret keeps its marker through the template, so args.yaml masks it."""
+    path = tmp_path / "command_args.yaml.j2"
+    path.write_text(
+        'a b:\n  whole: {{ s }}\n  quoted: "{{ s }}"\n  inside: [x, "k={{ s }}"]\n  n: {{ n }}\n'
+    )
+    args = command_args.resolve(path, {"s": Secret("Zq9"), "n": 3}, "a", "b")
+    assert args == {"whole": "Zq9", "quoted": "Zq9", "inside": ["x", "k=Zq9"], "n": 3}
+    assert all(isinstance(v, Secret) for v in (args["whole"], args["quoted"], args["inside"][1]))
+    assert not isinstance(args["inside"][0], Secret)
 
 
 def test_values_keep_their_yaml_types(tmp_path):

@@ -60,3 +60,22 @@ def test_ordinary_text_is_left_alone():
 
 def test_webhook_urls_are_masked_by_name():
     assert redact.redact_data({"webhook_url": "https://h/x"}) == {"webhook_url": "***"}
+
+
+def test_a_value_marked_secret_is_masked_whatever_its_key_or_length():
+    """The config's Secret strings carry ``is_secret``: too short to register, masked anyway."""
+    from library.config import Secret
+
+    data = {"dsn": Secret("Zq9"), "argv": ["echo", Secret("k=Zq9")], "plain": "Zq9"}
+    assert redact.redact_data(data) == {"dsn": "***", "argv": ["echo", "***"], "plain": "Zq9"}
+
+
+def test_numbers_are_not_masked_by_name():
+    """By name, only strings are masked: a count named like a token is not a credential."""
+    data = {"max_input_tokens": 2047, "min_input_tokens": 0, "use_token": True, "token": "t1"}
+    assert redact.redact_data(data) == {
+        "max_input_tokens": 2047,
+        "min_input_tokens": 0,
+        "use_token": True,
+        "token": "***",
+    }

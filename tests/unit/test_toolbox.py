@@ -76,6 +76,28 @@ def test_secret_arguments_are_masked(artifact_dir):
         assert secret not in path.read_text(), path.name
 
 
+def test_a_short_secret_file_value_reaches_no_record(artifact_dir, tmp_path, monkeypatch):
+    """A secret file's content is too short to register for masking by value; its Secret
+    marker still masks it in args.yaml, command.sh and result.json."""
+    from library import config
+
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "db_password").write_text("Zq9\n")
+    monkeypatch.setenv("BOSUN_TEST_SECRET_PATH", str(tmp_path / "secrets"))
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "secrets: {dir: {env_key: BOSUN_TEST_SECRET_PATH}, db: db_password}\n"
+        "db: {password: '*$@secrets.db'}\n"
+    )
+    with redact.isolated_registry():
+        value = config.load(config_file=path).get_config("db.password", handled_secretly=True)
+        assert value == "Zq9"
+        toolbox.invoke("shell", "run_argv", {"argv": ["true", value]})
+    for record in (artifact_dir / "000__shell__run_argv").iterdir():
+        if record.name in ("args.yaml", "command.sh", "result.json"):
+            assert "Zq9" not in record.read_text(), record.name
+
+
 def test_docstring_parsing():
     def f(user: str, count: int = 1):
         """Do a thing.
