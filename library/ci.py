@@ -458,7 +458,7 @@ def _write_records(
         "step": step,
         "steps": [r.name for r in results],
         "presets": cfg.presets_applied,
-        "overrides": redact.redact_data(cfg.overrides),
+        "overrides": config.mask(cfg.overrides),  # by source, as config.yaml
         "job": trigger.job,
         "start": started,
         "end": _now(),

@@ -1,5 +1,6 @@
 """ci/run through its real entry point: steps, presets, trigger text, JUnit, signals."""
 
+import json
 import os
 import signal
 import subprocess
@@ -62,6 +63,25 @@ def test_ci_sequence_passes_and_writes_the_run_files(tmp_path):
     suite = ET.parse(tmp_path / "junit.xml").getroot()
     assert suite.get("failures") == "0"
     assert int(suite.get("tests")) == 4 + 5  # 4 steps, 5 toolbox calls (2 greetings)
+
+
+def test_a_short_secret_override_reaches_no_record(tmp_path):
+    """A `!secret` value too short to register is masked by its marker in run.json (by source,
+    as config.yaml) and in the toolbox call that received it (args.yaml, command.sh)."""
+    proc = run_cli(
+        CI_RUN,
+        "example",
+        "cleanup",
+        "--var",
+        "tests.cleanup.message: !secret Zq9",
+        env={"ARTIFACT_DIR": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    call = tmp_path / "000__cleanup" / "000__shell__run_argv__cleanup"
+    for path in (tmp_path / "run.json", call / "args.yaml", call / "command.sh"):
+        assert "Zq9" not in path.read_text(), path.name
+    run_info = json.loads((tmp_path / "run.json").read_text())
+    assert run_info["overrides"] == {"tests.cleanup.message": "***"}
 
 
 def test_failure_is_reported_and_cleanup_still_runs(tmp_path):
