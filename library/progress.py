@@ -11,10 +11,17 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 PLAIN_EVERY_S = 10.0
+
+
+class Advance(Protocol):
+    """``advance(n=1)``: ``n`` more units of the step are done."""
+
+    def __call__(self, n: int = 1) -> None: ...
 
 
 def _interactive() -> bool:
@@ -22,7 +29,7 @@ def _interactive() -> bool:
 
 
 @contextlib.contextmanager
-def progress(total: int, description: str) -> Iterator[Callable[[int], None]]:
+def progress(total: int, description: str) -> Iterator[Advance]:
     """Yield ``advance(n=1)``; show how far ``total`` the step got, and how fast."""
     lock = threading.Lock()
     state = {"done": 0, "last": time.monotonic()}
@@ -30,8 +37,13 @@ def progress(total: int, description: str) -> Iterator[Callable[[int], None]]:
     if _interactive():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-        with Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), transient=True) as bar:
+        with Progress(
+            "[bold]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=True,
+        ) as bar:
             task = bar.add_task(description, total=total)
 
             def advance(n: int = 1) -> None:

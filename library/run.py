@@ -16,7 +16,8 @@ import subprocess
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from library import artifacts, command_args, config, env, redact, toolbox
 from library.errors import UserError, one_line
@@ -215,7 +216,7 @@ def run(
             out.write(f"[stderr]\n{redact.redact_text(proc.stderr)}")
         out.write(f"[exit {proc.returncode} after {duration:.2f} s]\n\n")
     if not capture_stdout:
-        proc.stdout = None
+        proc = subprocess.CompletedProcess(proc.args, proc.returncode, None, proc.stderr)
     if check and proc.returncode != 0:
         last = (proc.stderr or "").strip().splitlines()[-1:] or [""]
         raise CommandFailed(
@@ -276,7 +277,7 @@ class Parallel:
         self.exit_on_exception = exit_on_exception
         self.max_workers = max_workers
         self.tasks: list[tuple[Callable, tuple, dict]] = []
-        self.path = None
+        self.path: Path | None = None
         self.failures: list[tuple[str, BaseException]] = []
 
     def delayed(self, fn: Callable, *args: Any, **kwargs: Any) -> None:
@@ -286,11 +287,16 @@ class Parallel:
         self.path = env.next_dir(self.name)
         return self
 
+    def _dir(self) -> Path:
+        if self.path is None:
+            raise RuntimeError(f"parallel block {self.name!r}: tasks run inside its `with`")
+        return self.path
+
     def _run_task(self, fn: Callable, args: tuple, kwargs: dict) -> Any:
-        with env.using_artifact_dir(self.path), config.frozen(self.name):
+        with env.using_artifact_dir(self._dir()), config.frozen(self.name):
             return fn(*args, **kwargs)
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if exc_type is not None:
             return False  # the block itself failed: its tasks are not started
         if not self.tasks:
@@ -317,7 +323,7 @@ class Parallel:
                     f"task {task}:\n{''.join(traceback.format_exception(err))}"
                     for task, err in self.failures
                 )
-                (self.path / artifacts.FAILURE).write_text(redact.redact_text(report))
+                (self._dir() / artifacts.FAILURE).write_text(redact.redact_text(report))
                 error = ParallelFailed(self.name, self.failures)
                 log.error("%s", error)
                 if self.exit_on_exception:

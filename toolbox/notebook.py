@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from library.errors import CheckFailed, UserError
 from library.notebooks import runs
@@ -112,7 +112,7 @@ def run_repo(
     if max_executions < 1:
         raise UserError(f"--max-executions {max_executions}: give at least 1")
     deployed = [s.strip() for s in services.split(",") if s.strip()] if services else None
-    rules = {"exclude_dirs": exclude_dir, "include": include, "exclude": exclude}
+    rules: dict[str, Any] = {"exclude_dirs": exclude_dir, "include": include, "exclude": exclude}
     if name_convention:
         rules["name_convention"] = True
     if list_only:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NoReturn
 
 from library import artifacts, labs
 from library.toolbox import command
@@ -12,7 +12,7 @@ from library.toolbox import command
 log = logging.getLogger(__name__)
 
 
-def _fail(exc) -> None:
+def _fail(exc) -> NoReturn:
     """An expected platform failure as one line, exit 1 (the message holds no token)."""
     from library.errors import CheckFailed
 

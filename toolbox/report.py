@@ -37,10 +37,11 @@ def post_mortem(run_dir: Path, /, since: str | None = None, until: str | None = 
     from library.report.parse import EVENTS_RANGE
 
     try:
-        bounds = tuple(
+        start, end = (
             None if value is None else parse_time(value, f"report post_mortem --{name}")
             for name, value in (("since", since), ("until", until))
         )
+        bounds = (start, end)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     token = EVENTS_RANGE.set(bounds)

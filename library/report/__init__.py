@@ -25,8 +25,8 @@ def post_mortem(run_dir: str | Path) -> Path:
     return build(run_dir)
 
 
-def record_history(run_dir: str | Path, db_path: str | Path | None = None) -> int:
-    """Append the run's summary to the SQLite history and return its row id."""
+def record_history(run_dir: str | Path, db_path: str | Path | None = None) -> int | None:
+    """Append the run's summary to the history; its id, or None (logged) when not recorded."""
     from library.report.history import record
 
     return record(Path(run_dir), db_path)

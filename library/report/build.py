@@ -173,7 +173,7 @@ def _concurrently(attempt, jobs: dict[str, Any]) -> dict[str, Any]:
 
 def _draw(named: list[tuple[str, Any]]) -> list[tuple[str, str | None, str | None]]:
     """(name, file or None, problem or None) of each plot; one broken plot costs no other."""
-    out = []
+    out: list[tuple[str, str | None, str | None]] = []
     for name, draw in named:
         try:
             out.append((name, draw(), None))

@@ -8,6 +8,7 @@ operation, by name or `flock/operation`), `success_pct=1` (success may drop at m
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -282,7 +283,7 @@ def _run_label(stats: dict[str, Any], index: int) -> str:
 
 
 def run(
-    paths: list[str | Path],
+    paths: Sequence[str | Path],
     thresholds: list[str],
     against_history: int | None,
     out: Path,
