@@ -420,7 +420,7 @@ class ProjectConfig:
         if _lookup(self._state.data, key) is _MISSING:
             raise ConfigError(self._unknown_key_message(key, "--explain"))
         canon = canonical_key(key)
-        rows = []
+        rows: list[tuple[int, str, str, Any]] = []
         for leaf, entries in self._state.history.items():
             if _under(leaf, canon):
                 rows.extend((seq, layer, leaf, value) for seq, layer, value in entries)
@@ -518,10 +518,10 @@ class ProjectConfig:
         validator = jsonschema.Draft202012Validator(schema)
         errors = sorted(validator.iter_errors(self._state.data), key=lambda e: list(e.path))
         if errors:
-            err = errors[0]
-            where = format_key(err.path) or "(top level)"
+            first = errors[0]
+            where = format_key(first.path) or "(top level)"
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-            raise ConfigError(f"{schema_path.name}: config key {where}: {err.message}{more}")
+            raise ConfigError(f"{schema_path.name}: config key {where}: {first.message}{more}")
 
     # -- snapshot
 
@@ -824,7 +824,11 @@ def load(
     """
     if (project is None) == (config_file is None):
         raise ConfigError("give exactly one of --project NAME or --config FILE")
-    path = Path(config_file) if config_file else project_testing_dir(project) / "config.yaml"
+    if config_file:
+        path = Path(config_file)
+    else:
+        assert project is not None  # exactly one of the two, checked just above
+        path = project_testing_dir(project) / "config.yaml"
     data = load_file(path)
     if data is None:
         data = {}

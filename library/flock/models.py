@@ -274,10 +274,11 @@ def _notices_for(item: dict, flock: FlockConfig) -> list[str]:
     ignored = sorted(set(item) - set(FlockConfig.model_fields))
     if ignored:
         notes.append(f"ignored flock key(s) {', '.join(ignored)}, as mobu ignores them")
-    for where, raw, model in (
+    given_models: list[tuple[str, Any, type[BaseModel]]] = [
         *((f"users[{i}]", u, User) for i, u in enumerate(item.get("users") or [])),
         *(("user_spec", s, UserSpec) for s in [item.get("user_spec")] if s),
-    ):
+    ]
+    for where, raw, model in given_models:
         if isinstance(raw, dict):
             extra = sorted(set(raw) - set(model.model_fields))
             if extra:
