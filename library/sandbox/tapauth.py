@@ -31,6 +31,7 @@ REQUIRED_SCOPE = "custom:read:tap"
 PROCESS_MARK = "library.sandbox.tapauth"
 # A token's answer is kept this long: one hub round trip per token and minute, not per query.
 CACHE_S = 60.0
+CACHE_MAX = 10_000  # tokens remembered at most (random tokens must not grow it without end)
 _HOP_HEADERS = {
     "connection",
     "keep-alive",
@@ -75,6 +76,8 @@ def make_app(upstream: str, hub_api: str, required_scope: str = REQUIRED_SCOPE):
             hub_api.rstrip("/") + "/user", headers={"Authorization": f"token {token}"}
         ) as resp:
             model = await resp.json(content_type=None) if resp.status == 200 else {}
+            if len(cache) >= CACHE_MAX:
+                cache.clear()
             cache[token] = (time.monotonic(), resp.status, model)
             return resp.status, model
 
@@ -98,7 +101,13 @@ def make_app(upstream: str, hub_api: str, required_scope: str = REQUIRED_SCOPE):
         if required_scope not in scopes:
             return refuse(403, f"the token of {model['name']} lacks the scope read:tap")
         front_origin = f"{request.scheme}://{request.host}".encode()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+        # The client's own X-Auth-Request-* headers are dropped (any case), as Gafaelfawr does:
+        # only the front says who the user is.
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in _HOP_HEADERS and not k.lower().startswith("x-auth-request-")
+        }
         headers["X-Auth-Request-User"] = model["name"]
         target = up_origin.decode() + request.rel_url.raw_path_qs
         body = await request.read()
