@@ -102,6 +102,7 @@ async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
     from library.service.observe import Observer
     from library.service.runtime import Runtime
     from library.service.store import FlockStore
+    from library.service.web.routes import make_router as web_router
     from library.triggers.service import TriggerService
 
     result = ServeResult(url)
@@ -128,7 +129,11 @@ async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
             manager,
             auth,
             runtime,
-            routers=[observer.router(), triggers.router()],
+            routers=[
+                observer.router(),
+                triggers.router(),
+                web_router(settings, manager, auth, observer, triggers),
+            ],
             exempt_paths=triggers.exempt_paths,
         )
     )

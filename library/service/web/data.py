@@ -1,0 +1,301 @@
+"""What the web page shows, computed from the service's own objects.
+
+Everything the page polls is computed at most once per `OVERVIEW_TTL_S` whatever the number
+of pages open (one cached snapshot shared by all), except that a change of the flocks listed
+recomputes at once, so a new flock shows on the next poll. Latency percentiles come from the
+latest executions of at most `SAMPLE_MONKEYS` monkeys of a flock (each keeps its last 32), so
+a 10,000-monkey flock costs what a 256-monkey one does.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from library.eventstore import EventStore
+    from library.service.flock import ServiceFlock
+    from library.service.manager import FlockManager
+    from library.service.observe import Observer
+    from library.triggers.service import TriggerService
+
+OVERVIEW_TTL_S = 2.0
+SAMPLE_MONKEYS = 256
+RATE_SPAN_S = 10.0  # ops/s: the executions of about the last ten seconds
+DAY_S = 86400.0
+# Windows of the flock charts, in seconds, and the number of time buckets they are cut in.
+WINDOWS = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800}
+BUCKETS = 120
+LATEST_RUNS = 10
+
+
+def flock_state(flock: ServiceFlock, states: dict[str, int]) -> str:
+    """The service's state, and ``failed`` for a started flock none of whose monkeys runs
+    (each ended in ERROR or finished, a dead Dask shard's included)."""
+    state = flock.state()
+    if state == "running" and states and not states.get("RUNNING") and states.get("ERROR"):
+        return "failed"
+    return state
+
+
+def percentiles(values: list[float], qs: tuple[float, ...] = (0.5, 0.95)) -> list[float | None]:
+    """The nearest-rank percentiles of `values` (None each when empty)."""
+    if not values:
+        return [None for _ in qs]
+    ordered = sorted(values)
+    n = len(ordered)
+    return [ordered[min(n - 1, max(0, math.ceil(q * n) - 1))] for q in qs]
+
+
+class WebData:
+    def __init__(
+        self,
+        manager: FlockManager,
+        observer: Observer | None,
+        triggers: TriggerService | None,
+    ) -> None:
+        self.manager = manager
+        self.observer = observer
+        self.triggers = triggers
+        self._overview: tuple[float, tuple[str, ...], dict[str, Any]] | None = None
+        self._totals: dict[str, deque[tuple[float, int]]] = {}
+        self._series: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        if observer is not None:
+            # The alerts' samples of each flock's counts, kept a day: the 1 h and 24 h
+            # success figures read them (the page costs no extra sampling of its own).
+            observer.alerts.keep_s = max(observer.alerts.keep_s, DAY_S)
+
+    # -- the overview
+
+    async def overview(self) -> dict[str, Any]:
+        import asyncio
+
+        names = tuple(self.manager.list_flocks())
+        now = time.monotonic()
+        cached = self._overview
+        if cached is not None and cached[1] == names and now - cached[0] < OVERVIEW_TTL_S:
+            return cached[2]
+        runs = None
+        if self.triggers is not None:
+            runs = await asyncio.to_thread(self._latest_runs)
+        data = {
+            "time": time.time(),
+            "flocks": [self.flock_row(f) for f in list(self.manager.flocks.values())],
+            "alerts": self.observer.alerts.as_dict()["firing"] if self.observer else [],
+            "health": self.observer.health_now() if self.observer else {},
+            "runs": runs,
+        }
+        data["flocks"].sort(key=lambda row: row["name"])
+        self._overview = (now, names, data)
+        return data
+
+    def _latest_runs(self) -> dict[str, Any]:
+        assert self.triggers is not None
+        queue = self.triggers.queue
+        return {
+            "counts": queue.counts(),
+            "latest": [r.to_dict() for r in queue.list(limit=LATEST_RUNS)],
+        }
+
+    def flock_row(self, flock: ServiceFlock) -> dict[str, Any]:
+        from library.flock.businesses import main_operation
+
+        states: dict[str, int] = {}
+        for monkey in flock.users:
+            state = flock.monkey_state(monkey)
+            states[state] = states.get(state, 0) + 1
+        summary = flock.summary()
+        ok, failed = summary["success_count"], summary["failure_count"]
+        row: dict[str, Any] = {
+            "name": flock.name,
+            "business": flock.config.business.type,
+            "operation": main_operation(flock.config.business.type),
+            "state": flock_state(flock, states),
+            "source": flock.source,
+            "created_by": flock.created_by,
+            "start_time": summary["start_time"],
+            "monkey_count": summary["monkey_count"],
+            "monkeys": states,
+            "success_count": ok,
+            "failure_count": failed,
+            "success_pct_1h": self._window_pct(flock.name, 3600.0, ok, failed),
+            "success_pct_24h": self._window_pct(flock.name, DAY_S, ok, failed),
+            "ops_per_s": self._rate(flock.name, ok + failed),
+            "client_bound": bool(
+                self.observer.health_now().get("client_bound") if self.observer else False
+            ),
+        }
+        row["p50_ms"], row["p95_ms"] = self._latency(flock)
+        return row
+
+    def _window_pct(self, name: str, window: float, ok: int, failed: int) -> float | None:
+        counts = None
+        if self.observer is not None:
+            counts = self.observer.alerts.window_counts(name, window, time.time())
+        if counts is not None and sum(counts) > 0:
+            ok, failed = counts
+        elif counts is not None and self.observer is not None:
+            # The flock ran no execution over the window: nothing to say.
+            return None
+        total = ok + failed
+        return round(100.0 * ok / total, 2) if total else None
+
+    def _rate(self, name: str, total: int) -> float | None:
+        now = time.monotonic()
+        series = self._totals.setdefault(name, deque(maxlen=64))
+        if series and total < series[-1][1]:
+            series.clear()  # replaced: its counts started again
+        series.append((now, total))
+        while len(series) > 2 and now - series[1][0] >= RATE_SPAN_S:
+            series.popleft()
+        for stale in [n for n in self._totals if n not in self.manager.flocks]:
+            del self._totals[stale]
+        first_t, first_n = series[0]
+        if now - first_t < 0.5:
+            return None
+        return round((total - first_n) / (now - first_t), 2)
+
+    @staticmethod
+    def _latency(flock: ServiceFlock) -> tuple[float | None, float | None]:
+        stats = list(getattr(flock, "stats", {}).values())
+        step = max(1, len(stats) // SAMPLE_MONKEYS)
+        values: list[float] = []
+        for item in stats[::step]:
+            values.extend(item.recent_ms)
+        p50, p95 = percentiles(values)
+        return (
+            None if p50 is None else round(p50, 3),
+            None if p95 is None else round(p95, 3),
+        )
+
+    # -- one flock
+
+    def monkeys(
+        self, flock: ServiceFlock, state: str | None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        """Its monkeys, those with failures first, with state and last error."""
+        rows = []
+        counts: dict[str, int] = {}
+        for name in flock.users:
+            monkey_state = flock.monkey_state(name)
+            counts[monkey_state] = counts.get(monkey_state, 0) + 1
+            if state and monkey_state != state:
+                continue
+            stats = flock.stats.get(name)
+            rows.append(
+                (
+                    -(stats.failures if stats else 0),
+                    name,
+                    monkey_state,
+                    stats.successes if stats else 0,
+                )
+            )
+        rows.sort()
+        page = rows[offset : offset + limit]
+        return {
+            "total": len(rows),
+            "states": counts,
+            "monkeys": [
+                {
+                    "name": name,
+                    "state": monkey_state,
+                    "success_count": ok,
+                    "failure_count": -neg_failed,
+                    "last_error": last_error(flock, name) if neg_failed else None,
+                }
+                for neg_failed, name, monkey_state, ok in page
+            ],
+        }
+
+    async def series(self, store: EventStore, flock: ServiceFlock, window: str) -> dict[str, Any]:
+        """Rate, failures and latency percentiles of a flock over `window`, in BUCKETS time
+        buckets, from the partitioned events (what reached disk: up to one flush interval
+        behind). Cached for 1/BUCKETS of the window, at least 5 s."""
+        import asyncio
+
+        from library.flock.businesses import main_operation
+
+        seconds = WINDOWS[window]
+        key = (flock.name, window)
+        now = time.monotonic()
+        cached = self._series.get(key)
+        if cached is not None and now - cached[0] < max(5.0, seconds / BUCKETS):
+            return cached[1]
+        operation = main_operation(flock.config.business.type)
+        data = await asyncio.to_thread(
+            bucket_series, store, flock.name, operation, seconds, time.time()
+        )
+        data["window"] = window
+        if len(self._series) > 64:
+            self._series.clear()
+        self._series[key] = (now, data)
+        return data
+
+
+def last_error(flock: ServiceFlock, name: str) -> str | None:
+    log = flock.logs.get(name)
+    if log is None:
+        return None
+    for _, line in reversed(list(log.lines)):
+        if line.startswith("ERROR"):
+            return line
+    return None
+
+
+def bucket_series(
+    store: EventStore, flock: str, operation: str, seconds: float, now: float
+) -> dict[str, Any]:
+    """Per time bucket: executions/s and failures/s of the flock (its operations, lifecycle
+    rows aside) and the p50/p95/p99 duration (ms) of its main operation."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from library.artifacts import LIFECYCLE_OPERATIONS
+
+    width = seconds / BUCKETS
+    end_us = int(now * 1e6)
+    since_us = end_us - int(seconds * 1e6)
+    table = store.read(since_us, None, ["start_us", "duration_us", "flock", "operation", "success"])
+    # The text columns are dictionary-encoded on disk: compared as plain strings.
+    table = table.filter(pc.equal(table.column("flock").cast(pa.string()), flock))
+    names = table.column("operation").cast(pa.string())
+    keep = pc.invert(pc.is_in(names, value_set=pa.array([str(o) for o in LIFECYCLE_OPERATIONS])))
+    table, names = table.filter(keep), names.filter(keep)
+    ops = names.to_numpy(zero_copy_only=False)
+    start = table.column("start_us").to_numpy(zero_copy_only=False)
+    success = table.column("success").to_numpy(zero_copy_only=False).astype(bool)
+    duration = table.column("duration_us").to_numpy(zero_copy_only=False)
+    index = np.clip(((start - since_us) / (width * 1e6)).astype(np.int64), 0, BUCKETS - 1)
+    count = np.bincount(index, minlength=BUCKETS)
+    failures = np.bincount(index[~success], minlength=BUCKETS)
+    main = ops == operation if len(ops) else np.zeros(0, bool)
+    if not main.any() and len(ops):
+        # A business without a row of its main operation: its most frequent operation.
+        found, freq = np.unique(ops, return_counts=True)
+        operation = str(found[int(np.argmax(freq))])
+        main = ops == operation
+    quantiles = {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
+    lat = {k: [None] * BUCKETS for k in quantiles}
+    if main.any():
+        m_index, m_dur = index[main], duration[main] / 1000.0
+        order = np.lexsort((m_dur, m_index))
+        m_index, m_dur = m_index[order], m_dur[order]
+        per = np.bincount(m_index, minlength=BUCKETS)
+        first = np.concatenate([[0], np.cumsum(per)[:-1]])
+        for key, q in quantiles.items():
+            pick = first + np.maximum(np.ceil(q * per).astype(np.int64) - 1, 0)
+            for bucket in np.nonzero(per)[0]:
+                lat[key][bucket] = round(float(m_dur[pick[bucket]]), 3)
+    times = [(since_us / 1e6) + (i + 0.5) * width for i in range(BUCKETS)]
+    return {
+        "operation": operation,
+        "bucket_s": width,
+        "time": [round(t, 3) for t in times],
+        "rate": [round(float(c) / width, 4) for c in count],
+        "failures": [round(float(f) / width, 4) for f in failures],
+        **lat,
+        "events": int(count.sum()),
+    }
