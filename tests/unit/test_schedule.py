@@ -162,12 +162,13 @@ def test_a_server_that_freezes_once_shows_in_the_corrected_percentiles(tmp_path)
     assert row.corrected_max_ms >= 0.97 * freeze_s * 1000
     assert row.corrected_p99_ms >= (freeze_s - 0.01 * run_s) * 1000 * 0.9
     assert row.lag_max_ms >= 0.9 * freeze_s * 1000
-    # They caught up (the server was fast again): not behind schedule.
-    assert row.behind_schedule is False
+    # Whether they caught up by the end depends on the machine's spare CPU (a saturated loop
+    # does not burst to catch up), so only the figures' presence and agreement are checked.
     summary = build_summary(tmp_path, flocks, result.start, result.end)
     figures = summary["flocks"]["http"]["operations"]["http_request"]
     assert figures["corrected_p99_ms"] == row.corrected_p99_ms
-    assert figures["intended_per_s"] > 0 and figures["achieved_pct"] > BEHIND_SCHEDULE_PCT
+    assert figures["intended_per_s"] == row.intended_per_s > 0
+    assert figures["behind_schedule"] is row.behind_schedule
 
 
 def test_a_flock_without_idle_time_is_not_scheduled(tmp_path):
@@ -256,3 +257,49 @@ def test_a_flock_that_cannot_keep_its_schedule_is_flagged_everywhere(tmp_path, m
     assert figures["corrected_p99_ms"] > figures["p99_ms"]
     assert "⚠ behind schedule: busy/fake_op" in summary_text(summary)
     assert "BEHIND SCHEDULE" in live.status_line(engine, flock_figures(tmp_path, flocks))
+
+
+class StallsOnce(Business):
+    """1 ms per execution, except the fifth, which takes 0.5 s (the loop stays free)."""
+
+    async def execute(self):
+        with self.ctx.timed("fake_op"):
+            self.executions += 1
+            await asyncio.sleep(0.5 if self.executions == 5 else 0.001)
+        return False
+
+
+def test_after_a_stall_a_monkey_catches_up_without_idling(tmp_path, monkeypatch):
+    from library.flock import businesses, monkey
+    from library.flock.options import BusinessOptions
+
+    monkeypatch.setitem(
+        businesses.REGISTRY,
+        "StallsOnce",
+        businesses.Entry(BusinessOptions, "unused:StallsOnce", "fake_op", "none"),
+    )
+    real = monkey.business_class
+    monkeypatch.setattr(
+        monkey, "business_class", lambda name: StallsOnce if name == "StallsOnce" else real(name)
+    )
+    flocks = parse_flocks(
+        [
+            {
+                "name": "f",
+                "count": 3,
+                "user_spec": {"username_prefix": "bot-s"},
+                "scopes": [],
+                "business": {"type": "StallsOnce", "options": {"idle_time": 0.02}},
+            }
+        ]
+    )
+    run_flocks(flocks, tmp_path, RunSettings(duration=2.0, live=False, handle_signals=False))
+    rows = [r for r in read_events(tmp_path).to_pylist() if r["operation"] == "fake_op"]
+    for user in {r["monkey"] for r in rows}:
+        lags = [
+            r["lag_us"] for r in sorted(rows, key=lambda r: r["start_us"]) if r["monkey"] == user
+        ]
+        # The execution after the stall starts ~0.5 s late against the plan ...
+        assert max(lags[5:8]) >= 400_000
+        # ... and the monkey runs without idling until it is back on its plan.
+        assert lags[-1] < 100_000, lags
