@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 STATS_FILE = artifacts.STATS_JSON
 MAX_FAILED_COMMANDS = 200
+CHILD_WAIT_S = 300.0  # longest wait for the forked child drawing half of the plots
 _PLOT_TITLES = {
     "active_monkeys": "Active monkeys",
     "ops_rate": "Operations per second",
@@ -216,6 +217,11 @@ def draw_plots(named: list[tuple[str, Any]]) -> list[tuple[str, str | None, str 
     writer.close()
     done = _draw(mine)
     try:
+        # The child draws about as much as the parent did: a child that has not answered long
+        # after (stuck on a lock it inherited from another thread) is stopped, not waited for.
+        if not reader.poll(CHILD_WAIT_S):
+            proc.kill()
+            raise EOFError
         got = reader.recv()
     except (EOFError, OSError):
         log.warning("report: the plot child ended without results; drawing its share here")

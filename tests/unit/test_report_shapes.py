@@ -117,3 +117,31 @@ def test_compare_any_two_shapes(shaped, tmp_path, pair):
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_compare_a_shape_with_itself(shaped, tmp_path, shape):
     cmp.run([shaped[shape], shaped[shape]], ["p95=10", "success_pct=1"], None, tmp_path)
+
+
+@pytest.mark.parametrize("load", [0.0, 99.0], ids=["idle core: forked child", "busy: serial"])
+def test_plots_drawn_in_a_child_or_here_come_back_in_order(tmp_path, monkeypatch, load):
+    """draw_plots splits the plots with a forked child only when a core is idle; either way
+    every plot comes back in order and a failing one is a problem note, not a crash."""
+    import os
+
+    from library.report import build
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.delenv("BOSUN_REPORT_SERIAL", raising=False)
+
+    def draw(name):
+        def run():
+            if name == "p2":
+                raise ValueError("no data")
+            (tmp_path / f"{name}.png").write_text(str(os.getpid()))
+            return f"{name}.png"
+
+        return run
+
+    named = [(f"p{i}", draw(f"p{i}")) for i in range(5)]
+    got = build.draw_plots(named)
+    assert [name for name, _, _ in got] == ["p0", "p1", "p2", "p3", "p4"]
+    assert got[2][1] is None and "ValueError: no data" in got[2][2]
+    pids = {(tmp_path / f"p{i}.png").read_text() for i in (0, 1, 3, 4)}
+    assert len(pids) == (2 if load == 0.0 else 1)
