@@ -267,3 +267,34 @@ def test_lfs_doors_read_anonymously_and_write_only_with_a_token(tmp_path):
         "lfs_read_url": "http://h:1/ro/bosun/lfs-check",
         "lfs_write_url": "http://h:1/rw/bosun/lfs-check",
     }
+
+
+# --- GitLFS's git -----------------------------------------------------------------------------
+
+
+def test_gitlfs_read_url_stays_one_value_in_lfsconfig(tmp_path, monkeypatch):
+    """A flock's lfs_read_url is written by git (quoted), so a newline cannot add a setting;
+    git's repository-locating variables (set inside a git hook) are not passed on."""
+    import asyncio
+    import subprocess
+    from types import SimpleNamespace
+
+    from library.flock.businesses.gitlfs import GITCONFIG, Git, GitLFS
+
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("GIT_TRACE2_EVENT_NESTING", "2")
+    config = tmp_path / "gitconfig"
+    config.write_text(GITCONFIG)
+    env = Git(tmp_path, config).env()
+    assert "GIT_DIR" not in env and env["GIT_TRACE2_EVENT_NESTING"] == "2"
+
+    url = "http://127.0.0.1:1/x\n[core]\n\tfsmonitor = touch pwned"
+    business = SimpleNamespace(options=SimpleNamespace(lfs_read_url=url))
+    asyncio.run(GitLFS._create_origin(business, tmp_path, config))
+    listed = subprocess.run(
+        ["git", "config", "--file", str(tmp_path / "origin" / ".lfsconfig"), "--list", "-z"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert listed.split("\0")[:-1] == [f"lfs.url\n{url}"]

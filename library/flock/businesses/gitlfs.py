@@ -18,18 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from library.flock.businesses.base import Business
 from library.flock.options import GitLFSOptions
-
-if TYPE_CHECKING:
-    from library.flock.options import GitLFSOptions
 
 README = "# Git-LFS test repo\nTest repository for git-LFS checking\n"
 GITATTRIBUTES = "assets/* filter=lfs diff=lfs merge=lfs -text\n"
@@ -47,6 +44,27 @@ GITCONFIG = """[user]
 """
 LFS_POINTER_FIRST_LINE = "version https://git-lfs.github.com/spec/v1"
 GIT_TIMEOUT_S = 300.0
+# `git rev-parse --local-env-vars`: the variables that point git at a repository.
+_GIT_LOCAL = frozenset(
+    [
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_CONFIG",
+        "GIT_CONFIG_PARAMETERS",
+        "GIT_CONFIG_COUNT",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_IMPLICIT_WORK_TREE",
+        "GIT_GRAFT_FILE",
+        "GIT_INDEX_FILE",
+        "GIT_NO_REPLACE_OBJECTS",
+        "GIT_REPLACE_REF_BASE",
+        "GIT_PREFIX",
+        "GIT_INTERNAL_SUPER_PREFIX",
+        "GIT_SHALLOW_FILE",
+        "GIT_COMMON_DIR",
+    ]
+)
 
 
 class GitError(Exception):
@@ -70,7 +88,12 @@ class Git:
             "HOME": os.environ.get("HOME", "/"),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
         }
-        env.update({k: v for k, v in os.environ.items() if k.startswith("GIT_")})
+        # GIT_* settings pass (GIT_SSL_CAINFO, GIT_TRACE...), but not those that say which
+        # repository git works in: set inside a git hook, they would turn every command here
+        # onto the caller's repository.
+        env.update(
+            {k: v for k, v in os.environ.items() if k.startswith("GIT_") and k not in _GIT_LOCAL}
+        )
         env["GIT_CONFIG_GLOBAL"] = str(self.config)
         env["GIT_CONFIG_SYSTEM"] = ""
         env["GIT_TERMINAL_PROMPT"] = "0"  # never wait for a password on a terminal
@@ -143,7 +166,8 @@ class GitLFS(Business[GitLFSOptions]):
         git = Git(origin, config)
         await git("init", "--initial-branch=main", str(origin))
         (origin / "README.md").write_text(README)
-        (origin / ".lfsconfig").write_text(f"[lfs]\n        url = {self.options.lfs_read_url}\n")
+        # Written by git, which quotes the URL: a flock's value stays one value in the file.
+        await git("config", "--file", ".lfsconfig", "lfs.url", self.options.lfs_read_url)
         await git("add", "README.md")
         await git("add", ".lfsconfig")
         await git("commit", "-am", "Initial commit")
@@ -173,7 +197,7 @@ class GitLFS(Business[GitLFSOptions]):
             "config",
             "--local",
             f"credential.{url.scheme}://{url.netloc}.helper",
-            f"store --file {credentials}",
+            f"store --file {shlex.quote(str(credentials))}",  # git runs helpers via the shell
         )
         fd = os.open(credentials, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
