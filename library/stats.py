@@ -147,13 +147,13 @@ class GroupSort:
     offsets: Any
     span: int | None
 
-    def _at(self, index, group):
+    def _at(self, index: Any, group: Any) -> Any:
         values = self.keys[index]
         if self.span is not None:
             values = values - group * self.span
         return values.astype(float)
 
-    def quantiles(self, qs):
+    def quantiles(self, qs: Any) -> Any:
         """Linear-interpolated quantiles (0..1) per group: (n_groups, len(qs)), NaN if empty."""
         import numpy as np
 
@@ -172,7 +172,7 @@ class GroupSort:
         out[has] = self._at(lo, groups) * (1 - frac) + self._at(hi, groups) * frac
         return out
 
-    def maxima(self):
+    def maxima(self) -> Any:
         """Largest value per group, NaN if empty."""
         import numpy as np
 
@@ -183,7 +183,7 @@ class GroupSort:
         return out
 
 
-def _group_sums(group, values, n_groups: int, chunk: int = 1 << 20):
+def _group_sums(group: Any, values: Any, n_groups: int, chunk: int = 1 << 20) -> Any:
     """Sum of max(value, 0) per group, a million rows at a time (bincount's float weights
     would otherwise be one more copy of the whole column)."""
     import numpy as np
@@ -195,7 +195,7 @@ def _group_sums(group, values, n_groups: int, chunk: int = 1 << 20):
     return out
 
 
-def sort_groups(group, values, n_groups: int) -> GroupSort:
+def sort_groups(group: Any, values: Any, n_groups: int) -> GroupSort:
     """Sort `values` within their `group` (ints in 0..n_groups-1); negatives count as 0."""
     import numpy as np
 
@@ -245,7 +245,8 @@ def operation_stats(
     n_cells = max(len(flock_names), 1) * n_ops
     # int32 group numbers where they fit: a 10M-event run's temporaries are half the size.
     small = np.int32 if n_cells < 2**31 else np.int64
-    key = np.asarray(flock_codes).astype(small) * small(n_ops)
+    key: Any = np.asarray(flock_codes).astype(small)
+    key *= n_ops
     key += np.asarray(operation_codes, small)
     # Dense group numbers from a lookup table: O(n), where np.unique would sort every row.
     counts_all = np.bincount(key, minlength=n_cells)
@@ -295,7 +296,7 @@ def operation_stats(
             mean_ms=ms(means[g]),
             cdf_ms=[ms(v) for v in quant[g, len(PERCENTILES) :]] if cdf else None,
         )
-        if corrected is not None:
+        if corrected is not None and lag is not None:
             row.corrected_p50_ms = ms(corrected[g, 0])
             row.corrected_p95_ms = ms(corrected[g, 1])
             row.corrected_p99_ms = ms(corrected[g, 2])
@@ -317,7 +318,9 @@ def operation_stats(
 BEHIND_PCT = BEHIND_SCHEDULE_PCT / 100.0
 
 
-def schedule_rates(group, n_groups: int, monkey_codes, start_us, lag_us):
+def schedule_rates(
+    group: Any, n_groups: int, monkey_codes: Any, start_us: Any, lag_us: Any
+) -> tuple[Any, Any]:
     """(intended, achieved) executions/s per group, summed over its monkeys.
 
     A monkey's achieved rate is (n - 1) / (last start - first start); its intended rate the
