@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from library.events import Recorder
 
 # ---------------------------------------------------------------------------- names
@@ -285,13 +287,13 @@ class ScaleRunDir:
     def junit(self) -> Path:
         return self.path / JUNIT
 
-    def read_events(self):
+    def read_events(self) -> pa.Table:
         """Every event of the run as one Arrow table (the ``library.events`` schema)."""
         from library.events import read_events
 
         return read_events(self.events)
 
-    def read_health(self):
+    def read_health(self) -> pa.Table | None:
         """Every engine health row (all shards) as one Arrow table; None when there is none."""
         import pyarrow as pa
         import pyarrow.parquet as pq

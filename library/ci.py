@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 from library import artifacts, config, env, redact, rundir, toolbox, yamlio
 from library.errors import UserError, one_line, storage_error_message
@@ -102,6 +102,8 @@ def load_test_module(project: str) -> ModuleType:
     if not path.is_file():
         raise UserError(f"project {project!r} has no steps: {path} is missing")
     spec = importlib.util.spec_from_file_location(f"bosun_projects.{project}.test", path)
+    if spec is None or spec.loader is None:
+        raise UserError(f"project {project!r}: {path} cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
     # Sibling modules of test.py are importable from it, as in TOPSAIL.
     sys.path.insert(0, str(path.parent))
@@ -509,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--trigger-file", type=Path, help="file holding the trigger text")
 
-    def one_line_error(message: str) -> None:
+    def one_line_error(message: str) -> NoReturn:
         print_error(f"ci/run: {message} (see ci/run --help)")
         raise SystemExit(2)
 

@@ -19,7 +19,7 @@ import threading
 import time
 from array import array
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from library.artifacts import EVENTS_DIR
 
@@ -71,15 +71,16 @@ def _mask(text: str) -> str:
 class _Codes(dict):
     """Key -> small int, assigning the next code to a key seen for the first time."""
 
-    __slots__ = ("values",)
+    __slots__ = ("keys_in_order",)
 
     def __init__(self) -> None:
         super().__init__()
-        self.values: list = []
+        # Not `values`: that would hide dict.values().
+        self.keys_in_order: list[Any] = []
 
     def __missing__(self, key) -> int:
-        code = len(self.values)
-        self.values.append(key)
+        code = len(self.keys_in_order)
+        self.keys_in_order.append(key)
         self[key] = code
         return code
 
@@ -115,7 +116,7 @@ class _Timed:
         self._t0 = time.perf_counter_ns()
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if exc_type is not None and not issubclass(exc_type, Exception):
             # Cancellation (a run stopping), Ctrl-C, interpreter exit: the operation did not
             # fail, it was abandoned; counting it would charge the platform for our stop.
@@ -382,7 +383,7 @@ class Recorder:
                 return None
             columns = self._columns
             # Snapshot the dictionaries: later rows may add codes while the writer runs.
-            dictionaries = (list(self._monkeys.values), list(self._combos.values))
+            dictionaries = (list(self._monkeys.keys_in_order), list(self._combos.keys_in_order))
             self._new_columns()
         path = self._claim_path()
         if wait:

@@ -171,7 +171,7 @@ class EventStore:
 
     def partitions(self) -> list[Partition]:
         """Every hour partition, oldest first."""
-        out = []
+        out: list[Partition] = []
         if not self.root.is_dir():
             return out
         for day in self.root.iterdir():

@@ -45,6 +45,8 @@ class StopRequest:
         self.pending: BaseException | None = None
         # How the launcher turns a signal into the exception that ends a step (ci/run sets it).
         self.make_interrupt: Callable[[int], BaseException] | None = None
+        # ci/run: True while the run's records are written (a signal is then only logged).
+        self.records_phase = False
 
     def set(self, reason: str) -> None:
         if self.reason is None:

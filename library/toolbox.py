@@ -289,6 +289,7 @@ class _LogFile:
         self.path = path
         self.lock = threading.Lock()
         self.stream = path.open("a", encoding="utf-8")
+        self.lost = False  # set when a line could not be written (one notice per file)
 
     def write(self, text: str) -> None:
         with self.lock:
@@ -314,7 +315,7 @@ class ArtifactLogHandler(logging.Handler):
             target.write(redact.redact_text(self.format(record)))
         except OSError as err:
             # A full disk: the line is lost, the command goes on; one notice, no traceback.
-            if not getattr(target, "lost", False):
+            if not target.lost:
                 target.lost = True
                 print(f"warning: {target.path}: log lines lost ({err.strerror})", file=sys.stderr)
         except Exception:  # a log line must never break the command
