@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from library.flock.shared import Shared
 
 STARTING, RUNNING, IDLE, ERROR, STOPPED = "starting", "running", "idle", "error", "stopped"
+CONTINUE, RESUMED, RESTART = 0, 1, 2  # what FlockStats.checkpoint answers
 BEHIND_FRACTION = BEHIND_SCHEDULE_PCT / 100.0
 
 
@@ -80,8 +81,9 @@ class FlockStats:
         self.recent_lag_ms: deque[float] = deque(maxlen=2000)
         self._mark: tuple[float, int] = (0.0, 0)
         self._achieved: float | None = None
-        # Awaited by each monkey between two executions when set (the standing service).
-        self.checkpoint: Callable[[Monkey], Awaitable[bool]] | None = None
+        # Awaited by each monkey before each execution when set (the standing service):
+        # CONTINUE, RESUMED (it waited: its schedule starts again) or RESTART (a fresh business).
+        self.checkpoint: Callable[[Monkey], Awaitable[int]] | None = None
 
     def schedule_figures(self) -> dict[str, float | bool | None]:
         """Intended vs achieved executions/s now (achieved over the time since the previous
@@ -228,6 +230,14 @@ class Monkey:
         self.schedule = schedule = Schedule(business.options.idle_time if paced else None)
         intended = perf()
         while True:
+            # The standing service's pause (wait here, lab kept) and refresh (a fresh
+            # business, so notebook runners re-read their repository).
+            if stats.checkpoint is not None:
+                step = await stats.checkpoint(self)
+                if step == RESTART:
+                    return False
+                if step == RESUMED:
+                    intended = perf()  # a pause is not lateness: the plan starts again
             self.state = RUNNING
             t0 = perf()
             lag = t0 - intended if paced and t0 > intended else 0
@@ -239,10 +249,6 @@ class Monkey:
             stats.successes += 1
             if done:
                 return True
-            # The standing service's pause (wait here, lab kept) and refresh (True: a fresh
-            # business, so notebook runners re-read their repository).
-            if stats.checkpoint is not None and await stats.checkpoint(self):
-                return False
             self.state = IDLE
             if paced:
                 intended = schedule.next_start(intended, duration)

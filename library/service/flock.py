@@ -8,7 +8,8 @@ their sums.
 
 Pause has two modes. ``release``: the monkeys' tasks are stopped (labs deleted) and started
 again on resume. ``keep``: each monkey finishes its execution under way and waits at the
-engine's checkpoint, its lab kept, until resume.
+engine's checkpoint (before its next execution), its lab kept, until resume; its schedule
+then starts again (a pause is not lateness to catch up).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from library.flock.engine import shutdown_bound, start_in_batches, stop_tasks
 from library.flock.models import FlockConfig, User
-from library.flock.monkey import ERROR, STOPPED, FlockStats, Monkey
+from library.flock.monkey import CONTINUE, ERROR, RESTART, RESUMED, STOPPED, FlockStats, Monkey
 from library.service.errors import MonkeyNotFound
 from library.service.monkeylog import CURRENT, MonkeyLog
 from library.service.runtime import Runtime
@@ -200,18 +201,21 @@ class ServiceFlock:
         for stats in self.stats.values():
             stats.checkpoint = wanted
 
-    async def _checkpoint(self, monkey: Monkey) -> bool:
+    async def _checkpoint(self, monkey: Monkey) -> int:
+        """Before each execution, while a pause or a refresh is asked (engine protocol)."""
         name = monkey.user.username
+        step = CONTINUE
         if not self._resumed.is_set():
             await self._resumed.wait()
+            step = RESUMED
         if name in self._refresh:
             self._refresh.discard(name)
             if not self._refresh and self._resumed.is_set():
                 self._set_checkpoints()
             if self.config.business.type in NOTEBOOK_BUSINESSES:
                 self.logs[name].add("refreshing: a fresh business re-reads the repository")
-                return True
-        return False
+                return RESTART
+        return step
 
     # -- what the API shows
 

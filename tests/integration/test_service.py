@@ -682,3 +682,56 @@ def test_monitor_project_runs_the_daily_checks(service, sandbox, tmp_path):
     assert svc.stop() == 0
     assert running_labs(sandbox, "bot-mobu-python") == []
     assert running_labs(sandbox, "bot-mobu-notebooks") == []
+
+
+def test_pause_releases_or_keeps_the_labs(service, sandbox):
+    """On the sandbox's hub: pause (release) deletes the lab, resume spawns it again, pause
+    (keep) leaves it running while the counts stand still."""
+    from tests.integration.test_scale import running_labs
+
+    prefix = "bot-svcpause"
+    svc = service()
+    flock = {
+        "name": "lab",
+        "count": 1,
+        "user_spec": {"username_prefix": prefix},
+        "scopes": ["exec:notebook"],
+        "business": {
+            "type": "NubladoPythonLoop",
+            "options": {
+                "code": "print(6*7)",
+                "execution_idle_time": "200ms",
+                "max_executions": 1000,
+                "spawn_timeout": "120s",
+                "delete_timeout": "60s",
+            },
+        },
+    }
+
+    def lab_ready() -> bool:
+        return running_labs(sandbox, prefix, ready_only=True) == [f"{prefix}1"]
+
+    with client(svc) as c:
+        assert c.put("/flocks", json=flock).status_code == 201
+        wait_for(lab_ready, timeout=180, what="the lab ready")
+        wait_for(lambda: c.get("/flocks/lab/summary").json()["success_count"] > 0, timeout=60)
+
+        assert c.post("/flocks/lab/pause", params={"labs": "release"}).status_code == 200
+        assert running_labs(sandbox, prefix) == []  # the answer waits for the deletion
+        assert c.post("/flocks/lab/resume").status_code == 200
+        wait_for(lab_ready, timeout=180, what="the lab spawned again")
+
+        assert c.post("/flocks/lab/pause", params={"labs": "keep"}).status_code == 200
+        time.sleep(1.0)  # the execution under way ends
+        count = c.get("/flocks/lab/summary").json()["success_count"]
+        time.sleep(2.0)
+        assert c.get("/flocks/lab/summary").json()["success_count"] == count
+        assert lab_ready()  # kept while paused
+        assert c.post("/flocks/lab/resume").status_code == 200
+        wait_for(
+            lambda: c.get("/flocks/lab/summary").json()["success_count"] > count,
+            timeout=60,
+            what="executions in the kept lab",
+        )
+        assert c.delete("/flocks/lab").status_code == 204
+    assert running_labs(sandbox, prefix) == []
