@@ -43,15 +43,16 @@ def _run_shard(
     from library.flock.models import parse_flocks
 
     stop = Event(stop_name)
-    last = [0.0, False]
+    checked_at, stopping = 0.0, False
 
     def stop_check() -> bool:
         # A round trip to the scheduler: at most once a second.
+        nonlocal checked_at, stopping
         now = time.monotonic()
-        if now - last[0] >= STOP_POLL_S:
-            last[0] = now
-            last[1] = stop.is_set()
-        return last[1]
+        if now - checked_at >= STOP_POLL_S:
+            checked_at = now
+            stopping = bool(stop.is_set())
+        return stopping
 
     settings = RunSettings(
         duration=duration,
