@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -72,59 +71,27 @@ def running(state_dir: Path):
 
 def up(state_dir: Path, port_base: int, hub_api_url: str, timeout: float = 30.0) -> dict:
     """Start the process unless it runs; wait until both services answer. URLs and PID."""
-    from library.errors import UserError
     from library.sandbox import state as st
 
     paths = _paths(state_dir)
     found = urls(port_base)
     proc = running(state_dir)
-    if proc is None:
-        for name, port in ports(port_base).items():
-            if not st.port_is_free(port):
-                raise UserError(
-                    f"port {port} (sandbox {name}) is already in use on 127.0.0.1: free it or "
-                    "choose other ports with --port-base N"
-                )
-        if not paths["document"].exists():
-            write_document(state_dir, {})
-        paths["log"].parent.mkdir(parents=True, exist_ok=True)
-        p = ports(port_base)
-        with open(paths["log"], "ab") as logf:
-            started = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    PROCESS_MARK,
-                    "--state-dir",
-                    str(state_dir),
-                    "--discovery-port",
-                    str(p["discovery"]),
-                    "--lfs-port",
-                    str(p["lfs"]),
-                    "--hub-api",
-                    hub_api_url,
-                ],
-                cwd=st.REPO_ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        st.write_pid(paths["pid"], started.pid)
-        ok = st.wait_until(
-            lambda: (
-                started.poll() is not None or all(st.port_is_listening(port) for port in p.values())
-            ),
-            timeout,
-        )
-        if started.poll() is not None or not ok:
-            stop(state_dir)
-            raise UserError(
-                f"the sandbox services (discovery, Git LFS) did not start within {timeout:g} s: "
-                f"see {paths['log']}: " + " | ".join(st.tail(paths["log"], 5).splitlines())
-            )
-        proc = running(state_dir)
-    return {**found, "pid": proc.pid if proc else None}
+    if proc is not None:
+        return {**found, "pid": proc.pid}
+    if not paths["document"].exists():
+        write_document(state_dir, {})
+    p = ports(port_base)
+    pid = st.start_module(
+        PROCESS_MARK,
+        ["--state-dir", str(state_dir), "--discovery-port", str(p["discovery"])]
+        + ["--lfs-port", str(p["lfs"]), "--hub-api", hub_api_url],
+        pid_file=paths["pid"],
+        log_file=paths["log"],
+        ports={f"sandbox {name}": port for name, port in p.items()},
+        what="sandbox services (discovery, Git LFS)",
+        timeout=timeout,
+    )
+    return {**found, "pid": pid}
 
 
 def stop(state_dir: Path) -> list[int]:

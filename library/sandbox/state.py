@@ -12,6 +12,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +131,55 @@ def live_process(path: Path, must_contain: str):
         return proc
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
+
+
+def start_module(
+    module: str,
+    args: list[str],
+    *,
+    pid_file: Path,
+    log_file: Path,
+    ports: dict[str, int],
+    what: str,
+    timeout: float = 30.0,
+) -> int:
+    """Start ``python -m MODULE ARGS`` as a tracked process of its own group, logging to
+    LOG_FILE, and wait until it listens on every port of PORTS (name -> port); its PID.
+
+    A port already taken, or a process that exits or does not listen in time, is a UserError
+    naming the port or the log (the process is stopped and its PID file removed)."""
+    from library.errors import UserError
+
+    for name, port in ports.items():
+        if not port_is_free(port):
+            raise UserError(
+                f"port {port} ({name}) is already in use on 127.0.0.1: free it or choose "
+                "other ports with --port-base N"
+            )
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as logf:
+        child = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    write_pid(pid_file, child.pid)
+    listening = wait_until(
+        lambda: child.poll() is not None or all(port_is_listening(p) for p in ports.values()),
+        timeout,
+    )
+    if child.poll() is None and listening:
+        return child.pid
+    proc = live_process(pid_file, module)
+    if proc is not None:
+        stop_process_group(proc)
+    pid_file.unlink(missing_ok=True)
+    how = "exited at start" if child.poll() is not None else f"did not listen within {timeout:g} s"
+    last = " | ".join(tail(log_file, 5).splitlines())
+    raise UserError(f"the {what} {how}: see {log_file}: {last}")
 
 
 def stop_process_group(proc, timeout: float = 10.0) -> None:

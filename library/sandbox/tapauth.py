@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -143,34 +141,19 @@ def running(state_dir: Path):
 
 def start(state_dir: Path, port: int, upstream: str, hub_api: str, timeout: float = 30.0) -> int:
     """Start the front (unless it runs) and wait until it listens; its PID."""
-    from library.errors import UserError
-
     proc = running(state_dir)
     if proc is not None:
         return proc.pid
-    if not st.port_is_free(port):
-        raise UserError(
-            f"port {port} (TAP auth front) is already in use on 127.0.0.1: free it or choose "
-            "other ports with --port-base N"
-        )
     paths = _paths(state_dir)
-    paths["log"].parent.mkdir(parents=True, exist_ok=True)
-    with open(paths["log"], "ab") as logf:
-        child = subprocess.Popen(
-            [sys.executable, "-m", PROCESS_MARK, "--port", str(port), "--upstream", upstream]
-            + ["--hub-api", hub_api],
-            cwd=st.REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    st.write_pid(paths["pid"], child.pid)
-    if not st.wait_until(lambda: child.poll() is not None or st.port_is_listening(port), timeout):
-        raise UserError(f"the TAP auth front did not listen on {port}: see {paths['log']}")
-    if child.poll() is not None:
-        raise UserError(f"the TAP auth front exited at start: see {paths['log']}")
-    return child.pid
+    return st.start_module(
+        PROCESS_MARK,
+        ["--port", str(port), "--upstream", upstream, "--hub-api", hub_api],
+        pid_file=paths["pid"],
+        log_file=paths["log"],
+        ports={"TAP auth front": port},
+        what="TAP auth front",
+        timeout=timeout,
+    )
 
 
 def stop(state_dir: Path) -> int | None:

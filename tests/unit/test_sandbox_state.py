@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from library.errors import UserError
 from library.sandbox import state as st
 
 
@@ -131,3 +132,56 @@ def test_token_file_is_created_private_and_kept(tmp_path):
     assert len(token) == 64
     assert layout.token_file.stat().st_mode & 0o777 == 0o600
     assert hub.ensure_token(layout) == token
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_start_module_waits_until_it_listens_and_tracks_it(tmp_path):
+    port = _free_port()
+    pid_file, log_file = tmp_path / "pids" / "x.pid", tmp_path / "logs" / "x.log"
+    pid = st.start_module(
+        "http.server",
+        ["--bind", "127.0.0.1", str(port)],
+        pid_file=pid_file,
+        log_file=log_file,
+        ports={"test server": port},
+        what="test server",
+        timeout=20,
+    )
+    try:
+        assert st.port_is_listening(port)
+        proc = st.live_process(pid_file, "http.server")
+        assert proc is not None and proc.pid == pid
+        with pytest.raises(UserError, match=rf"port {port} \(again\) is already in use"):
+            st.start_module(
+                "http.server",
+                [],
+                pid_file=tmp_path / "y.pid",
+                log_file=log_file,
+                ports={"again": port},
+                what="second",
+            )
+    finally:
+        st.stop_process_group(st.live_process(pid_file, "http.server"))
+    assert not st.port_is_listening(port)
+
+
+def test_start_module_names_the_log_when_the_process_exits(tmp_path):
+    pid_file, log_file = tmp_path / "x.pid", tmp_path / "x.log"
+    with pytest.raises(
+        UserError, match=r"the broken thing exited at start: see .*x\.log: .*No module"
+    ):
+        st.start_module(
+            "library.no_such_module",
+            [],
+            pid_file=pid_file,
+            log_file=log_file,
+            ports={"p": _free_port()},
+            what="broken thing",
+            timeout=20,
+        )
+    assert not pid_file.exists()
