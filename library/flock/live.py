@@ -10,6 +10,8 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from rich.live import Live
+
     from library.flock.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -151,7 +153,7 @@ class LiveView:
         self.plain = bool(os.environ.get("CI")) or not sys.stdout.isatty()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._live = None
+        self._live: Live | None = None
 
     def start(self) -> None:
         if not self.plain:
@@ -166,7 +168,7 @@ class LiveView:
         every = PLAIN_EVERY_S if self.plain else 0.5
         while not self._stop.wait(every):
             try:
-                if self.plain:
+                if self._live is None:
                     log.info("%s", status_line(self.engine))
                 else:
                     self._live.update(_table(self.engine))
