@@ -22,12 +22,15 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from library.flock.models import FlockConfig
 from library.service.flock import ServiceFlock
 from library.service.metrics import EventTally
 from library.service.runtime import Runtime
+
+if TYPE_CHECKING:
+    from distributed import Client, LocalCluster
 
 log = logging.getLogger(__name__)
 PUBLISH_S = 2.0
@@ -157,8 +160,8 @@ class DaskFlock(ServiceFlock):
         self.dead_shards: dict[int, str] = {}
         self.shards = 0
         self.last_snapshot: float | None = None
-        self._client = None
-        self._cluster = None
+        self._client: Client | None = None
+        self._cluster: LocalCluster | None = None
         self._futures: dict[int, Any] = {}
         self._key = ""
         self._runner: asyncio.Task | None = None
@@ -215,6 +218,8 @@ class DaskFlock(ServiceFlock):
         from library.flock.models import dump_flocks
 
         client = self._client
+        if client is None:
+            raise RuntimeError("the Dask client is opened before the shards are submitted")
         if self.placement.workers:
             # One long-running shard per worker thread: a worker the nanny is restarting
             # (after a death) must be back, or two shards would queue on one thread.
