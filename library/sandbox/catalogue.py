@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 SEED = 20240601
 N_OBJECTS = 100_000
@@ -94,19 +95,10 @@ def write(out_dir: Path, seed: int = SEED, n: int = N_OBJECTS) -> dict:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    marker = out_dir / FINGERPRINT_FILE
     wanted = fingerprint(seed, n)
-    try:
-        existing = json.loads(marker.read_text())
-    except (FileNotFoundError, ValueError):
-        existing = None
-    if (
-        existing
-        and existing.get("fingerprint") == wanted
-        and all((out_dir / f).is_file() for f in ("objects.csv", "sources.csv"))
-    ):
-        return existing["rows"]
+    done = written_rows(out_dir / FINGERPRINT_FILE, wanted, ["objects.csv", "sources.csv"])
+    if done is not None:
+        return done
     obj = objects(seed, n)
     src = sources(obj, seed)
     options = pacsv.WriteOptions(include_header=False)
@@ -114,5 +106,22 @@ def write(out_dir: Path, seed: int = SEED, n: int = N_OBJECTS) -> dict:
         table = pa.table({c: cols[c] for c in order})
         pacsv.write_csv(table, out_dir / f"{name}.csv", options)
     rows = {"objects": len(obj["objectId"]), "sources": len(src["sourceId"])}
-    marker.write_text(json.dumps({"fingerprint": wanted, "rows": rows}) + "\n")
+    (out_dir / FINGERPRINT_FILE).write_text(
+        json.dumps({"fingerprint": wanted, "rows": rows}) + "\n"
+    )
     return rows
+
+
+def written_rows(marker: Path, wanted: dict, files: list[str]) -> Any:
+    """The row counts MARKER recorded when FILES (beside it) were written for WANTED, else None
+    (and MARKER's directory exists): generated data is written once per seed and size."""
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        existing = json.loads(marker.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if existing.get("fingerprint") != wanted:
+        return None
+    if not all((marker.parent / f).is_file() for f in files):
+        return None
+    return existing.get("rows")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from library.sandbox.catalogue import FIELD
+from library.sandbox.catalogue import FIELD, written_rows
 
 SEED = 20240602
 N_VISITS = 300
@@ -176,20 +176,17 @@ def write(out_dir: Path, seed: int = SEED, n_visits: int = N_VISITS) -> int:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    marker = out_dir / FINGERPRINT_FILE
     wanted = fingerprint(seed, n_visits)
-    try:
-        existing = json.loads(marker.read_text())
-    except (FileNotFoundError, ValueError):
-        existing = None
-    if existing and existing.get("fingerprint") == wanted and (out_dir / CSV_FILE).is_file():
-        return int(existing["rows"])
+    done = written_rows(out_dir / FINGERPRINT_FILE, wanted, [CSV_FILE])
+    if done is not None:
+        return int(done)
     data = rows(seed, n_visits)
     table = pa.table({c: [row[c] for row in data] for c in COLUMNS})
     pacsv.write_csv(table, out_dir / CSV_FILE, pacsv.WriteOptions(include_header=False))
     (out_dir / CSV_FILE).chmod(0o644)
-    marker.write_text(json.dumps({"fingerprint": wanted, "rows": len(data)}) + "\n")
+    (out_dir / FINGERPRINT_FILE).write_text(
+        json.dumps({"fingerprint": wanted, "rows": len(data)}) + "\n"
+    )
     return len(data)
 
 
