@@ -33,6 +33,8 @@ from library.service.metrics import EventTally, ServiceCollector, render
 from library.service.reports import ReportLog, daily_text, next_post
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from library.service.auth import Authenticator
     from library.service.manager import FlockManager
     from library.service.runtime import Runtime
@@ -79,7 +81,7 @@ class Observer:
         self.last_retention: dict[str, Any] | None = None
         self._stats_cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._tasks: list[asyncio.Task] = []
-        self._session = None
+        self._session: aiohttp.ClientSession | None = None
 
     # -- lifecycle
 

@@ -16,11 +16,14 @@ import signal
 import socket
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from library.errors import UserError
 from library.flock.models import FlockConfig
 from library.service.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger(__name__)
 RUN_GC_THRESHOLD = (100_000, 50, 100)  # as the engine's (FACTS: GC limits 5-10k connections)
@@ -62,18 +65,16 @@ def resolve_endpoints(settings: ServiceSettings) -> dict[str, Any]:
     return {"platform": resolved.to_data()}
 
 
-class _Server:
+def _server(config: uvicorn.Config) -> uvicorn.Server:
     """uvicorn's Server without its own signal handling (the service owns the signals)."""
+    import uvicorn
 
-    def __new__(cls, config):
-        import uvicorn
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            yield
 
-        class Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self):
-                yield
-
-        return Server(config)
+    return Server(config)
 
 
 def serve(
@@ -144,7 +145,7 @@ async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
         lifespan="off",
         timeout_graceful_shutdown=5,
     )
-    server = _Server(config)
+    server = _server(config)
     handler = ContextLogHandler()
     logging.getLogger().addHandler(handler)
     old_gc = gc.get_threshold()
