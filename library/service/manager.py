@@ -60,6 +60,7 @@ class FlockManager:
         why = runnable(config.business.type)
         if why:
             raise FlockRefused(why, ["body", "business", "type"])
+        self._check_size(config)
         for user in config.monkeys():
             try:
                 check_username(user.username)
@@ -81,6 +82,28 @@ class FlockManager:
                 f"{config.business.type} needs the platform's {field}, which the service "
                 "was not given",
                 ["body", "business", "type"],
+            )
+
+    def _check_size(self, config: FlockConfig) -> None:
+        """The monkeys this process would run, the flock replaced by its new size, stay within
+        what one process is given (library/flock/limits.py): a PUT cannot exhaust the
+        service's memory. Flocks placed on Dask run elsewhere and are not counted."""
+        from library.flock.limits import MAX_MONKEYS_PER_PROCESS
+
+        def local(flock: ServiceFlock) -> bool:
+            return type(flock) is ServiceFlock
+
+        here = sum(
+            len(f.users) for name, f in self.flocks.items() if name != config.name and local(f)
+        )
+        if self.make_flock is ServiceFlock:
+            here += config.count
+        if here > MAX_MONKEYS_PER_PROCESS:
+            raise FlockRefused(
+                f"{here:,} monkeys would run in this service, above the limit of "
+                f"{MAX_MONKEYS_PER_PROCESS:,} for one process: lower count, or place the flock "
+                "on Dask (service.dask)",
+                ["body", "count"],
             )
 
     async def start_flock(

@@ -418,6 +418,7 @@ def test_bad_inputs_are_4xx_and_change_nothing(service, tmp_path):
             422,
             "valid platform user name",
         ),
+        ("too many monkeys", "PUT", "/flocks", {**good, "count": 100_001}, 422, ["body", "count"]),
         ("huge body", "PUT", "/flocks", b"{" + b" " * (2 << 20) + b"}", 413, "body_too_large"),
         ("unknown flock", "DELETE", "/flocks/nope", None, 404, "flock_not_found"),
         ("unknown flock pause", "POST", "/flocks/nope/pause", None, 404, "flock_not_found"),
