@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from library import yamlio
 from library.errors import UserError
 
 SHIPPED = Path(__file__).resolve().parent / "query_sets"
@@ -94,9 +95,10 @@ def resolve(name: str) -> Path:
 
 def load(name: str) -> ParamSet:
     """Set NAME with mobu's defaults filled in; UserError naming the file and key when bad."""
-    from library import yamlio
-
     path = resolve(name)
+    real = path.resolve()
+    if not real.is_relative_to(path.parent.resolve()):  # as TAP query sets: sets come from repos
+        raise UserError(f"{path}: a link to {real}, outside the query set; copy the file in")
     data = yamlio.load_file(path) or {}
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of SIA parameters, got {type(data).__name__}")

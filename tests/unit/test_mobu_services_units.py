@@ -155,6 +155,10 @@ def test_sets_are_found_on_the_search_path_and_refused_in_one_line(tmp_path, mon
     (tmp_path / "bad" / "params.yaml").write_text("min_ra: 20\nmax_ra: 12\n")
     with pytest.raises(UserError, match=r"min_ra \(20.0\) is above max_ra"):
         load("bad")
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "params.yaml").symlink_to(tmp_path / "mine" / "params.yaml")
+    with pytest.raises(UserError, match=r"linked/params.yaml: a link to .*, outside the query set"):
+        load("linked")
 
 
 # --- the sandbox's images and spawn form ---------------------------------------------------
