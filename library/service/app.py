@@ -28,7 +28,10 @@ from library.service.manager import FlockManager
 from library.service.runtime import Runtime
 from library.service.settings import ServiceSettings
 
-NOT_FOUND = {404: {"description": "Flock or monkey not found", "model": m.ErrorModel}}
+# fastapi's `responses`: status code -> OpenAPI response.
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Flock or monkey not found", "model": m.ErrorModel}
+}
 
 
 @dataclass

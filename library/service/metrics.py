@@ -83,7 +83,7 @@ class EventTally:
 
     def _keys_of(self, rec: Recorder):
         np = self._np
-        values = rec._combos.values
+        values = rec._combos.keys_in_order
         if self._combo_of is not rec:
             self._combo_of, self._combo_key = rec, np.zeros(0, np.int64)
         if len(self._combo_key) < len(values):
@@ -197,13 +197,13 @@ class ServiceCollector:
             "bosun_flock_paused", "1 while the flock is paused", labels=["flock"]
         )
         flocks = self.flocks()
-        for flock in flocks:
-            labels = [flock["name"], flock["business"]]
-            successes.add_metric(labels, flock["success_count"])
-            failures.add_metric(labels, flock["failure_count"])
-            for state, count in sorted(flock.get("states", {}).items()):
-                monkeys.add_metric([flock["name"], state], count)
-            paused.add_metric([flock["name"]], 1 if flock.get("paused") else 0)
+        for data in flocks:
+            labels = [data["name"], data["business"]]
+            successes.add_metric(labels, data["success_count"])
+            failures.add_metric(labels, data["failure_count"])
+            for state, count in sorted(data.get("states", {}).items()):
+                monkeys.add_metric([data["name"], state], count)
+            paused.add_metric([data["name"]], 1 if data.get("paused") else 0)
         yield successes
         yield failures
         yield monkeys
