@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import TYPE_CHECKING
 
 from library.flock.businesses.base import Business
 from library.flock.options import SIAQuerySetRunnerOptions
-
-if TYPE_CHECKING:
-    from library.flock.options import SIAQuerySetRunnerOptions
 
 
 class SIAQueryFailed(Exception):
