@@ -73,7 +73,7 @@ class Engine:
         self.health = HealthSampler(self.active_monkeys, settings.shard)
         self.stop_reason = ""
         self.started_wall = 0.0
-        self._stop = None  # asyncio.Event, made inside the loop
+        self._stop: asyncio.Event | None = None  # made inside the loop, by run()
         self._interrupts = 0
 
     def active_monkeys(self) -> int:
@@ -142,7 +142,7 @@ class Engine:
             or threading.current_thread() is not threading.main_thread()
         ):
             return []
-        installed = []
+        installed: list[int] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)
             installed.append(sig)
@@ -160,12 +160,17 @@ class Engine:
         view.start()
         return view
 
+    def _stop_event(self) -> asyncio.Event:
+        if self._stop is None:
+            raise RuntimeError("the engine's stop event is made when run() starts")
+        return self._stop
+
     async def _wait_for_start(self) -> None:
         if self.settings.start_at is not None:
             delay = self.settings.start_at - time.time()
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
+                    await asyncio.wait_for(self._stop_event().wait(), delay)
 
     async def _start_flock(self, flock: FlockConfig) -> None:
         users = flock.monkeys()
@@ -177,13 +182,14 @@ class Engine:
             monkey = Monkey(flock, user, self.recorder, self.shared, stats, self.health)
             self.tasks.append(asyncio.create_task(monkey.run(), name=user.username))
 
-        await start_in_batches(flock, mine, start, self._stop.is_set)
+        await start_in_batches(flock, mine, start, self._stop_event().is_set)
 
     async def _wait_for_end(self, starters: list[asyncio.Task]) -> None:
         loop = asyncio.get_running_loop()
         deadline = None if self.settings.duration is None else loop.time() + self.settings.duration
         flush_every, next_flush = 10.0, loop.time() + 10.0
-        while not self._stop.is_set():
+        stop = self._stop_event()
+        while not stop.is_set():
             now = loop.time()
             if deadline is not None and now >= deadline:
                 self.request_stop("duration")
@@ -201,7 +207,7 @@ class Engine:
                 self.recorder.flush(wait=False)
             step = 0.2 if deadline is None else max(0.0, min(0.2, deadline - now))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), step)
+                await asyncio.wait_for(stop.wait(), step)
 
     async def _stop_monkeys(self) -> None:
         await stop_tasks(self.tasks, shutdown_bound(self.flocks))

@@ -58,7 +58,7 @@ class HealthSampler:
     def _row(self, process) -> None:
         lags, self._lags = self._lags, []
         # The same percentile rule as every other figure (library/stats.py).
-        p99 = percentiles(lags, (99,))[0] if lags else 0.0
+        p99 = (percentiles(lags, (99,))[0] or 0.0) if lags else 0.0
         self.last_lag_ms = max(lags) if lags else 0.0
         self.saturated = p99 > LAG_P99_LIMIT_MS
         self.rows.append(
