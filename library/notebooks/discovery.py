@@ -144,9 +144,12 @@ def matches(rel: str, pattern: str) -> bool:
     return _pattern(pattern).match(rel) is not None
 
 
-def _read_yaml(path: Path) -> Any:
+def _read_yaml(root: Path, path: Path) -> Any:
     from library import yamlio
 
+    why = outside(root, path)  # the repository's own file, as its notebooks
+    if why:
+        raise UserError(f"{path}: {why}; a repository's {path.name} must be its own file")
     return yamlio.loads(yamlio.read_text(path, "repository config"), str(path))
 
 
@@ -155,14 +158,14 @@ def read_repo_config(root: Path) -> RepoConfig:
     path = root / MOBU_CONFIG
     if not path.is_file():
         return RepoConfig()
-    return _validated(RepoConfig, _read_yaml(path), path)
+    return _validated(RepoConfig, _read_yaml(root, path), path)
 
 
 def read_bosun_config(root: Path) -> BosunRepoConfig:
     path = root / BOSUN_CONFIG
     if not path.is_file():
         return BosunRepoConfig()
-    return _validated(BosunRepoConfig, _read_yaml(path), path)
+    return _validated(BosunRepoConfig, _read_yaml(root, path), path)
 
 
 def _validated(model: type[BaseModel], data: Any, path: Path):

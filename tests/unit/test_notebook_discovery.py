@@ -137,6 +137,20 @@ def test_a_bad_mobu_yaml_is_one_line_naming_the_key(mobu_tree):
         discover(mobu_tree)
 
 
+def test_a_repo_config_linked_out_of_the_repository_is_refused(tmp_path):
+    """Notebook repositories are not trusted: their mobu.yaml and bosun.yaml are read only when
+    they are the repository's own files, as its notebooks."""
+    repo = tmp_path / "repo"
+    _nb(repo / "a.ipynb")
+    (tmp_path / "elsewhere.yaml").write_text("exclude_dirs: [x]\n")
+    for name in ("mobu.yaml", "bosun.yaml"):
+        (repo / name).symlink_to(tmp_path / "elsewhere.yaml")
+        with pytest.raises(UserError, match=rf"{name}: a link to .*elsewhere.yaml, outside the"):
+            discover(repo)
+        (repo / name).unlink()
+    assert _selected(discover(repo)) == ["a.ipynb"]
+
+
 def test_exclude_dirs_are_relative_to_the_root_as_in_mobu(tmp_path):
     _nb(tmp_path / "drafts" / "a.ipynb")
     _nb(tmp_path / "sub" / "drafts" / "b.ipynb")
