@@ -14,6 +14,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from library.service.web.series import WINDOWS, SeriesCache, bucket_seconds
+
 if TYPE_CHECKING:
     from library.eventstore import EventStore
     from library.service.flock import ServiceFlock
@@ -25,9 +27,6 @@ OVERVIEW_TTL_S = 2.0
 SAMPLE_MONKEYS = 256
 RATE_SPAN_S = 10.0  # ops/s: the executions of about the last ten seconds
 DAY_S = 86400.0
-# Windows of the flock charts, in seconds, and the number of time buckets they are cut in.
-WINDOWS = {"15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800}
-BUCKETS = 120
 LATEST_RUNS = 10
 
 
@@ -62,6 +61,7 @@ class WebData:
         self._overview: tuple[float, tuple[str, ...], dict[str, Any]] | None = None
         self._totals: dict[str, deque[tuple[float, int]]] = {}
         self._series: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._files = SeriesCache()
         if observer is not None:
             # The alerts' samples of each flock's counts, kept a day: the 1 h and 24 h
             # success figures read them (the page costs no extra sampling of its own).
@@ -210,22 +210,28 @@ class WebData:
         }
 
     async def series(self, store: EventStore, flock: ServiceFlock, window: str) -> dict[str, Any]:
-        """Rate, failures and latency percentiles of a flock over `window`, in BUCKETS time
-        buckets, from the partitioned events (what reached disk: up to one flush interval
-        behind). Cached for 1/BUCKETS of the window, at least 5 s."""
+        """Rate, failures and latency percentiles of a flock over `window` from the
+        partitioned events (what reached disk: up to one flush interval behind); computed
+        at most once per half bucket of the window (at least 5 s)."""
         import asyncio
 
+        from library.artifacts import LIFECYCLE_OPERATIONS
         from library.flock.businesses import main_operation
 
         seconds = WINDOWS[window]
         key = (flock.name, window)
         now = time.monotonic()
         cached = self._series.get(key)
-        if cached is not None and now - cached[0] < max(5.0, seconds / BUCKETS):
+        if cached is not None and now - cached[0] < max(5.0, bucket_seconds(seconds) / 2):
             return cached[1]
-        operation = main_operation(flock.config.business.type)
         data = await asyncio.to_thread(
-            bucket_series, store, flock.name, operation, seconds, time.time()
+            self._files.series,
+            store,
+            flock.name,
+            main_operation(flock.config.business.type),
+            {str(op) for op in LIFECYCLE_OPERATIONS},
+            seconds,
+            time.time(),
         )
         data["window"] = window
         if len(self._series) > 64:
@@ -242,60 +248,3 @@ def last_error(flock: ServiceFlock, name: str) -> str | None:
         if line.startswith("ERROR"):
             return line
     return None
-
-
-def bucket_series(
-    store: EventStore, flock: str, operation: str, seconds: float, now: float
-) -> dict[str, Any]:
-    """Per time bucket: executions/s and failures/s of the flock (its operations, lifecycle
-    rows aside) and the p50/p95/p99 duration (ms) of its main operation."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from library.artifacts import LIFECYCLE_OPERATIONS
-
-    width = seconds / BUCKETS
-    end_us = int(now * 1e6)
-    since_us = end_us - int(seconds * 1e6)
-    table = store.read(since_us, None, ["start_us", "duration_us", "flock", "operation", "success"])
-    # The text columns are dictionary-encoded on disk: compared as plain strings.
-    table = table.filter(pc.equal(table.column("flock").cast(pa.string()), flock))
-    names = table.column("operation").cast(pa.string())
-    keep = pc.invert(pc.is_in(names, value_set=pa.array([str(o) for o in LIFECYCLE_OPERATIONS])))
-    table, names = table.filter(keep), names.filter(keep)
-    ops = names.to_numpy(zero_copy_only=False)
-    start = table.column("start_us").to_numpy(zero_copy_only=False)
-    success = table.column("success").to_numpy(zero_copy_only=False).astype(bool)
-    duration = table.column("duration_us").to_numpy(zero_copy_only=False)
-    index = np.clip(((start - since_us) / (width * 1e6)).astype(np.int64), 0, BUCKETS - 1)
-    count = np.bincount(index, minlength=BUCKETS)
-    failures = np.bincount(index[~success], minlength=BUCKETS)
-    main = ops == operation if len(ops) else np.zeros(0, bool)
-    if not main.any() and len(ops):
-        # A business without a row of its main operation: its most frequent operation.
-        found, freq = np.unique(ops, return_counts=True)
-        operation = str(found[int(np.argmax(freq))])
-        main = ops == operation
-    quantiles = {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
-    lat = {k: [None] * BUCKETS for k in quantiles}
-    if main.any():
-        m_index, m_dur = index[main], duration[main] / 1000.0
-        order = np.lexsort((m_dur, m_index))
-        m_index, m_dur = m_index[order], m_dur[order]
-        per = np.bincount(m_index, minlength=BUCKETS)
-        first = np.concatenate([[0], np.cumsum(per)[:-1]])
-        for key, q in quantiles.items():
-            pick = first + np.maximum(np.ceil(q * per).astype(np.int64) - 1, 0)
-            for bucket in np.nonzero(per)[0]:
-                lat[key][bucket] = round(float(m_dur[pick[bucket]]), 3)
-    times = [(since_us / 1e6) + (i + 0.5) * width for i in range(BUCKETS)]
-    return {
-        "operation": operation,
-        "bucket_s": width,
-        "time": [round(t, 3) for t in times],
-        "rate": [round(float(c) / width, 4) for c in count],
-        "failures": [round(float(f) / width, 4) for f in failures],
-        **lat,
-        "events": int(count.sum()),
-    }
