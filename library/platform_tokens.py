@@ -21,8 +21,8 @@ import functools
 import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote
 
+from library import urls
 from library.errors import UserError
 from library.platform import (
     GafaelfawrTokens,
@@ -226,7 +226,7 @@ class JupyterHubProvider(_HTTP):
         self._expires_in = source.expires_in
 
     async def _mint(self, user: BotUser | str, name: str, scopes: list[str]) -> str:
-        user_url = self._api + "users/" + quote(name, safe="")
+        user_url = self._api + "users/" + urls.segment(name)
         status, data = await self._post(user_url, None, "token")
         if status not in (201, 409):
             raise TokenError(f"creating hub user {name}: HTTP {status}: {_message(data)}")

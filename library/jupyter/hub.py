@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urljoin
 
+from library import urls
 from library.errors import UserError
 from library.jupyter.errors import HubHTTPError
-from library.jupyter.lab import LabSession, _segment
+from library.jupyter.lab import LabSession
 from library.jupyter.userhttp import UserHTTP
 from library.platform import check_username
 
@@ -51,7 +52,7 @@ class HubClient:
             raise UserError(str(exc)) from None
         try:
             await self._require_admin().request(
-                "POST", self._api(f"users/{_segment(user)}"), ok=(201,)
+                "POST", self._api(f"users/{urls.segment(user)}"), ok=(201,)
             )
             return True
         except HubHTTPError as exc:
@@ -65,7 +66,7 @@ class HubClient:
 
         _, model = await self._require_admin().request(
             "POST",
-            self._api(f"users/{_segment(user)}/tokens"),
+            self._api(f"users/{urls.segment(user)}/tokens"),
             json_body={"note": note, "expires_in": self.token_expiry_s},
         )
         token = model["token"]

@@ -6,8 +6,9 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
+from library import urls
 from library.artifacts import Operation
 from library.errors import UserError
 from library.jupyter.errors import (
@@ -85,7 +86,7 @@ class LabSession:
         self.hub_url = hub_url if hub_url.endswith("/") else hub_url + "/"
         self.http = UserHTTP(token, user=user, connector=connector)
         self._rec = recorder if recorder is not None else NoRecorder()
-        self._lab_url = urljoin(self.hub_url, f"user/{_segment(user)}/")
+        self._lab_url = urljoin(self.hub_url, f"user/{urls.segment(user)}/")
 
     # --- URLs ---------------------------------------------------------------------------
 
@@ -107,7 +108,7 @@ class LabSession:
 
     async def server_status(self) -> dict | None:
         """The hub's model of the user's default server, or None when there is none."""
-        _, model = await self.http.request("GET", self.hub_api(f"users/{_segment(self.user)}"))
+        _, model = await self.http.request("GET", self.hub_api(f"users/{urls.segment(self.user)}"))
         server = (model.get("servers") or {}).get("")
         if server and server.get("url"):
             self._set_lab_url(server["url"])
@@ -169,7 +170,7 @@ class LabSession:
         options = {k: v for k, v in (("image", image), ("size", size)) if v}
         try:
             await self.http.request(
-                "POST", self.hub_api(f"users/{_segment(self.user)}/server"), json_body=options
+                "POST", self.hub_api(f"users/{urls.segment(self.user)}/server"), json_body=options
             )
         except HubHTTPError as exc:
             # Lost a race with another starter: the progress stream still tells when it is up.
@@ -257,7 +258,7 @@ class LabSession:
 
     async def _follow_progress(self, started: float, progress: list, last: dict) -> float:
         """Read the progress stream until ready; the perf_counter time ready arrived."""
-        url = self.hub_api(f"users/{_segment(self.user)}/server/progress")
+        url = self.hub_api(f"users/{urls.segment(self.user)}/server/progress")
         async with self.http.session.get(url, headers={"Accept": "text/event-stream"}) as resp:
             if resp.status != 200:
                 raise HubHTTPError(
@@ -303,7 +304,7 @@ class LabSession:
         """Stop the lab and wait until the hub no longer lists it; seconds it took."""
         with self._rec.timed(Operation.DELETE_LAB, monkey=self.user):
             started = time.perf_counter()
-            url = self.hub_api(f"users/{_segment(self.user)}/server")
+            url = self.hub_api(f"users/{urls.segment(self.user)}/server")
             try:
                 async with asyncio.timeout(timeout):
                     while True:
@@ -354,11 +355,6 @@ class LabSession:
 
     async def aclose(self) -> None:
         await self.http.aclose()
-
-
-def _segment(name: str) -> str:
-    """NAME as one URL path segment: "/" and every other reserved character escaped."""
-    return quote(name, safe="")
 
 
 def _page_reason(text: str) -> str:

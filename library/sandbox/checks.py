@@ -7,6 +7,8 @@ import time
 import urllib.error
 import urllib.parse
 
+from library import urls
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TABLE = "sandbox.objects"
@@ -39,7 +41,7 @@ def run(user: str, tap: bool = True, table: str = DEFAULT_TABLE) -> dict:
         anonymous,
     )
 
-    quoted = urllib.parse.quote(user, safe="")
+    quoted = urls.segment(user)
     try:
         hub.api_json(f"{ep.hub_api_url}/users/{quoted}", ep.token, method="POST")
         result["user_created"] = True

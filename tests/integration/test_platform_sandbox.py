@@ -199,10 +199,11 @@ def test_a_user_name_with_a_path_is_refused_and_reaches_no_url(ep, tmp_path):
 
 
 def test_user_names_are_one_escaped_url_segment():
+    from library import urls
     from library.errors import UserError
-    from library.jupyter.lab import LabSession, _segment
+    from library.jupyter.lab import LabSession
 
-    assert _segment("bot-x/../alice") == "bot-x%2F..%2Falice"
+    assert urls.segment("bot-x/../alice") == "bot-x%2F..%2Falice"
     with pytest.raises(UserError, match="not a valid platform user name"):
         LabSession("http://127.0.0.1:1/", "bot-x/../alice", "t" * 20)
 
