@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from library.artifacts import Operation
 from library.events import now_us, short_error
 from library.flock.businesses import business_class, main_operation
-from library.stats import BEHIND_SCHEDULE_PCT
+from library.stats import BEHIND_SCHEDULE_PCT, percentiles
 
 if TYPE_CHECKING:
     from library.events import Recorder
@@ -98,12 +98,13 @@ class FlockStats:
         if not intended or self._achieved is None:
             return {"intended_per_s": None, "achieved_per_s": None, "behind_schedule": None}
         pairs = zip(list(self.recent_ms), list(self.recent_lag_ms), strict=False)
-        corrected = sorted(d + lag for d, lag in pairs)
+        # Same percentile rule as every other figure (library/stats.py).
+        (corrected_p95,) = percentiles([d + lag for d, lag in pairs], (95,))
         return {
             "intended_per_s": intended,
             "achieved_per_s": self._achieved,
             "behind_schedule": self._achieved < intended * BEHIND_FRACTION,
-            "corrected_p95_ms": corrected[int(0.95 * (len(corrected) - 1))] if corrected else None,
+            "corrected_p95_ms": corrected_p95,
         }
 
     def intended_per_s(self) -> float:
