@@ -67,7 +67,8 @@ def flock_figures(out_dir: Path, flocks: list[FlockConfig]) -> dict[str, dict[st
         out[flock.name] = {
             "monkeys": flock.count,
             "business": flock.business.type,
-            "started": int(len(np.unique(monkey_codes[flock_codes == code]))),
+            # Distinct monkeys by counting, not sorting (np.unique sorts every row).
+            "started": int(np.count_nonzero(np.bincount(monkey_codes[flock_codes == code]))),
             "successes": successes,
             "failures": failures,
             "success_pct": round(100.0 * successes / total, 2) if total else 0.0,
