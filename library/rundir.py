@@ -17,11 +17,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from library import artifacts
 from library.errors import UserError
 
 log = logging.getLogger(__name__)
 
-LOCK = "ci.lock"  # artifacts.RUN_LOCK
+LOCK = artifacts.RUN_LOCK
 RESERVE = ".bosun-reserve"
 RESERVE_BYTES = 32 * 1024  # JUnit, run.json, exit_code, FAILURES of an ordinary run fit in it
 
