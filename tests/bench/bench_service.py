@@ -113,7 +113,7 @@ def test_api_latency_and_polling_cost(nginx, tmp_path):  # noqa: F811
         stop_s = time.monotonic() - t0
     finally:
         svc.stop()
-    assert code == 0
+    assert code == 0, svc.output()[-3000:]
     print()
     print(f"PUT /flocks of 10,000 EmptyLoop -> all started: {empty_started:.2f} s")
     print(
