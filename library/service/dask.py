@@ -158,6 +158,8 @@ class DaskFlock(ServiceFlock):
         self.tally = EventTally()
         self.shard_states: dict[str, str] = {}
         self.dead_shards: dict[int, str] = {}
+        # Each shard's latest engine health row (library/flock/health.py's columns).
+        self.shard_health: dict[int, tuple] = {}
         self.shards = 0
         self.last_snapshot: float | None = None
         self._client: Client | None = None
@@ -271,6 +273,8 @@ class DaskFlock(ServiceFlock):
             except Exception:  # noqa: BLE001 - not published yet (TimeoutError), or gone
                 continue
             newest = max(newest or 0.0, snap["time"])
+            if snap.get("health") and shard not in self.dead_shards:
+                self.shard_health[shard] = tuple(snap["health"])
             merged.add(snap["tally"])
             for name, (state, ok, failed) in snap["monkeys"].items():
                 if shard in self.dead_shards or name not in self.stats:
@@ -293,6 +297,7 @@ class DaskFlock(ServiceFlock):
         from library.events import now_us
 
         self.dead_shards[shard] = error
+        self.shard_health.pop(shard, None)
         log.error("flock %s: shard %d died: %s", self.name, shard, error)
         names = [u for i, u in enumerate(self.users) if i % self.shards == shard]
         start = now_us()

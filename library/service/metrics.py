@@ -17,6 +17,8 @@ Metrics (every name prefixed ``bosun_``):
   ``process_resident_memory_bytes``, ``client_bound`` (0/1) gauges
 - ``events_stored_files``, ``events_stored_bytes`` gauges (the partitioned store)
 - ``alerts_firing{rule,flock}`` gauge
+- ``shard_event_loop_lag_seconds{flock,shard,stat}``, ``shard_cpu_percent``,
+  ``shard_resident_memory_bytes``, ``shard_active_monkeys{flock,shard}``: Dask shards' health
 """
 
 from __future__ import annotations
@@ -143,14 +145,16 @@ class ServiceCollector:
         health: Callable[[], dict[str, float]],
         store: Callable[[], tuple[int, int]],
         alerts: Callable[[], list[tuple[str, str]]],
+        shards: Callable[[], list[tuple[str, int, tuple]]] = list,
     ) -> None:
+        self.shards = shards
         self.tallies = tallies
         self.flocks = flocks
         self.health = health
         self.store = store
         self.alerts = alerts
 
-    def describe(self) -> list:
+    def describe(self) -> list[Any]:
         return []  # collected fresh every scrape
 
     def collect(self) -> Iterator[Any]:
@@ -234,6 +238,7 @@ class ServiceCollector:
             "1 when the engine's own saturation distorts the latencies it measures",
             value=1 if health.get("client_bound") else 0,
         )
+        yield from self._shard_health()
         files, size = self.store()
         yield GaugeMetricFamily("bosun_events_stored_files", "Part files kept", value=files)
         yield GaugeMetricFamily("bosun_events_stored_bytes", "Bytes of events kept", value=size)
@@ -243,6 +248,33 @@ class ServiceCollector:
         for rule, flock in self.alerts():
             firing.add_metric([rule, flock], 1)
         yield firing
+
+    def _shard_health(self) -> Iterator[Any]:
+        """The engine's health of each Dask shard, from its latest snapshot."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        labels = ["flock", "shard"]
+        lag = GaugeMetricFamily(
+            "bosun_shard_event_loop_lag_seconds",
+            "Lag of a Dask shard's event loop over its last second",
+            labels=[*labels, "stat"],
+        )
+        cpu = GaugeMetricFamily("bosun_shard_cpu_percent", "CPU of a Dask shard", labels=labels)
+        rss = GaugeMetricFamily(
+            "bosun_shard_resident_memory_bytes", "Resident memory of a Dask shard", labels=labels
+        )
+        active = GaugeMetricFamily(
+            "bosun_shard_active_monkeys", "Monkeys running in a Dask shard", labels=labels
+        )
+        for flock, shard, row in self.shards():
+            _, lag_max, lag_p99, cpu_pct, rss_bytes, running, *_ = row
+            key = [flock, str(shard)]
+            lag.add_metric([*key, "max"], lag_max / 1000.0)
+            lag.add_metric([*key, "p99"], lag_p99 / 1000.0)
+            cpu.add_metric(key, cpu_pct)
+            rss.add_metric(key, rss_bytes)
+            active.add_metric(key, running)
+        yield from (lag, cpu, rss, active)
 
 
 def _le(bound: float) -> str:

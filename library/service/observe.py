@@ -80,7 +80,7 @@ class Observer:
         self.store_size: tuple[int, int] = (0, 0)
         self.last_retention: dict[str, Any] | None = None
         self._stats_cache: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
 
     # -- lifecycle
@@ -136,6 +136,13 @@ class Observer:
             merged.add(tally.snapshot())
         return [merged]
 
+    def shard_health(self) -> list[tuple[str, int, tuple]]:
+        out = []
+        for name, flock in sorted(self.manager.flocks.items()):
+            for shard, row in sorted(getattr(flock, "shard_health", {}).items()):
+                out.append((name, shard, row))
+        return out
+
     def health_now(self) -> dict[str, Any]:
         rows = self.health.rows
         if len(rows) > HEALTH_ROWS:
@@ -164,6 +171,7 @@ class Observer:
             self.health_now,
             lambda: self.store_size,
             lambda: sorted(self.alerts.firing),
+            self.shard_health,
         )
         return render(collector)
 

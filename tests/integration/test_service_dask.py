@@ -78,6 +78,13 @@ def test_flock_on_dask_shards(tmp_path):
                             operation="empty_loop", result="success")  # fmt: skip
             assert loops > 0
 
+            for shard in ("0", "1"):  # each shard's own engine health
+                rss = _metric(svc, "bosun_shard_resident_memory_bytes", flock="dist-a",
+                              shard=shard)  # fmt: skip
+                assert rss > 10 << 20
+                active = _metric(svc, "bosun_shard_active_monkeys", flock="dist-a", shard=shard)
+                assert active == 2
+
             # A worker dies: its shard's monkeys show as failed.
             workers = [
                 p
