@@ -75,7 +75,7 @@ def _typed(loader: yaml.SafeLoader, text: str) -> Any:
     return loader.construct_object(yaml.ScalarNode(tag, text))
 
 
-def _placeholder_loader(values: list[Any], pattern: re.Pattern) -> type[yamlio.BoundedLoader]:
+def _placeholder_loader(values: list[Any], pattern: re.Pattern[str]) -> type[yamlio.BoundedLoader]:
     class Loader(yamlio.BoundedLoader):
         pass
 

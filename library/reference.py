@@ -8,7 +8,7 @@ import typing
 from library import toolbox
 
 
-def _option(name: str, param: inspect.Parameter, annotation) -> str:
+def _option(name: str, param: inspect.Parameter, annotation: object) -> str:
     if param.kind is inspect.Parameter.POSITIONAL_ONLY:
         return name.upper()
     flag = "--" + name.replace("_", "-")
@@ -17,7 +17,7 @@ def _option(name: str, param: inspect.Parameter, annotation) -> str:
     return f"{flag} {name.upper()}"
 
 
-def _type(annotation) -> str:
+def _type(annotation: object) -> str:
     text = getattr(annotation, "__name__", None) if typing.get_origin(annotation) is None else None
     if text is None:
         text = str(annotation).replace("typing.", "").replace("pathlib.", "")

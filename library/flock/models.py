@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     PrivateAttr,
     ValidationError,
     field_validator,
@@ -110,7 +111,7 @@ class BusinessConfig(BaseModel):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _canonical_type(cls, data: Any, handler):
+    def _canonical_type(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
         alias = None
         if isinstance(data, dict) and isinstance(data.get("type"), str):
             name = data["type"]
@@ -259,7 +260,7 @@ NO_EFFECT = {
 }
 
 
-def _notices_for(item: dict, flock: FlockConfig) -> list[str]:
+def _notices_for(item: dict[str, Any], flock: FlockConfig) -> list[str]:
     notes = []
     if flock.business._alias_of:
         notes.append(

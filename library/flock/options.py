@@ -312,7 +312,7 @@ class HTTPLoopOptions(BusinessOptions):
 
     url: str
     method: Literal["GET", "POST", "PUT", "DELETE", "HEAD"] = "GET"
-    body: str | dict | list | None = None
+    body: str | dict[str, Any] | list[Any] | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     token_env: str | None = Field(
         None, description="Environment variable holding the token sent as 'Authorization: bearer'."

@@ -118,13 +118,13 @@ class Executor:
         self.grace_s = grace_s
         self.command = command or _ci_run()
         self.owner = host_owner()
-        self.running: dict[int, asyncio.Task] = {}
+        self.running: dict[int, asyncio.Task[None]] = {}
         self._procs: dict[int, asyncio.subprocess.Process] = {}
         self._cancelling: set[int] = set()
-        self._enders: set[asyncio.Task] = set()  # kept: a task nobody holds may be collected
+        self._enders: set[asyncio.Task[None]] = set()  # kept: a task nobody holds may be collected
         self._wake = asyncio.Event()
         self._stopping = False
-        self._loop_task: asyncio.Task | None = None
+        self._loop_task: asyncio.Task[None] | None = None
         self._done = asyncio.Condition()
 
     # -- life cycle

@@ -187,7 +187,7 @@ class QueueStore:
 
     # -- events and runs in
 
-    def record_event(self, event_id: str, type_: str, fields: dict, source: str) -> bool:
+    def record_event(self, event_id: str, type_: str, fields: dict[str, Any], source: str) -> bool:
         """Remember an event; False when it was seen before (a duplicate delivery)."""
         with self.db.transaction() as cur:
             cur.execute(

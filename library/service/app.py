@@ -67,7 +67,8 @@ class FormattedJSONResponse(JSONResponse):
 
 
 def _who(request: Request) -> Identity:
-    return request.scope["state"]["identity"]
+    identity: Identity = request.scope["state"]["identity"]  # set by the auth middleware
+    return identity
 
 
 def _metadata() -> dict[str, Any]:

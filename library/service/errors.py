@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ServiceError(Exception):
     status = 400
@@ -13,8 +15,8 @@ class ServiceError(Exception):
         self.message = message
         self.loc = loc
 
-    def detail(self) -> dict:
-        item: dict = {"msg": self.message, "type": self.type}
+    def detail(self) -> dict[str, Any]:
+        item: dict[str, Any] = {"msg": self.message, "type": self.type}
         if self.loc:
             item["loc"] = self.loc
         return {"detail": [item]}

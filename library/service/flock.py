@@ -60,8 +60,8 @@ class ServiceFlock:
         self.stats: dict[str, MonkeyStats] = {}
         self.monkeys: dict[str, Monkey] = {}
         self.logs: dict[str, MonkeyLog] = {}
-        self.tasks: dict[str, asyncio.Task] = {}
-        self._starter: asyncio.Task | None = None
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self._starter: asyncio.Task[None] | None = None
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._refresh: set[str] = set()

@@ -13,6 +13,7 @@ import contextvars
 import logging
 import time
 from collections import deque
+from typing import Any
 
 from library.eventstore import PartitionedRecorder
 from library.redact import redact_text
@@ -55,7 +56,7 @@ class LoggingRecorder(PartitionedRecorder):
     """The service's recorder (hour partitions, `library.eventstore`): every failure also goes
     to its monkey's log."""
 
-    def __init__(self, *args, logs: dict[tuple[str, str], MonkeyLog], **kwargs) -> None:
+    def __init__(self, *args: Any, logs: dict[tuple[str, str], MonkeyLog], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.logs = logs
 

@@ -35,7 +35,7 @@ class Runtime:
         # Monkey tasks start from the service's context (artifact dir, secrets to mask), not
         # from the request handler's that created them.
         self.context = contextvars.copy_context()
-        self._flusher: asyncio.Task | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._flusher = asyncio.create_task(self._flush_loop(), name="events-flush")

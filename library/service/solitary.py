@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from library.events import short_error
 from library.flock.businesses import business_class
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 SOLITARY_FLOCK = "solitary"
 
 
-async def run_solitary(config: SolitaryConfig, runtime: Runtime) -> dict:
+async def run_solitary(config: SolitaryConfig, runtime: Runtime) -> dict[str, Any]:
     business_config = config.business
     options = business_config.parsed_options
     name = config.user.username

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from library.errors import UserError
-from library.service.auth import ADMIN, AuthError
+from library.service.auth import ADMIN, AuthError, Identity
 
 if TYPE_CHECKING:
     from library.triggers.service import TriggerService
@@ -53,7 +53,7 @@ def make_router(triggers: TriggerService) -> APIRouter:
 
     def may_post(request: Request, action: str) -> str:
         auth = triggers.auth
-        who = request.scope.get("state", {}).get("identity")
+        who: Identity | None = request.scope.get("state", {}).get("identity")
         if auth is None or not auth.configured:
             raise AuthError(403, f"{action}: this service has no auth file (--auth-file)")
         if who is None or who.anonymous:

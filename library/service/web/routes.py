@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
-from library.service.web.data import WINDOWS, WebData
+from library.service.web.data import WebData
+from library.service.web.series import WINDOWS
 
 if TYPE_CHECKING:
     from library.service.auth import Authenticator
