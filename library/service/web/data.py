@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from library.triggers.service import TriggerService
 
 OVERVIEW_TTL_S = 2.0
+MONKEYS_TTL_S = 4.0
 SAMPLE_MONKEYS = 256
 RATE_SPAN_S = 10.0  # ops/s: the executions of about the last ten seconds
 DAY_S = 86400.0
@@ -58,10 +59,11 @@ class WebData:
         self.manager = manager
         self.observer = observer
         self.triggers = triggers
-        self._overview: tuple[float, tuple[str, ...], dict[str, Any]] | None = None
+        self._overview: tuple[float, tuple[Any, ...], dict[str, Any]] | None = None
         self._totals: dict[str, deque[tuple[float, int]]] = {}
         self._series: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self._files = SeriesCache()
+        self._monkeys: dict[str, tuple[float, ServiceFlock, list[tuple], dict[str, int]]] = {}
         if observer is not None:
             # The alerts' samples of each flock's counts, kept a day: the 1 h and 24 h
             # success figures read them (the page costs no extra sampling of its own).
@@ -72,7 +74,11 @@ class WebData:
     async def overview(self) -> dict[str, Any]:
         import asyncio
 
-        names = tuple(self.manager.list_flocks())
+        # A flock created, replaced, paused, resumed or started shows at the next poll.
+        names = tuple(
+            (name, id(f), f.paused, f.stopping, f.start_time is None)
+            for name, f in sorted(self.manager.flocks.items())
+        )
         now = time.monotonic()
         cached = self._overview
         if cached is not None and cached[1] == names and now - cached[0] < OVERVIEW_TTL_S:
@@ -172,27 +178,38 @@ class WebData:
 
     # -- one flock
 
+    async def flock(self, flock: ServiceFlock) -> dict[str, Any]:
+        """A flock's overview row, from the shared snapshot (one computation for every page
+        open, overview or flock)."""
+        overview = await self.overview()
+        for row in overview["flocks"]:
+            if row["name"] == flock.name:
+                return dict(row)
+        return self.flock_row(flock)
+
     def monkeys(
         self, flock: ServiceFlock, state: str | None, limit: int, offset: int
     ) -> dict[str, Any]:
-        """Its monkeys, those with failures first, with state and last error."""
-        rows = []
-        counts: dict[str, int] = {}
-        for name in flock.users:
-            monkey_state = flock.monkey_state(name)
-            counts[monkey_state] = counts.get(monkey_state, 0) + 1
-            if state and monkey_state != state:
-                continue
-            stats = flock.stats.get(name)
-            rows.append(
-                (
-                    -(stats.failures if stats else 0),
-                    name,
-                    monkey_state,
-                    stats.successes if stats else 0,
-                )
-            )
-        rows.sort()
+        """Its monkeys, those with failures first, with state and last error. The sorted
+        list is kept MONKEYS_TTL_S per flock, shared by the pages that poll it."""
+        now = time.monotonic()
+        cached = self._monkeys.get(flock.name)
+        if cached is None or cached[1] is not flock or now - cached[0] >= MONKEYS_TTL_S:
+            rows = []
+            counts: dict[str, int] = {}
+            for name in flock.users:
+                monkey_state = flock.monkey_state(name)
+                counts[monkey_state] = counts.get(monkey_state, 0) + 1
+                stats = flock.stats.get(name)
+                ok, failed = (stats.successes, stats.failures) if stats else (0, 0)
+                rows.append((-failed, name, monkey_state, ok))
+            rows.sort()
+            for stale in [n for n in self._monkeys if n not in self.manager.flocks]:
+                del self._monkeys[stale]
+            cached = self._monkeys[flock.name] = (now, flock, rows, counts)
+        _, _, rows, counts = cached
+        if state:
+            rows = [row for row in rows if row[2] == state]
         page = rows[offset : offset + limit]
         return {
             "total": len(rows),

@@ -169,7 +169,7 @@ def make_router(
     @router.get(base + "/api/flocks/{flock}")
     async def flock_row(flock: str) -> Response:
         found = manager.get_flock(flock)
-        row = data.flock_row(found)
+        row = await data.flock(found)
         row["paused_labs"] = found.pause_mode if found.paused else None
         row["config"] = found.config.model_dump(mode="json", exclude_unset=True, exclude_none=True)
         return JSONResponse(row)
