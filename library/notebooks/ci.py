@@ -12,7 +12,10 @@ def changed_notebooks(repo: Path, base_ref: str, head_ref: str = "HEAD") -> list
     Deleted notebooks are left out: there is nothing to run.
     """
     from library.errors import UserError
+    from library.notebooks.source import check_ref
 
+    check_ref(base_ref, "--base-ref")
+    check_ref(head_ref, "--head-ref")
     proc = subprocess.run(
         [
             "git",

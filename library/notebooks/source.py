@@ -25,17 +25,33 @@ def checkout(source: str, ref: str | None, cache_dir: Path) -> Path:
         if not path.is_dir():
             raise UserError(f"notebook source {source}: not a directory nor a git URL")
         return path.resolve()
+    check_ref(ref)
     key = hashlib.sha256(f"{source}@{ref or ''}".encode()).hexdigest()[:16]
     dest = cache_dir / key
     if (dest / ".git").is_dir():
         return dest
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_dir / f".{key}.partial"
-    _git(["clone", "--quiet", source, str(tmp)], source)
+    _git(["clone", "--quiet", "--", source, str(tmp)], source)
     if ref:
-        _git(["-C", str(tmp), "checkout", "--quiet", ref], f"{source} at ref {ref}")
+        _git(["-C", str(tmp), "checkout", "--quiet", ref, "--"], f"{source} at ref {ref}")
     tmp.rename(dest)
     return dest
+
+
+def check_ref(ref: str | None, what: str = "ref") -> None:
+    """UserError unless REF can only be read as a git revision (a branch, tag or commit): refs
+    come from flocks, triggers and API requests, and one starting with '-' would be read as an
+    option of git (``--upload-pack=COMMAND`` runs COMMAND)."""
+    from library.errors import UserError
+
+    if ref is None:
+        return
+    if not ref or ref.startswith("-") or any(c.isspace() or not c.isprintable() for c in ref):
+        raise UserError(
+            f"{what} {ref!r}: not a git branch, tag or commit (it must not start with '-' "
+            "nor hold spaces or control characters)"
+        )
 
 
 def _git(args: list[str], what: str) -> None:
@@ -53,6 +69,7 @@ def refresh_checkout(source: str, ref: str | None, cache_dir: Path) -> Path:
     the clone of `checkout` is otherwise kept as it was first made). A local path is as is."""
     if not is_git_url(source):
         return checkout(source, ref, cache_dir)
+    check_ref(ref)
     key = hashlib.sha256(f"{source}@{ref or ''}".encode()).hexdigest()[:16]
     dest = cache_dir / key
     if not (dest / ".git").is_dir():

@@ -86,3 +86,32 @@ def test_notebook_ci_refuses_a_changed_notebook_linked_out_of_the_repository(
     with pytest.raises(CheckFailed, match="escape.ipynb: a link to .*outside the repository"):
         run_changed(repo, "HEAD~1", "HEAD", {}, timeout=60)
     assert "outside the repository" in (artifact_dir / "junit.xml").read_text()
+
+
+@pytest.mark.parametrize("ref", ["--upload-pack=touch PWNED", "-b", "", "main two", "x\nmain"])
+def test_a_ref_that_git_would_read_as_an_option_is_refused(tmp_path, ref):
+    """Refs come from flocks, triggers and API requests: `--upload-pack=COMMAND` as the ref of a
+    fetch from a local repository ran COMMAND."""
+    from library.errors import UserError
+    from library.notebooks.ci import changed_notebooks
+    from library.notebooks.source import checkout, refresh_checkout
+
+    origin = tmp_path / "origin"
+    subprocess.run(["git", "init", "-q", str(origin)], check=True)
+    url = origin.as_uri()
+    for call in (
+        lambda: checkout(url, ref, tmp_path / "cache"),
+        lambda: refresh_checkout(url, ref, tmp_path / "cache"),
+        lambda: changed_notebooks(origin, ref),
+    ):
+        with pytest.raises(UserError, match="not a git branch, tag or commit"):
+            call()
+    assert not (tmp_path / "PWNED").exists() and not (Path.cwd() / "PWNED").exists()
+
+
+def test_a_source_starting_with_a_dash_is_a_repository_not_an_option(tmp_path):
+    from library.errors import UserError
+    from library.notebooks.source import checkout
+
+    with pytest.raises(UserError, match=r"cannot fetch notebooks from --upload-pack=x\.git"):
+        checkout("--upload-pack=x.git", None, tmp_path / "cache")
