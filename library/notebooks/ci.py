@@ -23,8 +23,10 @@ def changed_notebooks(repo: Path, base_ref: str, head_ref: str = "HEAD") -> list
             str(repo),
             "diff",
             "--name-only",
+            "-z",  # names as they are: quoted, "café.ipynb" would not end in .ipynb
             "--diff-filter=ACMR",
             f"{base_ref}...{head_ref}",
+            "--",
         ],
         capture_output=True,
         text=True,
@@ -32,7 +34,7 @@ def changed_notebooks(repo: Path, base_ref: str, head_ref: str = "HEAD") -> list
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["git diff failed"])[-1]
         raise UserError(f"--base-ref {base_ref}: cannot diff {repo} against it: {last}")
-    return [n for n in proc.stdout.splitlines() if n.endswith(".ipynb")]
+    return [n for n in proc.stdout.split("\0") if n.endswith(".ipynb")]
 
 
 def junit(suite_name: str, cases: list[dict]) -> str:

@@ -115,3 +115,22 @@ def test_a_source_starting_with_a_dash_is_a_repository_not_an_option(tmp_path):
 
     with pytest.raises(UserError, match=r"cannot fetch notebooks from --upload-pack=x\.git"):
         checkout("--upload-pack=x.git", None, tmp_path / "cache")
+
+
+def test_a_changed_notebook_with_a_non_ascii_name_is_found(tmp_path):
+    """git quotes such names by default ("caf\\303\\251.ipynb"), which then did not end in .ipynb:
+    the notebook was silently not checked."""
+    from library.notebooks.ci import changed_notebooks
+
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "base"], check=True)
+    for name in ("café.ipynb", "plain.ipynb", "with space.ipynb"):
+        (tmp_path / name).write_text(json.dumps(DIRTY))
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "notebooks"], check=True)
+    assert changed_notebooks(tmp_path, "HEAD~1") == [
+        "café.ipynb",
+        "plain.ipynb",
+        "with space.ipynb",
+    ]
