@@ -130,6 +130,11 @@ class PartitionedRecorder(Recorder):
                 fd = os.open(self._tmp(path), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 continue
+            except FileNotFoundError:
+                # The retention removed the (then empty) dir between mkdir and claim; a claim
+                # file keeps it from then on.
+                directory.mkdir(parents=True, exist_ok=True)
+                continue
             os.close(fd)
             break
         super()._write_table(table, path)
