@@ -283,11 +283,17 @@ class Observer:
         return [m.as_dict() for m in messages]
 
     async def _report_loop(self) -> None:
+        at = self.settings.report.time
+        target = next_post(dt.datetime.now(dt.UTC), at)
         while True:
-            now = dt.datetime.now(dt.UTC)
-            wait = (next_post(now, self.settings.report.time) - now).total_seconds()
-            await asyncio.sleep(wait)
+            delay = (target - dt.datetime.now(dt.UTC)).total_seconds()
+            if delay > 0:
+                # Woken at most hourly: a sleep measured on the monotonic clock drifts from
+                # the wall clock, and waking a little early must not post twice.
+                await asyncio.sleep(min(delay, 3600.0))
+                continue
             await self.post_report("schedule")
+            target = next_post(target, at)
 
     def next_report(self) -> str | None:
         if not self.settings.report.enabled:
