@@ -235,16 +235,15 @@ def run_steps(
 
 def _run_step(name: str, module: ModuleType, console: Console) -> StepResult:
     """One step in its own dir; whatever happens (a full disk included) it returns a result."""
-    try:
-        step_dir_cm = env.NextArtifactDir(name)
-        step_dir = step_dir_cm.__enter__()
-    except OSError as err:
-        # Not even the step's dir could be made (a full disk): the step fails, the run goes on
-        # to its last cleanup and its records.
-        message = storage_error_message(err) or one_line(err)
-        return StepResult(name, env.artifact_dir() / name, "failure", 0.0, message)
-    result = StepResult(name, step_dir)
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            step_dir = stack.enter_context(env.NextArtifactDir(name))
+        except OSError as err:
+            # Not even the step's dir could be made (a full disk): the step fails, the run goes
+            # on to its last cleanup and its records.
+            message = storage_error_message(err) or one_line(err)
+            return StepResult(name, env.artifact_dir() / name, "failure", 0.0, message)
+        result = StepResult(name, step_dir)
         console.line(f"==> {name}  ({step_dir})", "bold")
         start = time.perf_counter()
         try:
@@ -268,8 +267,6 @@ def _run_step(name: str, module: ModuleType, console: Console) -> StepResult:
                     ),
                 )
         result.duration_s = time.perf_counter() - start
-    finally:
-        step_dir_cm.__exit__(None, None, None)
     return result
 
 
