@@ -7,7 +7,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from library.artifacts import Operation
 from library.events import now_us, short_error
@@ -16,6 +16,7 @@ from library.stats import BEHIND_SCHEDULE_PCT, percentiles
 
 if TYPE_CHECKING:
     from library.events import Recorder
+    from library.flock.businesses.base import Business
     from library.flock.health import HealthSampler
     from library.flock.models import FlockConfig, User
     from library.flock.shared import Shared
@@ -139,7 +140,7 @@ class Monkey:
         self.shared = shared
         self.stats = stats
         self.state = STARTING
-        self.business = None
+        self.business: Business[Any] | None = None
         self.schedule: Schedule | None = None
         self.health = health
         stats.monkeys.append(self)

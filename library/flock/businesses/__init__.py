@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from library.artifacts import Operation as Op
 from library.errors import UserError
 from library.flock import options as o
+
+if TYPE_CHECKING:
+    from library.flock.businesses.base import Business
 
 
 @dataclass(frozen=True)
@@ -128,9 +132,10 @@ def runnable(name: str) -> str | None:
     return f"business {canonical(name)} validates but cannot run here: it needs {entry.needs}"
 
 
-def business_class(name: str) -> type:
+def business_class(name: str) -> type[Business[Any]]:
     entry = REGISTRY[canonical(name)]
     if entry.target is None:
         raise UserError(runnable(name))
     module, _, cls = entry.target.partition(":")
-    return getattr(importlib.import_module(module), cls)
+    found: type[Business[Any]] = getattr(importlib.import_module(module), cls)
+    return found

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from library.events import Recorder
+    from library.events import Recorder, _Timed
     from library.flock.models import User
     from library.flock.options import BusinessOptions
     from library.flock.shared import Shared
@@ -39,7 +39,7 @@ class MonkeyContext:
     def username(self) -> str:
         return self.user.username
 
-    def timed(self, operation: str, target: str = "", rows: int = -1):
+    def timed(self, operation: str, target: str = "", rows: int = -1) -> _Timed:
         return self.recorder.timed(
             operation,
             self.user.username,

@@ -10,16 +10,19 @@ shared by every monkey; a URL the user gave for the service itself (``--tap-url`
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
+from library import repertoire
 from library.errors import UserError
+
+if TYPE_CHECKING:
+    from library.flock.shared import Shared
 
 _USER_ORIGINS = ("flag", "environment")
 
 
-async def discovery(shared):
+async def discovery(shared: Shared) -> repertoire.Discovery | None:
     """The platform's discovery document (fetched once per run), or None when it has none."""
-    from library import repertoire
-
     platform = shared.platform()
     if not platform.discovery_url:
         return None
@@ -29,13 +32,12 @@ async def discovery(shared):
             shared.cache["discovery"] = await asyncio.to_thread(
                 repertoire.fetch, platform.discovery_url
             )
-    return shared.cache["discovery"]
+    found: repertoire.Discovery = shared.cache["discovery"]
+    return found
 
 
-async def data_url(shared, service: str, dataset: str | None) -> str:
+async def data_url(shared: Shared, service: str, dataset: str | None) -> str:
     """The URL of SERVICE (``tap``, ``sia``) for DATASET (see the module docstring)."""
-    from library import repertoire
-
     platform = shared.platform()
     field = f"{service}_url"
     given = getattr(platform, field, None)
@@ -51,7 +53,7 @@ async def data_url(shared, service: str, dataset: str | None) -> str:
     )
 
 
-async def internal_url(shared, service: str) -> str:
+async def internal_url(shared: Shared, service: str) -> str:
     """The URL of the internal service SERVICE (``muster``) from service discovery."""
     doc = await discovery(shared)
     url = doc.url_for_internal(service) if doc is not None else None
@@ -63,5 +65,5 @@ async def internal_url(shared, service: str) -> str:
             f"{service}: found through service discovery, and the platform has none: pass "
             "--discovery-url URL or set $BOSUN_DISCOVERY_URL"
         )
-    known = ", ".join(sorted(doc.services.internal)) or "none"
+    known = (", ".join(sorted(doc.services.internal)) if doc is not None else "") or "none"
     raise UserError(f"{service}: not in service discovery at {where} (internal services: {known})")

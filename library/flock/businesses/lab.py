@@ -11,6 +11,8 @@ from library.flock.businesses.base import Business
 from library.flock.options import NubladoOptions
 
 if TYPE_CHECKING:
+    from library.events import _Timed
+    from library.flock.businesses.base import MonkeyContext
     from library.jupyter.hub import HubClient
     from library.jupyter.kernel import Kernel
     from library.jupyter.lab import LabSession
@@ -21,13 +23,13 @@ LabOptionsT = TypeVar("LabOptionsT", bound=NubladoOptions)
 class FlockRecorder:
     """The recorder interface the Jupyter client calls, with this monkey's flock and business."""
 
-    def __init__(self, ctx) -> None:
+    def __init__(self, ctx: MonkeyContext) -> None:
         self._ctx = ctx
         self._rec = ctx.recorder
         self._flock = ctx.flock
         self._business = ctx.business
 
-    def timed(self, operation: str, monkey: str = "", target: str = "", **_: object):
+    def timed(self, operation: str, monkey: str = "", target: str = "", **_: object) -> _Timed:
         return self._rec.timed(
             operation,
             monkey,
@@ -39,15 +41,15 @@ class FlockRecorder:
 
     def record(
         self,
-        operation,
-        start_us,
-        duration_us,
-        success=True,
-        monkey="",
-        target="",
-        error_class="",
-        error="",
-        rows=-1,
+        operation: str,
+        start_us: int,
+        duration_us: int,
+        success: bool = True,
+        monkey: str = "",
+        target: str = "",
+        error_class: str = "",
+        error: str = "",
+        rows: int = -1,
         **_: object,
     ) -> None:
         self._rec.record(

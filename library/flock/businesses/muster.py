@@ -59,7 +59,7 @@ class Muster(Business[MusterOptions]):
         self.executions += 1
         return False
 
-    async def _get(self, path: str, auth: str | None = "token") -> tuple[int, Any, dict]:
+    async def _get(self, path: str, auth: str | None = "token") -> tuple[int, Any, dict[str, str]]:
         headers = {}
         if auth == "token":
             headers["Authorization"] = f"Bearer {self.token}"
@@ -134,7 +134,7 @@ class Muster(Business[MusterOptions]):
                 )
 
 
-def _check_rate_headers(headers: dict, what: str, *, retry_after: bool) -> None:
+def _check_rate_headers(headers: dict[str, str], what: str, *, retry_after: bool) -> None:
     got = {k: v for k, v in headers.items() if k.startswith("x-ratelimit") or k == "retry-after"}
     wanted_keys = {*RATE_LIMIT, "x-ratelimit-reset"} | ({"retry-after"} if retry_after else set())
     fixed_ok = all(got.get(k) == v for k, v in RATE_LIMIT.items())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 from library.flock.businesses.base import Business
 from library.flock.options import SIAQuerySetRunnerOptions
@@ -62,5 +63,5 @@ class SIAQuerySetRunner(Business[SIAQuerySetRunnerOptions]):
         self.executions += 1
         return False
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {**super().describe(), "query_set": self.params.name, "sia_url": self.client.url}

@@ -13,25 +13,24 @@ import random
 
 from library.artifacts import Operation
 from library.flock.businesses.base import Business
+from library.flock.businesses.endpoints import data_url
 from library.flock.options import TAPQueryRunnerOptions, TAPQuerySetRunnerOptions
+from library.tap.client import DEFAULT_TIMEOUT, TapClient
+from library.tap.query_set import QuerySet
 
 log = logging.getLogger(__name__)
 
 
 class TAPQueryRunner(Business[TAPQueryRunnerOptions | TAPQuerySetRunnerOptions]):
     async def startup(self) -> None:
-        from library.tap.client import DEFAULT_TIMEOUT, TapClient
-
         opts = self.options
         self.rng = random.Random()
-        self.query_set = None
+        self.query_set: QuerySet | None = None
         if isinstance(opts, TAPQueryRunnerOptions):
             self.queries = list(opts.queries)
         else:
             self.query_set = await asyncio.to_thread(self._load_set, opts.query_set)
         # The TAP service of the flock's dataset, through service discovery as mobu finds it.
-        from library.flock.businesses.endpoints import data_url
-
         url = await data_url(self.ctx.shared, "tap", opts.dataset)
         # This monkey's own user's token (with the flock's scopes), never a shared one.
         token = await self.ctx.shared.token_for(self.ctx.user, self.ctx.scopes)
@@ -39,9 +38,7 @@ class TAPQueryRunner(Business[TAPQueryRunnerOptions | TAPQuerySetRunnerOptions])
         self.client = TapClient(url, token=token, timeout=opts.query_timeout or DEFAULT_TIMEOUT)
 
     @staticmethod
-    def _load_set(name: str):
-        from library.tap.query_set import QuerySet
-
+    def _load_set(name: str) -> QuerySet:
         query_set = QuerySet.load(name)
         query_set.check_renders()
         return query_set
