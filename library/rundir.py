@@ -10,7 +10,6 @@ written first and given back just before those records are written.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import logging
 import os
@@ -69,7 +68,3 @@ def release(root: Path) -> None:
     """Give the reserve back (just before the last records are written)."""
     with contextlib.suppress(FileNotFoundError):
         (root / RESERVE).unlink()
-
-
-def is_storage_error(err: BaseException) -> bool:
-    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
