@@ -21,7 +21,9 @@ from library.flock.models import FlockConfig, User, parse_flocks
 SHOWN_USERS = 10  # beyond this, the first and last few stand for the rest
 
 
-def check_file(path: str | Path, endpoints: dict[str, str | None] | None = None) -> list[dict[str, Any]]:
+def check_file(
+    path: str | Path, endpoints: dict[str, str | None] | None = None
+) -> list[dict[str, Any]]:
     """The effective flocks of the file at PATH; UserError on the first invalid flock."""
     path = Path(path)
     data = yamlio.loads(yamlio.read_text(path, "flock file"), str(path))
