@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from library.flock.businesses.base import Business
 from library.flock.options import GitLFSOptions
@@ -201,7 +201,8 @@ class GitLFS(Business[GitLFSOptions]):
         )
         fd = os.open(credentials, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(f"{url.scheme}://gituser:{self.token or ''}@{url.netloc}\n")
+            # The store's lines are URLs: the token is percent-encoded as one userinfo part.
+            f.write(f"{url.scheme}://gituser:{quote(self.token or '', safe='')}@{url.netloc}\n")
         try:
             await git("push", "origin", "main")
         finally:
