@@ -200,3 +200,54 @@ def test_metrics_alerts_report_and_windows(local, tmp_path):
     # The webhook URL is a secret: the log says the alert, not where it went.
     out = svc.output()
     assert "alert firing" in out and SECRET not in out
+
+
+def test_daily_report_posts_at_its_time(local, tmp_path):
+    """The schedule itself: the report's time set to the next whole minute (UTC)."""
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    at = (now + dt.timedelta(minutes=2 if now.second > 45 else 1)).strftime("%H:%M")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "service": {
+                    "state_dir": "state",
+                    "autostart": [
+                        {
+                            "name": "heartbeat",
+                            "count": 1,
+                            "users": [{"username": "bot-mobu-heartbeat"}],
+                            "scopes": [],
+                            "business": {"type": "EmptyLoop", "options": {"idle_time": "1s"}},
+                        }
+                    ],
+                    "report": {
+                        "webhook_url": f"{local.base}/hooks/{SECRET}",
+                        "enabled": True,
+                        "time": at,
+                    },
+                }
+            }
+        )
+    )
+    svc = ServiceProcess(tmp_path, "--config", str(config)).wait_ready()
+    try:
+        assert (
+            httpx.get(svc.url + "/report")
+            .json()["next_post"]
+            .startswith(now.strftime("%Y-%m-%d") if at > now.strftime("%H:%M") else "")
+        )
+        (post,) = local.wait_posts(1, timeout=150)
+        posted_at = dt.datetime.now(dt.UTC)
+        assert posted_at.strftime("%H:%M") == at  # on the minute, not before it
+        assert post["json"]["text"].startswith("Currently running 1 flock against ")
+        assert "• *heartbeat*: 1 monkey started " in post["json"]["text"]
+        time.sleep(3)
+        assert len(local.posts) == 1
+        report = httpx.get(svc.url + "/report").json()
+        assert [(h["why"], h["delivered"]) for h in report["history"]] == [("schedule", True)]
+        assert report["next_post"].endswith(f"T{at}:00+00:00")
+    finally:
+        assert svc.stop() == 0
