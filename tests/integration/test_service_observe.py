@@ -234,11 +234,8 @@ def test_daily_report_posts_at_its_time(local, tmp_path):
     )
     svc = ServiceProcess(tmp_path, "--config", str(config)).wait_ready()
     try:
-        assert (
-            httpx.get(svc.url + "/report")
-            .json()["next_post"]
-            .startswith(now.strftime("%Y-%m-%d") if at > now.strftime("%H:%M") else "")
-        )
+        next_post = httpx.get(svc.url + "/report").json()["next_post"]
+        assert next_post.endswith(f"T{at}:00+00:00")
         (post,) = local.wait_posts(1, timeout=150)
         posted_at = dt.datetime.now(dt.UTC)
         assert posted_at.strftime("%H:%M") == at  # on the minute, not before it
