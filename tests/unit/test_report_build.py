@@ -136,3 +136,39 @@ def test_cli_post_mortem(tmp_path):
     assert missing.returncode == 2
     assert error_lines(missing.stderr) and "is not a directory" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_a_flock_behind_schedule_is_flagged_in_the_report(tmp_path):
+    # Two monkeys meant to start every second; one falls 0.5 s further behind at every
+    # execution (its actual starts span 13.5 s for 9 intervals: 67 % of the intended rate).
+    from library.events import Recorder
+
+    run = tmp_path / "run"
+    rec = Recorder(run / "000__scale__run" / "events", flock="http", business="HTTPLoop")
+    t0 = 1_700_000_000_000_000
+    for i in range(10):
+        for monkey, lag_s in (("bot-a", 0.0), ("bot-b", 0.5 * i)):
+            lag = int(lag_s * 1_000_000)
+            rec.record("http_request", t0 + i * 1_000_000 + lag, 20_000, monkey=monkey, lag_us=lag)
+    rec.close()
+    html = post_mortem(run).read_text()
+    row = next(
+        r for r in tables.summary(parse.read_run(run).events) if r["operation"] == "http_request"
+    )
+    assert row["behind_schedule"] and row["achieved_pct"] < 95
+    assert "Behind schedule:</b> http/http_request" in html
+    assert "Intended vs achieved load" in html
+
+
+def test_a_flock_on_schedule_is_not_flagged(tmp_path):
+    from library.events import Recorder
+
+    run = tmp_path / "run"
+    rec = Recorder(run / "000__scale__run" / "events", flock="http", business="HTTPLoop")
+    t0 = 1_700_000_000_000_000
+    for i in range(10):
+        rec.record("http_request", t0 + i * 1_000_000 + 1000, 20_000, monkey="bot-a", lag_us=1000)
+    rec.close()
+    html = post_mortem(run).read_text()
+    assert "Behind schedule" not in html
+    assert "Intended vs achieved load" in html
