@@ -22,6 +22,7 @@ import statistics
 import time
 
 import httpx
+import pytest
 import yaml
 
 from tests.support.service import ServiceProcess, bearer, write_auth
@@ -107,6 +108,7 @@ def test_event_to_run_started(tmp_path):
     )
 
 
+@pytest.mark.timeout(3600)  # the events take a minute; their 1,000 ci/run runs, minutes more
 def test_a_thousand_events_in_a_minute(tmp_path):
     count = int(os.environ.get("BOSUN_BENCH_EVENTS", "1000"))
     concurrency = int(os.environ.get("BOSUN_BENCH_CONCURRENCY", "2"))
