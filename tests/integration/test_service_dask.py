@@ -139,3 +139,117 @@ def test_flock_on_dask_shards(tmp_path):
     assert set(rows["shard"]) >= {0, 1}
     assert rows["error_class"].count("ShardDied") == 2
     assert rows["operation"].count("empty_loop") >= loops
+
+
+def test_flock_on_a_running_dask_scheduler(tmp_path):
+    """`scheduler: tcp://…`: a cluster the service did not start (a `dask scheduler` and a
+    `dask worker` process of two workers on 127.0.0.1), its shards merged the same way."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.service import REPO, free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0",
+    }
+    log = open(tmp_path / "dask.log", "w")  # noqa: SIM115 - closed below
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-dashboard",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    ]
+    svc = None
+    try:
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "distributed.cli.dask_worker",
+                    f"tcp://127.0.0.1:{port}",
+                    "--nworkers",
+                    "2",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--host",
+                    "127.0.0.1",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+        from distributed import Client
+
+        # The shards are as many as the scheduler's workers when the flock starts.
+        with Client(f"tcp://127.0.0.1:{port}", timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "service": {
+                        "flush_interval": "1s",
+                        "state_dir": "state",
+                        "dask": [{"flocks": "remote-*", "scheduler": f"tcp://127.0.0.1:{port}"}],
+                    }
+                }
+            )
+        )
+        flock = {
+            "name": "remote-a",
+            "count": 4,
+            "user_spec": {"username_prefix": "bot-mobu-remote"},
+            "scopes": [],
+            "business": {"type": "EmptyLoop", "options": {"idle_time": "100ms"}},
+        }
+        svc = ServiceProcess(
+            tmp_path, "--config", str(config), "--auth-file", str(write_auth(tmp_path / "a.yaml"))
+        ).wait_ready()
+        with httpx.Client(base_url=svc.url, headers=bearer("admin"), timeout=120) as c:
+            assert c.put("/flocks", json=flock).status_code == 201
+            deadline = time.monotonic() + 60
+            while True:
+                summary = c.get("/flocks/remote-a/summary").json()
+                states = [m["state"] for m in c.get("/flocks/remote-a").json()["monkeys"]]
+                if summary["success_count"] > 20 and states == ["RUNNING"] * 4:
+                    break
+                assert time.monotonic() < deadline, (summary, states, svc.output()[-3000:])
+                time.sleep(0.5)
+            assert _metric(svc, "bosun_shard_active_monkeys", flock="remote-a", shard="1") == 2
+            assert c.delete("/flocks/remote-a").status_code == 204
+        assert svc.stop() == 0
+        svc = None
+    finally:
+        if svc is not None:
+            svc.stop()
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+    table = EventStore(tmp_path / "state" / "events").read(columns=["shard", "operation"])
+    assert set(table.column("shard").to_pylist()) == {0, 1}
+    assert table.column("operation").to_pylist().count("monkey_stop") == 4
