@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import logging
 import os
 import traceback
@@ -20,7 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from library import artifacts
+from library import artifacts, config, env, redact, yamlio
+from library.errors import CheckFailed, ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,6 @@ SETTINGS_FILE = artifacts.SWEEP_SETTINGS
 
 def sweep_keys(cfg) -> list[str]:
     """The swept keys of ``cfg`` (``[]`` when it sweeps nothing); bad entries are a UserError."""
-    from library.errors import ConfigError
-
     keys = cfg.get_config(SWEEP_KEY, None)
     if keys is None or keys == []:
         return []
@@ -59,8 +59,6 @@ def combinations(cfg) -> list[dict[str, Any]]:
 
 
 def dir_name(settings: dict[str, Any]) -> str:
-    from library import env
-
     parts = [f"{k.rsplit('.', 1)[-1]}={_text(v)}" for k, v in settings.items()]
     return env.safe_name("sweep__" + "__".join(parts))
 
@@ -69,16 +67,12 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, list | dict):
-        import json
-
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
     return str(value)
 
 
 def _search_root() -> Path:
     """Where finished combinations are looked for: the run's ARTIFACT_DIR, else the current dir."""
-    from library import env
-
     here = env.artifact_dir()
     base = os.environ.get("ARTIFACT_DIR")
     if base:
@@ -90,8 +84,6 @@ def _search_root() -> Path:
 
 def finished_green(root: Path) -> dict[str, Path]:
     """Sweep dirs under ``root`` that finished with exit code 0, keyed by their settings."""
-    from library import yamlio
-
     found: dict[str, Path] = {}
     for settings_file in sorted(root.rglob(SETTINGS_FILE)):
         here = settings_file.parent
@@ -108,8 +100,6 @@ def finished_green(root: Path) -> dict[str, Path]:
 
 
 def _identity(settings: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(settings, sort_keys=True, default=str)
 
 
@@ -118,9 +108,6 @@ def run_sweep(step_fn: Callable[[], Any]) -> dict[str, Any]:
 
     Returns ``{"ran": [...], "skipped": [...], "failed": [...]}`` (dir names).
     """
-    from library import config, env, redact, yamlio
-    from library.errors import CheckFailed, UserError
-
     cfg = config.project
     combos = combinations(cfg)
     if not combos:

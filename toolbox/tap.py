@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 from typing import Literal
 
+from library import env
+from library.errors import CheckFailed, UserError
+from library.tap import discovery, runner
+from library.tap import service as svc
+from library.tap.client import TapClient
+from library.tap.errors import TapQueryError
+from library.tap.query_set import SHIPPED_DIR, QuerySet, list_shipped
 from library.toolbox import command
 
 log = logging.getLogger(__name__)
@@ -37,14 +45,11 @@ def query(
         wait_mode: Async waiting: hybrid (fast polls, then UWS WAIT long-poll), long-poll, poll.
         token_file: File holding a bearer token (default: $BOSUN_TOKEN_FILE, else none).
     """
-    from library import env
-
     client = _client(
         service, token_file, timeout, max_rows=max_rows, max_bytes=max_bytes, wait_mode=wait_mode
     )
     out = env.artifact_dir()
     (out / "query.adql").write_text(adql.rstrip() + "\n")
-    from library.tap.errors import TapQueryError
 
     try:
         result = client.run(adql, use_async=use_async, keep_table=True)
@@ -107,12 +112,6 @@ def run_query_set(
         token_file: File holding a bearer token (default: $BOSUN_TOKEN_FILE, else none).
         max_failures: Failed queries tolerated before the command fails.
     """
-    import random
-
-    from library import env
-    from library.tap import runner
-    from library.tap.query_set import QuerySet
-
     runner.check_size(count, concurrency)
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
@@ -135,8 +134,6 @@ def run_query_set(
 @command(record=False)
 def list_query_sets() -> dict:
     """List the shipped query sets and their templates."""
-    from library.tap.query_set import SHIPPED_DIR, list_shipped
-
     sets = {}
     for name in list_shipped():
         templates = sorted(p.stem for p in (SHIPPED_DIR / name).glob("*.sql"))
@@ -156,8 +153,6 @@ def tables(
         token_file: File holding a bearer token (default: $BOSUN_TOKEN_FILE, else none).
         timeout: Seconds the query may take.
     """
-    from library.tap import discovery
-
     client = _client(service, token_file, timeout)
     names = discovery.service_tables(client)
     for name in names:
@@ -180,8 +175,6 @@ def delete_jobs(
             the running sandbox).
         token_file: File holding a bearer token (default: $BOSUN_TOKEN_FILE, else none).
     """
-    from library.errors import CheckFailed, UserError
-
     try:
         urls = [u.strip() for u in jobs_file.read_text().splitlines() if u.strip()]
     except (OSError, UnicodeDecodeError) as err:
@@ -203,9 +196,6 @@ def delete_jobs(
 
 def _client(service, token_file, timeout, **limits):
     """A TAP client for the service given, else $BOSUN_TAP_URL, else the running sandbox."""
-    from library.tap import service as svc
-    from library.tap.client import TapClient
-
     return TapClient(
         svc.resolve_url(service), token=svc.read_token(token_file), timeout=timeout, **limits
     )
@@ -238,12 +228,6 @@ def render(
         service: TAP service to prepare against (tables, object ids), as run_query_set does.
         token_file: File holding a bearer token for the service.
     """
-    import random
-
-    from library.errors import UserError
-    from library.tap import discovery, runner
-    from library.tap.query_set import QuerySet
-
     runner.check_size(count, concurrency)
     qs = QuerySet.load(query_set)
     if service:
