@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -45,6 +46,9 @@ class Services:
     routers: list[APIRouter] = field(default_factory=list)
     # Paths whose routes check their callers themselves (a webhook's signature, a scope).
     exempt_paths: list[str] = field(default_factory=list)
+    # Paths read without a token even when anonymous_read is off: pages that hold no data
+    # (the web page's shells and assets, which then ask for a token).
+    public_paths: list[re.Pattern[str]] = field(default_factory=list)
 
 
 PRETTY_MAX_BYTES = 64 * 1024
@@ -296,6 +300,7 @@ def create_app(services: Services) -> FastAPI:
         max_body_bytes=services.settings.max_body_bytes,
         prefix=prefix,
         exempt=tuple(services.exempt_paths),
+        public=tuple(services.public_paths),
     )
     return app
 

@@ -30,10 +30,17 @@ def _error(status: int, message: str, kind: str, headers: list | None = None):
 
 class Gate:
     def __init__(
-        self, app, auth: Authenticator, max_body_bytes: int, prefix: str, exempt: tuple = ()
+        self,
+        app,
+        auth: Authenticator,
+        max_body_bytes: int,
+        prefix: str,
+        exempt: tuple = (),
+        public: tuple = (),
     ) -> None:
         self.app = app
         self.exempt = exempt
+        self.public = public  # compiled patterns of paths read without a token
         self.auth = auth
         self.max_body = max_body_bytes
         self.prefix = prefix
@@ -46,7 +53,8 @@ class Gate:
         try:
             who = self.auth.identify(_header(headers, b"authorization"))
             if method in READ_METHODS:
-                self.auth.check_read(who)
+                if not any(p.fullmatch(scope["path"]) for p in self.public):
+                    self.auth.check_read(who)
             elif scope["path"].startswith(self.prefix + "/") and not any(
                 scope["path"] == p or scope["path"].startswith(p + "/") for p in self.exempt
             ):

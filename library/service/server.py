@@ -104,6 +104,7 @@ async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
     from library.service.runtime import Runtime
     from library.service.store import FlockStore
     from library.service.web.routes import make_router as web_router
+    from library.service.web.routes import public_paths as web_public_paths
     from library.triggers.service import TriggerService
 
     result = ServeResult(url)
@@ -136,6 +137,7 @@ async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
                 web_router(settings, manager, auth, observer, triggers),
             ],
             exempt_paths=triggers.exempt_paths,
+            public_paths=web_public_paths(settings.prefix),
         )
     )
     config = uvicorn.Config(

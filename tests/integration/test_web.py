@@ -31,7 +31,19 @@ RULES = [
                 "vars": {"tests.example.names": ["alpha"]},
             }
         ],
-    }
+    },
+    {
+        "name": "slow greet",
+        "when": {"type": "deploy.slow"},
+        "do": [
+            {
+                "project": "example",
+                "step": "test",
+                "presets": ["sequential"],
+                "vars": {"tests.example.names": ["alpha"], "tests.example.pause": 5},
+            }
+        ],
+    },
 ]
 
 
@@ -278,10 +290,10 @@ def test_cancel_a_queued_run_from_the_page(svc, context):
     page.goto(svc.url + "/web/runs")
     use_token(page, "admin")
     ids = []
-    for n in range(3):  # one runs, the others wait in the queue (one run at a time)
+    for n in range(3):  # one runs (5 s), the others wait in the queue (one at a time)
         answer = httpx.post(
             svc.url + "/events",
-            json={"type": "deploy.finished", "id": f"web-cancel-{n}"},
+            json={"type": "deploy.slow", "id": f"web-cancel-{n}"},
             headers=bearer("admin"),
             timeout=30,
         )
@@ -294,3 +306,35 @@ def test_cancel_a_queued_run_from_the_page(svc, context):
     for run_id in ids[:-1]:
         httpx.post(f"{svc.url}/runs/{run_id}/cancel", headers=bearer("admin"), timeout=10)
     assert watched.problems == []
+
+
+def test_a_service_that_needs_a_token_to_read(tmp_path, context):
+    """anonymous_read off: the page loads (its shell holds no data) and asks for a token;
+    its data and a run's files stay behind the token."""
+    config = tmp_path / "service.yaml"
+    config.write_text(yaml.safe_dump({"service": {"anonymous_read": False}}))
+    proc = ServiceProcess(
+        tmp_path,
+        "--config",
+        str(config),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--auth-file",
+        str(write_auth(tmp_path / "auth.yaml")),
+    )
+    try:
+        proc.wait_ready()
+        put_flock(proc, empty_flock("web-closed", count=1))
+        assert httpx.get(proc.url + "/web/api/overview", timeout=10).status_code == 401
+        assert httpx.get(proc.url + "/web/runs/1/files/run.json", timeout=10).status_code == 401
+        watched = Watched.open(context)
+        page = watched.page
+        page.goto(proc.url + "/web")
+        page.wait_for_selector("#status:has-text('needs a token to read')")
+        assert page.locator('tr[data-flock="web-closed"]').count() == 0
+        use_token(page, "reader")
+        page.wait_for_selector('tr[data-flock="web-closed"]', timeout=10_000)
+        assert page.is_hidden("#status")
+        assert watched.problems == []
+    finally:
+        proc.stop()

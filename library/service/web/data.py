@@ -9,11 +9,14 @@ a 10,000-monkey flock costs what a 256-monkey one does.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from library.artifacts import LIFECYCLE_OPERATIONS
+from library.flock.businesses import main_operation
 from library.service.web.series import WINDOWS, SeriesCache, bucket_seconds
 
 if TYPE_CHECKING:
@@ -72,8 +75,6 @@ class WebData:
     # -- the overview
 
     async def overview(self) -> dict[str, Any]:
-        import asyncio
-
         # A flock created, replaced, paused, resumed or started shows at the next poll.
         names = tuple(
             (name, id(f), f.paused, f.stopping, f.start_time is None)
@@ -106,8 +107,6 @@ class WebData:
         }
 
     def flock_row(self, flock: ServiceFlock) -> dict[str, Any]:
-        from library.flock.businesses import main_operation
-
         states: dict[str, int] = {}
         for monkey in flock.users:
             state = flock.monkey_state(monkey)
@@ -230,11 +229,6 @@ class WebData:
         """Rate, failures and latency percentiles of a flock over `window` from the
         partitioned events (what reached disk: up to one flush interval behind); computed
         at most once per half bucket of the window (at least 5 s)."""
-        import asyncio
-
-        from library.artifacts import LIFECYCLE_OPERATIONS
-        from library.flock.businesses import main_operation
-
         seconds = WINDOWS[window]
         key = (flock.name, window)
         now = time.monotonic()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -53,6 +54,24 @@ FILE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 TEXT_SUFFIXES = {".log", ".txt", ".yaml", ".yml", ".sh", ".xml", ".json", ".csv", ".md"}
+
+
+def public_paths(prefix: str) -> list[re.Pattern[str]]:
+    """The pages' shells and assets: no data in them, so read without a token even when
+    the service's anonymous_read is off (the page then asks for one). A run's files and
+    other JSON route stay behind the token."""
+    base = re.escape(f"{prefix}/web")
+    tails = [
+        "",
+        "/flocks/[^/]+",
+        "/runs",
+        r"/runs/\d+",
+        "/results",
+        "/testcases/.+",
+        "/static/[^/]+",
+        "/api/whoami",  # the caller's own identity: how the page learns it must ask
+    ]
+    return [re.compile(base + tail) for tail in tails]
 
 
 def uplot_dir() -> Path:
@@ -157,6 +176,7 @@ def make_router(
                 "anonymous": who.anonymous,
                 "scopes": list(who.scopes),
                 "auth_file": configured,
+                "may_read": not (who.anonymous and configured and not auth.anonymous_read),
                 "may_change": configured and not who.anonymous and who.may_change(flock),
                 "may_cancel": configured and (ADMIN in who.scopes or EVENTS in who.scopes),
             }

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from library import artifacts
+from library.junit import read_cases
 
 MAX_FILES = 500  # files listed per run (a scale run's events dir holds many)
 MAX_CASES = 2000
@@ -61,8 +62,6 @@ def steps(root: Path) -> list[dict[str, Any]]:
 
 
 def junit_cases(root: Path) -> list[dict[str, Any]]:
-    from library.junit import read_cases
-
     path = root / artifacts.JUNIT
     if not path.is_file():
         return []

@@ -8,7 +8,7 @@ const BASE = body.dataset.base;
 const TOKEN_KEY = "bosun-token";
 const $ = (sel) => document.querySelector(sel);
 
-let who = { name: "anonymous", anonymous: true, may_change: false, may_cancel: false };
+let who = { name: "anonymous", anonymous: true, may_read: true, may_change: false, may_cancel: false };
 const onWho = [];
 
 function token() {
@@ -37,8 +37,13 @@ async function api(path, options = {}) {
   return type.includes("json") ? response.json() : response.text();
 }
 
-function showStatus(message) {
+let statusFrom = null;
+
+// An action's message stays until the next action; a poll clears only its own.
+function showStatus(message, from = "action") {
   const el = $("#status");
+  if (!message && from === "poll" && statusFrom !== "poll") return;
+  statusFrom = message ? from : null;
   if (!message) {
     el.hidden = true;
     el.textContent = "";
@@ -94,18 +99,37 @@ function badge(state) {
   return el("span", { class: `state state-${String(state).toLowerCase()}` }, state);
 }
 
+const polls = [];
+
 function poll(fn, everyMs) {
   let timer = null;
   let stopped = false;
+  let busy = false;
+  let again = false;
   const run = async () => {
     if (stopped) return;
-    try {
-      await fn();
-      if (!stopped && document.visibilityState !== "hidden") showStatus("");
-    } catch (error) {
-      showStatus(`Could not refresh: ${error.message}`);
+    if (busy) {
+      again = true; // asked while a fetch is under way: once more right after it
+      return;
     }
-    if (!stopped) timer = setTimeout(run, everyMs);
+    busy = true;
+    clearTimeout(timer);
+    try {
+      if (!who.may_read) {
+        // anonymous_read is off: nothing to fetch until a token is given.
+        showStatus("This service needs a token to read: paste one above.", "poll");
+      } else {
+        await fn();
+        if (!stopped) showStatus("", "poll");
+      }
+    } catch (error) {
+      showStatus(`Could not refresh: ${error.message}`, "poll");
+    } finally {
+      busy = false;
+    }
+    if (stopped) return;
+    timer = setTimeout(run, again ? 0 : everyMs);
+    again = false;
   };
   run();
   const control = {
@@ -119,6 +143,7 @@ function poll(fn, everyMs) {
     },
   };
   window.addEventListener("pagehide", () => control.stop());
+  polls.push(control);
   return control;
 }
 
@@ -141,6 +166,7 @@ async function refreshWho() {
   const scopes = who.scopes.length ? ` (${who.scopes.join(", ")})` : "";
   $("#who").textContent = who.anonymous ? "anonymous: read only" : `${who.name}${scopes}`;
   for (const fn of onWho) fn();
+  for (const control of polls) control.now();
 }
 
 function setupToken() {
