@@ -253,6 +253,83 @@ class EventStore:
             return sub.empty_table().select(wanted)
         return pa.concat_tables(out).select(wanted)
 
+    def count_rows(self, since_us: int | None = None, until_us: int | None = None) -> int:
+        """Rows of the files of the partitions overlapping the range (from their footers: an
+        upper bound of the rows in the range, read without reading the data)."""
+        import pyarrow.parquet as pq
+
+        total = 0
+        for path in self.files(since_us, until_us):
+            try:
+                total += pq.ParquetFile(path).metadata.num_rows
+            except (FileNotFoundError, OSError):
+                continue
+        return total
+
+    def read_sample(
+        self,
+        since_us: int | None,
+        until_us: int | None,
+        columns: Iterable[str],
+        stride: int,
+    ) -> tuple[pa.Table, dict[tuple[str, str], list[int]]]:
+        """Every `stride`-th event of the range (a uniform sample, in bounded memory: files
+        are read in batches), and the exact [count, failures] of every (flock, operation)."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        full = schema()
+        wanted = list(columns)
+        read_cols = list(dict.fromkeys([*wanted, "start_us", "flock", "operation", "success"]))
+        sub = pa.schema([full.field(c) for c in read_cols])
+        counts: dict[tuple[str, str], list[int]] = {}
+        kept: list[pa.Table] = []
+        offset = 0
+        with self.lock:
+            for path in self.files(since_us, until_us):
+                try:
+                    batches = pq.ParquetFile(path).iter_batches(500_000, columns=read_cols)
+                    for batch in batches:
+                        table = pa.Table.from_batches([batch])
+                        if "lag_us" in read_cols:
+                            table = _lag_filled(table)
+                        start = table.column("start_us")
+                        mask = None
+                        if since_us is not None:
+                            mask = pc.greater_equal(start, since_us)
+                        if until_us is not None:
+                            below = pc.less(start, until_us)
+                            mask = below if mask is None else pc.and_(mask, below)
+                        if mask is not None:
+                            table = table.filter(mask)
+                        n = table.num_rows
+                        if not n:
+                            continue
+                        keys = table.select(["flock", "operation", "success"])
+                        keys = keys.set_column(0, "flock", pc.cast(keys["flock"], pa.string()))
+                        keys = keys.set_column(
+                            1, "operation", pc.cast(keys["operation"], pa.string())
+                        )
+                        grouped = keys.group_by(["flock", "operation"]).aggregate(
+                            [("success", "count"), ("success", "sum")]
+                        )
+                        for row in grouped.to_pylist():
+                            entry = counts.setdefault((row["flock"], row["operation"]), [0, 0])
+                            entry[0] += row["success_count"]
+                            entry[1] += row["success_count"] - (row["success_sum"] or 0)
+                        first = (-offset) % stride
+                        take = np.arange(first, n, stride)
+                        offset += n
+                        if len(take):
+                            kept.append(table.take(pa.array(take)).select(read_cols).cast(sub))
+                except FileNotFoundError:  # removed by retention since it was listed
+                    continue
+        if not kept:
+            return sub.empty_table().select(wanted), counts
+        return pa.concat_tables(kept).select(wanted), counts
+
     def compact(self, before_us: int) -> int:
         """Merge the part files of each partition that ended before `before_us` into one
         (`compact-*.parquet`): a flush every 10 s makes 360 files an hour, which a month of

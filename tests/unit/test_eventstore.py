@@ -153,3 +153,26 @@ def test_partition_start_round_trips(tmp_path, hours):
     write(tmp_path, [start + 5], [1], [True])
     (part,) = EventStore(tmp_path).partitions()
     assert part.start_us == start and time.gmtime(start / 1e6).tm_hour == int(part.path.name[5:])
+
+
+def test_windowed_summary_of_many_events_is_sampled_with_exact_counts(tmp_path):
+    """Above max_rows, percentiles come from every k-th event; counts stay exact."""
+    n = 60_000
+    starts = NOW_US - 1_800_000_000 + np.arange(n) * 10_000
+    durations = (np.arange(n) % 1000 + 1) * 1000  # 1..1000 ms, evenly
+    write(tmp_path, starts, durations, np.arange(n) % 10 != 0)  # 10 % failed
+    write(tmp_path, starts[:50], np.full(50, 7), np.ones(50, bool), operation="other")
+    store = EventStore(tmp_path)
+    assert store.count_rows() == n + 50
+    exact = compute_window_stats(store, NOW_US - 3_600_000_000, NOW_US)
+    sampled = compute_window_stats(store, NOW_US - 3_600_000_000, NOW_US, max_rows=6_000)
+    assert exact["sampled"] is None
+    assert sampled["sampled"] == {"every": 11, "rows": 5_460}  # ceil(60,050 / 6,000)
+    ops = {o["operation"]: o for o in sampled["operations"]}
+    assert (ops["op"]["count"], ops["op"]["failures"], ops["op"]["success_pct"]) == (n, 6000, 90.0)
+    assert ops["other"]["count"] == 50 and sampled["events"] == exact["events"] == n + 50
+    (full,) = [o for o in exact["operations"] if o["operation"] == "op"]
+    assert full["p50_ms"] == 500.5
+    for q in ("p50_ms", "p95_ms", "p99_ms"):  # the sample's percentiles are close
+        assert abs(ops["op"][q] - full[q]) <= 0.02 * full[q], q
+    assert sampled["flocks"] == exact["flocks"]
