@@ -83,6 +83,7 @@ class Observer:
         self.store_size: tuple[int, int] = (0, 0)
         self.last_retention: dict[str, Any] | None = None
         self._stats_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._stats_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
 
@@ -220,15 +221,22 @@ class Observer:
         self, window: str | None, since: str | None, until: str | None
     ) -> dict[str, Any]:
         since_us, until_us, label = self.window_range(window, since, until)
-        cached = self._stats_cache.get(label)
-        if cached is not None and time.monotonic() - cached[0] < STATS_TTL_S:
-            return cached[1]
-        result = await asyncio.to_thread(compute_window_stats, self.store, since_us, until_us)
-        result["window"] = label
-        if len(self._stats_cache) > 16:
-            self._stats_cache.clear()
-        self._stats_cache[label] = (time.monotonic(), result)
-        return result
+        # One computation at a time: callers asking meanwhile get its answer, so a dashboard
+        # polling a long window does not start a read per poll.
+        async with self._stats_lock:
+            cached = self._stats_cache.get(label)
+            if cached is not None and time.monotonic() < cached[0]:
+                return cached[1]
+            began = time.monotonic()
+            result = await asyncio.to_thread(compute_window_stats, self.store, since_us, until_us)
+            result["window"] = label
+            took = time.monotonic() - began
+            result["computed_in_s"] = round(took, 3)
+            if len(self._stats_cache) > 16:
+                self._stats_cache.clear()
+            # Kept 10 s, or ten times what it took: a long window is not recomputed back to back.
+            self._stats_cache[label] = (time.monotonic() + max(STATS_TTL_S, 10 * took), result)
+            return result
 
     # -- background tasks
 
