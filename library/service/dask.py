@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -167,6 +168,8 @@ class DaskFlock(ServiceFlock):
         self._futures: dict[int, Any] = {}
         self._key = ""
         self._runner: asyncio.Task | None = None
+        # A stop while the cluster is still starting (in a thread) closes it once started.
+        self._cluster_lock = threading.Lock()
         self._base: dict[str, tuple[int, int]] = {}  # counts of shard runs before this one
 
     # -- running
@@ -200,21 +203,22 @@ class DaskFlock(ServiceFlock):
         import dask
         from distributed import Client, LocalCluster
 
-        if self._client is not None:
-            return
-        # A lost shard is reported, not run again somewhere else later than its peers.
-        dask.config.set({"distributed.scheduler.allowed-failures": 0})
-        if self.placement.scheduler:
-            self._client = Client(self.placement.scheduler, set_as_default=False)
-        else:
-            self._cluster = LocalCluster(
-                n_workers=self.placement.workers or 1,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-            )
-            self._client = Client(self._cluster, set_as_default=False)
+        with self._cluster_lock:
+            if self._client is not None or self.stopping:
+                return
+            # A lost shard is reported, not run again somewhere else later than its peers.
+            dask.config.set({"distributed.scheduler.allowed-failures": 0})
+            if self.placement.scheduler:
+                self._client = Client(self.placement.scheduler, set_as_default=False)
+            else:
+                self._cluster = LocalCluster(
+                    n_workers=self.placement.workers or 1,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                )
+                self._client = Client(self._cluster, set_as_default=False)
 
     def _submit(self) -> None:
         from library.flock.models import dump_flocks
@@ -354,11 +358,12 @@ class DaskFlock(ServiceFlock):
         return late
 
     def _close_cluster(self) -> None:
-        for thing in (self._client, self._cluster):
-            if thing is not None:
-                with contextlib.suppress(Exception):
-                    thing.close()
-        self._client = self._cluster = None
+        with self._cluster_lock:
+            for thing in (self._client, self._cluster):
+                if thing is not None:
+                    with contextlib.suppress(Exception):
+                        thing.close()
+            self._client = self._cluster = None
 
     async def stop(self) -> int:
         self.stopping = True
