@@ -5,15 +5,15 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from library.errors import UserError
+from library.notebooks.source import check_ref
+
 
 def changed_notebooks(repo: Path, base_ref: str, head_ref: str = "HEAD") -> list[str]:
     """Notebooks added or modified since the merge base of BASE_REF and HEAD_REF (repo-relative).
 
     Deleted notebooks are left out: there is nothing to run.
     """
-    from library.errors import UserError
-    from library.notebooks.source import check_ref
-
     check_ref(base_ref, "--base-ref")
     check_ref(head_ref, "--head-ref")
     proc = subprocess.run(
@@ -35,25 +35,3 @@ def changed_notebooks(repo: Path, base_ref: str, head_ref: str = "HEAD") -> list
         last = (proc.stderr.strip().splitlines() or ["git diff failed"])[-1]
         raise UserError(f"--base-ref {base_ref}: cannot diff {repo} against it: {last}")
     return [n for n in proc.stdout.split("\0") if n.endswith(".ipynb")]
-
-
-def junit(suite_name: str, cases: list[dict]) -> str:
-    """JUnit XML with one testcase per dict {name, classname, time, failure?, details?}."""
-    from library import junit as writer
-
-    return writer.to_string(
-        writer.suite(
-            suite_name,
-            [
-                writer.Case(
-                    c["classname"],
-                    c["name"],
-                    c.get("time", 0.0),
-                    c.get("failure") or None,
-                    c.get("details", ""),
-                )
-                for c in cases
-            ],
-        ),
-        wrap=True,
-    )

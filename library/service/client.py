@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from library.errors import CheckFailed, UserError
+from library.redact import register_secret
+from library.urls import segment
 
 DEFAULT_URL = "http://127.0.0.1:8080/mobu"
 TIMEOUT_S = 300.0  # a DELETE waits for the labs to be deleted
@@ -24,7 +26,6 @@ TIMEOUT_S = 300.0  # a DELETE waits for the labs to be deleted
 def read_token(token_file: Path | None) -> str | None:
     if token_file is None:
         return None
-    from library.redact import register_secret
 
     try:
         token = Path(token_file).read_text(encoding="utf-8").strip()
@@ -84,31 +85,27 @@ class ServiceClient:
         return self.last_headers.get("X-Bosun-Notice") or self.last_headers.get("x-bosun-notice")
 
     def flock(self, name: str) -> dict[str, Any]:
-        return self.json("GET", f"/flocks/{_segment(name)}")
+        return self.json("GET", f"/flocks/{segment(name)}")
 
     def stop(self, name: str) -> None:
-        self.call("DELETE", f"/flocks/{_segment(name)}")
+        self.call("DELETE", f"/flocks/{segment(name)}")
 
     def refresh(self, name: str) -> None:
-        self.call("POST", f"/flocks/{_segment(name)}/refresh")
+        self.call("POST", f"/flocks/{segment(name)}/refresh")
 
     def pause(self, name: str, labs: str | None = None) -> dict[str, Any]:
         query = f"?labs={labs}" if labs else ""
-        return self.json("POST", f"/flocks/{_segment(name)}/pause{query}")
+        return self.json("POST", f"/flocks/{segment(name)}/pause{query}")
 
     def resume(self, name: str) -> dict[str, Any]:
-        return self.json("POST", f"/flocks/{_segment(name)}/resume")
+        return self.json("POST", f"/flocks/{segment(name)}/resume")
 
     def summary(self, name: str | None = None) -> Any:
-        return self.json("GET", f"/flocks/{_segment(name)}/summary" if name else "/summary")
+        return self.json("GET", f"/flocks/{segment(name)}/summary" if name else "/summary")
 
     def monkey_log(self, flock: str, monkey: str) -> str:
-        _, raw = self.call("GET", f"/flocks/{_segment(flock)}/monkeys/{_segment(monkey)}/log")
+        _, raw = self.call("GET", f"/flocks/{segment(flock)}/monkeys/{segment(monkey)}/log")
         return raw.decode("utf-8", "replace")
-
-
-def _segment(name: str) -> str:
-    return urllib.parse.quote(name, safe="")
 
 
 def _message(raw: bytes) -> str:

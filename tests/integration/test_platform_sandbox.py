@@ -255,7 +255,7 @@ def test_scale_run_with_tap_url_at_the_front_sends_per_user_tokens(platform, tmp
     """The command line path: `--tap-url` points at the front, the sandbox mints the tokens."""
     flocks = _tap_flock(tmp_path, f"bot-tapcli{uuid.uuid4().hex[:4]}", ["read:tap"])
     cmd = [sys.executable, str(ROOT / "run_toolbox.py"), "scale", "run", "--flocks", str(flocks)]
-    cmd += ["--tap-url", platform.tap("auth"), "--duration", "3s", "--no-live"]
+    cmd += ["--tap-url", platform.tap("auth"), "--duration", "10s", "--no-live"]
     proc = subprocess.run(
         cmd,
         capture_output=True,

@@ -51,14 +51,15 @@ def test_scale_run_junit_with_a_hostile_flock_name():
     assert root.find("testcase/failure").get("message").startswith("0.00% success")
 
 
-def test_notebook_ci_junit_with_control_characters():
-    from library.notebooks.ci import junit as notebook_junit
-
-    text = notebook_junit(
-        "notebook_ci",
-        [{"name": HOSTILE, "classname": "notebook_ci.run", "time": 1.0, "failure": HOSTILE}],
+def test_notebook_ci_junit_with_control_characters(tmp_path):
+    # The shape `notebook ci` writes (library/notebooks/runs.py): a wrapped notebook_ci suite.
+    path = tmp_path / "junit.xml"
+    junit.write(
+        path,
+        junit.suite("notebook_ci", [junit.Case("notebook_ci.run", HOSTILE, 1.0, HOSTILE)]),
+        wrap=True,
     )
-    root = _parse(text)
+    root = _parse(path.read_text())
     assert root.tag == "testsuites"
     assert root.find("testsuite").get("failures") == "1"
 
