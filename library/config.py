@@ -733,6 +733,13 @@ class ProjectConfig:
             raise ConfigError(
                 f"{context}: cannot set '{key}': no preset {parts[1]!r} (available: {known})"
             )
+        if context.startswith("override") and parts[1] in state.presets_applied:
+            # Overrides come after presets: editing an applied preset would change nothing.
+            raise ConfigError(
+                f"{context}: cannot set '{key}': preset {parts[1]!r} was already applied "
+                "(presets apply before overrides), so this would change nothing; set the "
+                "config key itself instead"
+            )
         rest = parts[2:]
         if isinstance(rest[0], str) and rest[0] not in body and ".".join(map(str, rest)) in body:
             rest = [".".join(map(str, rest))]  # ci_presets.light.tests.x.gpu, unquoted

@@ -148,6 +148,15 @@ def test_a_preset_cannot_invent_a_key_of_another_preset(tmp_path):
         load(path, "q")
 
 
+def test_an_override_of_an_applied_preset_is_refused_not_ignored(cfg_file):
+    # Overrides apply after presets: editing a preset already applied would change nothing.
+    edit = ("cli", {'ci_presets.light["tests.x.gpu"]': 7})
+    with pytest.raises(ConfigError, match=r"preset 'light' was already applied"):
+        load(cfg_file, "light", overrides=[edit])
+    # A preset that is not applied may be edited (it is data, as in TOPSAIL).
+    assert load(cfg_file, overrides=[edit]).get_config('ci_presets.light["tests.x.gpu"]') == 7
+
+
 @pytest.mark.parametrize("name", ["names", "name", "local_config", "to_apply"])
 def test_bookkeeping_entries_are_not_presets(cfg_file, name):
     with pytest.raises(ConfigError, match=rf"'{name}' is a bookkeeping entry of ci_presets"):
