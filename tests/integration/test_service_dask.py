@@ -253,3 +253,34 @@ def test_flock_on_a_running_dask_scheduler(tmp_path):
     table = EventStore(tmp_path / "state" / "events").read(columns=["shard", "operation"])
     assert set(table.column("shard").to_pylist()) == {0, 1}
     assert table.column("operation").to_pylist().count("monkey_stop") == 4
+
+
+def test_flock_deleted_while_its_cluster_starts_leaves_no_worker(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump({"service": {"state_dir": "state", "dask": [{"flocks": "*", "workers": 2}]}})
+    )
+    flock = {
+        "name": "brief",
+        "count": 2,
+        "user_spec": {"username_prefix": "bot-mobu-brief"},
+        "scopes": [],
+        "business": {"type": "EmptyLoop", "options": {"idle_time": "100ms"}},
+    }
+    svc = ServiceProcess(
+        tmp_path, "--config", str(config), "--auth-file", str(write_auth(tmp_path / "a.yaml"))
+    ).wait_ready()
+    try:
+        with httpx.Client(base_url=svc.url, headers=bearer("admin"), timeout=120) as c:
+            assert c.put("/flocks", json=flock).status_code == 201
+            assert c.delete("/flocks/brief").status_code == 204  # the cluster is starting
+            service = psutil.Process(svc.proc.pid)
+            # Long enough for the cluster to have started (a few seconds) and been closed.
+            time.sleep(20)
+            workers = [
+                p for p in service.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())
+            ]
+            assert workers == [], svc.output()[-3000:]
+            assert c.get("/flocks").json() == []
+    finally:
+        assert svc.stop() == 0
