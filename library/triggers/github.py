@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from library.errors import UserError
+from library.redact import register_secret
 from library.triggers.events import Event
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,6 @@ SUMMARY_MAX = 65535
 
 
 def read_secret(path: Path, what: str = "--github-secret-file") -> bytes:
-    from library.redact import register_secret
-
     try:
         secret = Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -65,36 +64,127 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class CheckRuns:
-    """GitHub's check-run API for one token."""
+class StaticToken:
+    """A token read from a file (a personal token, or an installation token kept fresh by
+    something else)."""
 
-    def __init__(self, api_url: str, token: str, name: str = "bosun notebooks") -> None:
-        self.api_url = api_url.rstrip("/")
-        self.token = token
-        self.name = name
+    def __init__(self, token: str) -> None:
+        self._token = token
+        register_secret(token)
 
     @classmethod
-    def from_file(cls, api_url: str, token_file: Path, name: str) -> CheckRuns:
-        from library.redact import register_secret
-
+    def from_file(cls, token_file: Path) -> StaticToken:
         try:
             token = Path(token_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise UserError(f"github token file {token_file}: {exc.strerror}") from None
         if not token:
             raise UserError(f"github token file {token_file}: the file is empty")
+        return cls(token)
+
+    async def token(self, repository: str) -> str:
+        return self._token
+
+
+class AppTokens:
+    """A GitHub App's installation tokens, as GitHub documents the exchange: a JWT signed
+    with the app's private key (RS256, ``iss`` the app id, ten minutes at most) is traded for
+    an installation access token (``POST /app/installations/{id}/access_tokens``), found
+    from the repository (``GET /repos/{owner}/{repo}/installation``) unless given. Tokens are
+    kept until five minutes before they expire."""
+
+    def __init__(
+        self, api_url: str, app_id: int, private_key: str, installation_id: int | None = None
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.app_id = app_id
+        self.private_key = private_key
+        self.installation_id = installation_id
+        self._cache: dict[int, tuple[str, float]] = {}
+        self._installations: dict[str, int] = {}
+        register_secret(private_key)
+
+    @classmethod
+    def from_file(
+        cls, api_url: str, app_id: int, key_file: Path, installation_id: int | None = None
+    ) -> AppTokens:
+        try:
+            key = Path(key_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"github private key file {key_file}: {exc.strerror}") from None
+        if "PRIVATE KEY" not in key:
+            raise UserError(f"github private key file {key_file}: not a PEM private key")
+        return cls(api_url, app_id, key, installation_id)
+
+    def app_jwt(self) -> str:
+        import time
+
+        import jwt
+
+        now = int(time.time())
+        # Backdated a minute against clock drift, as GitHub advises; nine minutes of life.
+        claims = {"iat": now - 60, "exp": now + 540, "iss": str(self.app_id)}
+        token = jwt.encode(claims, self.private_key, algorithm="RS256")
         register_secret(token)
-        return cls(api_url, token, name)
+        return token
+
+    async def _app_call(self, method: str, path: str) -> dict[str, Any]:
+        import httpx
+
+        headers = {**_HEADERS, "Authorization": f"Bearer {self.app_jwt()}"}
+        async with httpx.AsyncClient(timeout=30) as client:
+            response = await client.request(method, self.api_url + path, headers=headers)
+        if response.status_code >= 300:
+            raise RuntimeError(
+                f"GitHub {method} {path}: {response.status_code} {response.text[:200]}"
+            )
+        return response.json()
+
+    async def token(self, repository: str) -> str:
+        import time
+
+        installation = self.installation_id or self._installations.get(repository)
+        if installation is None:
+            data = await self._app_call("GET", f"/repos/{repository}/installation")
+            installation = self._installations[repository] = int(data["id"])
+        cached = self._cache.get(installation)
+        if cached is not None and cached[1] - 300 > time.time():
+            return cached[0]
+        data = await self._app_call("POST", f"/app/installations/{installation}/access_tokens")
+        token = str(data["token"])
+        register_secret(token)
+        expires = dt.datetime.fromisoformat(str(data["expires_at"]).replace("Z", "+00:00"))
+        self._cache[installation] = (token, expires.timestamp())
+        return token
+
+
+_HEADERS = {
+    "Accept": "application/vnd.github+json",
+    "X-GitHub-Api-Version": "2022-11-28",
+    "User-Agent": "bosun",
+}
+
+
+class CheckRuns:
+    """GitHub's check-run API, with a token from a file or a GitHub App's installation."""
+
+    def __init__(
+        self, api_url: str, tokens: StaticToken | AppTokens, name: str = "bosun notebooks"
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.tokens = tokens
+        self.name = name
+
+    @classmethod
+    def from_file(cls, api_url: str, token_file: Path, name: str) -> CheckRuns:
+        return cls(api_url, StaticToken.from_file(token_file), name)
 
     async def _call(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         import httpx
 
-        headers = {
-            "Accept": "application/vnd.github+json",
-            "Authorization": f"Bearer {self.token}",
-            "X-GitHub-Api-Version": "2022-11-28",
-            "User-Agent": "bosun",
-        }
+        repository = "/".join(path.split("/")[2:4])
+        token = await self.tokens.token(repository)
+        headers = {**_HEADERS, "Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(timeout=30) as client:
             response = await client.request(
                 method, self.api_url + path, headers=headers, content=json.dumps(body)

@@ -14,8 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from library.queue.executor import SERVICE_LANE, Executor
 from library.queue.store import QueueStore
+from library.results.store import default_url
+from library.service.flock import NOTEBOOK_BUSINESSES
+from library.triggers import rules as rules_mod
+from library.triggers.checks import CheckReporter
 from library.triggers.dispatch import Accepted, Dispatcher
 from library.triggers.events import Event
+from library.triggers.github import read_secret
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -40,9 +45,6 @@ class TriggerService:
         manager: FlockManager | None,
         auth: Authenticator | None = None,
     ) -> None:
-        from library.results.store import default_url
-        from library.triggers import rules as rules_mod
-
         self.settings = settings
         self.manager = manager
         self.auth = auth
@@ -51,8 +53,6 @@ class TriggerService:
         self.rules = rules_mod.load(cfg.rules) if cfg.rules is not None else None
         self.secret: bytes | None = None
         if cfg.github.secret_file is not None:
-            from library.triggers.github import read_secret
-
             self.secret = read_secret(cfg.github.secret_file, "service.triggers.github.secret_file")
         self.queue = QueueStore(cfg.queue_store or Path(settings.state_dir) / "queue.sqlite")
         self.results_url = cfg.results_store or default_url()
@@ -63,16 +63,9 @@ class TriggerService:
             concurrency=cfg.concurrency,
             results_url=self.results_url,
         )
-        if cfg.github.token_file is not None:
-            from library.triggers.checks import CheckReporter
-            from library.triggers.github import CheckRuns
-
-            reporter = CheckReporter(
-                CheckRuns.from_file(
-                    cfg.github.api_url, cfg.github.token_file, cfg.github.check_name
-                ),
-                self.queue,
-            )
+        client = cfg.github.check_runs()
+        if client is not None:
+            reporter = CheckReporter(client, self.queue)
             self.executor.on_start.append(reporter.on_start)
             self.executor.on_finish.append(reporter.on_finish)
         self.dispatcher = Dispatcher(
@@ -109,8 +102,6 @@ class TriggerService:
     async def refresh_for_push(self, event: Event, who: str = "github") -> list[str]:
         """mobu's refresh app: the notebook-runner flocks whose repository and branch the
         push names are refreshed (their notebooks fetched again); the others are left."""
-        from library.service.flock import NOTEBOOK_BUSINESSES
-
         if self.manager is None or not self.cfg.github.refresh:
             return []
         ref = event.get("ref")

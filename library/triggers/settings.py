@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from library.triggers.github import DEFAULT_API_URL
 
@@ -16,13 +16,38 @@ class _Strict(BaseModel):
 class GitHubSettings(_Strict):
     # The webhook's secret (X-Hub-Signature-256); without it the webhook answers 503.
     secret_file: Path | None = None
-    # Check runs (rules with `report: github_check`): API base URL and a token file holding
-    # an app installation token or a personal token.
+    # Check runs (rules with `report: github_check`): the API base URL, and either a token
+    # file (a personal token, or an installation token kept fresh elsewhere) or a GitHub
+    # App (its id and private key; the installation found from the repository unless given).
     api_url: str = DEFAULT_API_URL
     token_file: Path | None = None
+    app_id: int | None = Field(None, ge=1)
+    private_key_file: Path | None = None
+    installation_id: int | None = Field(None, ge=1)
     check_name: str = "bosun notebooks"
     # mobu's refresh app: a push to the branch a notebook-runner flock uses refreshes it.
     refresh: bool = True
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> GitHubSettings:
+        if (self.app_id is None) != (self.private_key_file is None):
+            raise ValueError("a GitHub App needs both app_id and private_key_file")
+        if self.token_file is not None and self.app_id is not None:
+            raise ValueError("give token_file or a GitHub App (app_id, private_key_file), not both")
+        return self
+
+    def check_runs(self):
+        """The check-run client these settings give, or None (no credentials: no reports)."""
+        from library.triggers.github import AppTokens, CheckRuns
+
+        if self.token_file is not None:
+            return CheckRuns.from_file(self.api_url, self.token_file, self.check_name)
+        if self.app_id is not None and self.private_key_file is not None:
+            tokens = AppTokens.from_file(
+                self.api_url, self.app_id, self.private_key_file, self.installation_id
+            )
+            return CheckRuns(self.api_url, tokens, self.check_name)
+        return None
 
 
 class TriggerSettings(_Strict):
@@ -46,6 +71,7 @@ class TriggerSettings(_Strict):
             update={
                 "secret_file": rebased(self.github.secret_file),
                 "token_file": rebased(self.github.token_file),
+                "private_key_file": rebased(self.github.private_key_file),
             }
         )
         return self.model_copy(

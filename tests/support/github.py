@@ -3,7 +3,11 @@ installed here): a local HTTP server that records every call the check-run API w
 receive and answers as GitHub documents it
 (https://docs.github.com/en/rest/checks/runs: ``POST /repos/{owner}/{repo}/check-runs`` -> 201
 with the check run's ``id``; ``PATCH /repos/{owner}/{repo}/check-runs/{id}`` -> 200), and
-answers 401 without the expected bearer token, as GitHub does."""
+answers 401 without the expected bearer token, as GitHub does. Given a GitHub App's id and
+public key, it also trades a JWT signed with the app's private key for installation tokens as
+GitHub documents it (https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app:
+``GET /repos/{owner}/{repo}/installation`` and ``POST /app/installations/{id}/access_tokens``,
+both with ``Authorization: Bearer JWT``), and then accepts those tokens."""
 
 from __future__ import annotations
 
@@ -12,10 +16,16 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+INSTALLATION_ID = 42
+
 
 class FakeGitHub:
-    def __init__(self, token: str) -> None:
-        self.token = token
+    def __init__(
+        self, token: str | None = None, app_id: int | None = None, public_key: str | None = None
+    ) -> None:
+        self.tokens = {token} if token else set()
+        self.app_id = app_id
+        self.public_key = public_key
         self.calls: list[dict] = []
         self._next_id = 1000
         self._lock = threading.Lock()
@@ -44,7 +54,10 @@ class FakeGitHub:
                 }
                 with fake._lock:
                     fake.calls.append(call)
-                if self.headers.get("Authorization") != f"Bearer {fake.token}":
+                bearer = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+                if self.path.startswith("/app/") or self.path.endswith("/installation"):
+                    return self._app(bearer)
+                if bearer not in fake.tokens:
                     return self._answer(401, {"message": "Bad credentials"})
                 if self.command == "POST" and re.fullmatch(
                     r"/repos/[^/]+/[^/]+/check-runs", self.path
@@ -58,6 +71,34 @@ class FakeGitHub:
                     return self._answer(200, {"id": int(match.group(1)), **body})
                 return self._answer(404, {"message": "Not Found"})
 
+            def _app(self, bearer: str) -> None:
+                import datetime as dt
+
+                import jwt
+
+                try:
+                    claims = jwt.decode(bearer, fake.public_key, algorithms=["RS256"])
+                except (jwt.PyJWTError, TypeError, ValueError):
+                    return self._answer(401, {"message": "A JSON web token could not be decoded"})
+                if claims.get("iss") != str(fake.app_id) or claims["exp"] - claims["iat"] > 600:
+                    return self._answer(401, {"message": "Bad JWT claims"})
+                if self.command == "GET" and re.fullmatch(
+                    r"/repos/[^/]+/[^/]+/installation", self.path
+                ):
+                    return self._answer(200, {"id": INSTALLATION_ID})
+                if self.command == "POST" and self.path == (
+                    f"/app/installations/{INSTALLATION_ID}/access_tokens"
+                ):
+                    with fake._lock:
+                        token = f"ghs_installation_{len(fake.tokens) + 1}"
+                        fake.tokens.add(token)
+                    expires = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+                    return self._answer(
+                        201, {"token": token, "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                    )
+                return self._answer(404, {"message": "Not Found"})
+
+            do_GET = _handle  # noqa: N815
             do_POST = _handle  # noqa: N815 - http.server's names
             do_PATCH = _handle  # noqa: N815
 

@@ -442,3 +442,64 @@ def test_service_refuses_bad_rules_and_secret_before_starting(tmp_path):
     [line] = error_lines(done.stderr)
     assert "none" in line and "No such file" in line
     assert "Traceback" not in done.stderr
+
+
+def test_check_runs_with_a_github_app_installation_token(tmp_path):
+    """A GitHub App's JWT is traded for an installation token once, which the check-run
+    calls then carry (GitHub's documented exchange, on the local stand-in for its API)."""
+    import asyncio
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from library.service.settings import parse_settings
+    from tests.support.github import FakeGitHub
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    (tmp_path / "app.pem").write_text(pem)
+    with FakeGitHub(app_id=1234, public_key=public) as github:
+        settings = parse_settings(
+            {
+                "triggers": {
+                    "github": {
+                        "api_url": github.url,
+                        "app_id": 1234,
+                        "private_key_file": str(tmp_path / "app.pem"),
+                    }
+                }
+            },
+            "service",
+        )
+        client = settings.triggers.github.check_runs()
+
+        async def go():
+            check = await client.create("org/nb", "c" * 40)
+            await client.complete("org/nb", check, "success", "ok", "all green", [])
+            return check
+
+        check_id = asyncio.run(go())
+    paths = [(c["method"], c["path"]) for c in github.calls]
+    assert paths == [
+        ("GET", "/repos/org/nb/installation"),
+        ("POST", "/app/installations/42/access_tokens"),
+        ("POST", "/repos/org/nb/check-runs"),
+        ("PATCH", f"/repos/org/nb/check-runs/{check_id}"),
+    ]
+    assert github.calls[2]["auth"] == github.calls[3]["auth"] == "Bearer ghs_installation_1"
+    with pytest.raises(UserError, match="both app_id and private_key_file"):
+        parse_settings({"triggers": {"github": {"app_id": 1}}}, "service")
+    with pytest.raises(UserError, match="not both"):
+        parse_settings(
+            {"triggers": {"github": {"app_id": 1, "private_key_file": "k", "token_file": "t"}}},
+            "service",
+        )
