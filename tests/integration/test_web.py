@@ -152,6 +152,9 @@ def test_overview_shows_a_new_flock_and_its_numbers_change(svc, context, tmp_pat
     small.shot(shots, "overview-phone")
     phone.close()
     assert width <= 390, "the page is wider than a phone's screen (tables scroll inside)"
+    # Offline: every asset and every poll from the service itself, nothing from elsewhere.
+    assert watched.hosts() == {f"127.0.0.1:{svc.port}"}
+    assert any(u.endswith("/web/static/uPlot.iife.min.js") for u in watched.urls)
     # The keyboard reaches the skip link first, then the sections.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip"
@@ -323,7 +326,17 @@ def test_a_service_that_needs_a_token_to_read(tmp_path, context):
         str(write_auth(tmp_path / "auth.yaml")),
     )
     try:
-        proc.wait_ready()
+        # `/` needs a token here too: ready when the page's shell answers.
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.proc.poll() is None, proc.output()
+            try:
+                if httpx.get(proc.url + "/web", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, proc.output()
+            time.sleep(0.2)
         put_flock(proc, empty_flock("web-closed", count=1))
         assert httpx.get(proc.url + "/web/api/overview", timeout=10).status_code == 401
         assert httpx.get(proc.url + "/web/runs/1/files/run.json", timeout=10).status_code == 401

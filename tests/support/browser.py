@@ -61,6 +61,7 @@ class Watched:
     problems: list[str] = field(default_factory=list)
     transferred: list[tuple[str, int]] = field(default_factory=list)
     allowed_status: list[str] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
 
     @classmethod
     def open(cls, context: Any, record_sizes: bool = False) -> Watched:
@@ -76,10 +77,17 @@ class Watched:
         )
         page.on("pageerror", lambda e: watched.problems.append(f"page error: {e}"))
         page.on("requestfailed", watched._failed)
+        page.on("request", lambda r: watched.urls.append(r.url))
         page.on("response", watched._response)
         if record_sizes:
             page.on("requestfinished", watched._size)
         return watched
+
+    def hosts(self) -> set[str]:
+        """Every host the page asked anything of (data: URLs aside)."""
+        from urllib.parse import urlsplit
+
+        return {urlsplit(u).netloc for u in self.urls if not u.startswith(("data:", "blob:"))}
 
     def _failed(self, request: Any) -> None:
         failure = request.failure or ""

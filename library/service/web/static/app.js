@@ -324,6 +324,7 @@ function flockPage() {
   act(buttons.resume, "resume", "POST", "/resume");
   act(buttons.refresh, "refresh", "POST", "/refresh");
   act(buttons.stop, "stop", "DELETE", "", () => {
+    for (const control of polls) control.stop();
     window.location.href = BASE;
   });
 
@@ -335,7 +336,7 @@ function flockPage() {
         current = null;
         $("#flock-state").replaceChildren(badge("gone"));
         enable();
-        rowPoll.stop();
+        for (const control of polls) control.stop();
         throw new Error(`flock ${name} is not running (stopped or never created)`);
       }
       throw error;
