@@ -195,6 +195,11 @@ def test_pause_and_resume_from_the_flock_page(svc, context, tmp_path):
     page.wait_for_selector("#log-section:not([hidden])")
     assert "paused" in page.inner_text("#log")
     watched.shot(shots, "flock-paused")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)  # the charts follow their container's width
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    watched.shot(shots, "flock-phone")
+    page.set_viewport_size({"width": 1300, "height": 900})
     page.click("#act-resume")
     page.wait_for_selector("#flock-state .state-running", timeout=20_000)
     assert "paused" not in httpx.get(svc.url + "/flocks/web-pause/summary", timeout=10).json()

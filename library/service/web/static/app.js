@@ -191,7 +191,8 @@ function chart(container, series, options = {}) {
     width,
     height: options.height || 220,
     series: [{}, ...series],
-    axes: [{}, { size: 60 }],
+    // Three significant digits on the y axis: a few microseconds stay readable.
+    axes: [{}, { size: 60, values: (u, splits) => splits.map((v) => (v === null ? "" : +v.toPrecision(3))) }],
     scales: { x: { time: options.time !== false } },
     legend: { live: true },
     cursor: { drag: { x: false, y: false } },
