@@ -138,7 +138,8 @@ class AppTokens:
             raise RuntimeError(
                 f"GitHub {method} {path}: {response.status_code} {response.text[:200]}"
             )
-        return response.json()
+        data: dict[str, Any] = response.json()
+        return data
 
     async def token(self, repository: str) -> str:
         import time

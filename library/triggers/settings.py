@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from library.triggers.github import DEFAULT_API_URL
+
+if TYPE_CHECKING:
+    from library.triggers.github import CheckRuns
 
 
 class _Strict(BaseModel):
@@ -36,7 +40,7 @@ class GitHubSettings(_Strict):
             raise ValueError("give token_file or a GitHub App (app_id, private_key_file), not both")
         return self
 
-    def check_runs(self):
+    def check_runs(self) -> CheckRuns | None:
         """The check-run client these settings give, or None (no credentials: no reports)."""
         from library.triggers.github import AppTokens, CheckRuns
 
