@@ -367,3 +367,28 @@ def test_push_refreshes_the_notebook_flock_on_that_branch_only(start, sandbox, t
     assert "refresh requested" not in log("idle", "bot-trgidle1")
     assert svc.stop() == 0
     assert running_labs(sandbox, prefix) == []
+
+
+def test_sigterm_requeues_the_running_run_for_the_next_start(start, tmp_path):
+    svc = start(triggers={"concurrency": 1})
+    answer = httpx.post(
+        svc.url + "/events",
+        json={"type": "slow", "id": "term-1", "greeting": "hello"},
+        headers=bearer("admin"),
+    )
+    assert answer.status_code == 202, answer.text
+    run_id = answer.json()["runs"][0]["id"]
+    wait_for(lambda: httpx.get(f"{svc.url}/runs/{run_id}").json()["pid"], 60, "the run")
+    assert svc.stop(signal.SIGTERM) == 0
+    assert "ended by the stop, queued again" in svc.output()
+
+    svc = start(triggers={"concurrency": 1})
+    run = wait_for(
+        lambda: (lambda r: r if r["state"] == "succeeded" else None)(
+            httpx.get(f"{svc.url}/runs/{run_id}").json()
+        ),
+        120,
+        "the run's second attempt",
+    )
+    assert run["attempts"] == 2
+    assert run["notes"] == ["interrupted: the executor stopped while it ran (attempt 1)"]
