@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -503,3 +504,71 @@ def test_check_runs_with_a_github_app_installation_token(tmp_path):
             {"triggers": {"github": {"app_id": 1, "private_key_file": "k", "token_file": "t"}}},
             "service",
         )
+
+
+def test_check_reporter_success_and_many_annotations(tmp_path):
+    """A green run completes its check `success` without annotations; 60 failing notebooks
+    are sent 50 and 10 (GitHub's limit per request), the last request completing the check."""
+    import asyncio
+
+    from library.queue.store import QueueStore
+    from library.triggers.checks import CheckReporter
+    from library.triggers.github import CheckRuns, StaticToken
+    from tests.support.github import FakeGitHub
+
+    ruleset = rules.parse(
+        [
+            {
+                "when": {"type": "github.pull_request"},
+                "do": [{"project": "example", "step": "prepare", "report": "github_check"}],
+            }
+        ],
+        "r",
+    )
+    store = QueueStore(tmp_path / "q.sqlite")
+    runs = []
+    for number, failing in ((1, 0), (2, 60)):
+        event = events.from_data(
+            {
+                "type": "github.pull_request",
+                "id": f"pr{number}",
+                "repository": {"full_name": "org/nb"},
+                "pull_request": {"number": number, "head": {"sha": f"{number}" * 40}},
+            },
+            "e",
+        )
+        [(run, _)] = store.enqueue(ruleset.match(event), "service")
+        run = store.claim("service", "me", tmp_path / "runs")
+        Path(run.artifact_dir).mkdir(parents=True)
+        outcomes = [
+            {
+                "notebook": f"nb{i}.ipynb",
+                "ok": i >= failing,
+                "cell": 3,
+                "error_class": "AssertionError",
+                "error": f"boom {i}",
+            }
+            for i in range(62)
+        ]
+        (Path(run.artifact_dir) / "notebooks.json").write_text(json.dumps(outcomes))
+        runs.append((run, failing))
+    with FakeGitHub("tok") as github:
+        reporter = CheckReporter(CheckRuns(github.url, StaticToken("tok")), store)
+
+        async def go():
+            for run, failing in runs:
+                await reporter.on_start(store.get(run.id))
+                store.finish(
+                    run.id, "failed" if failing else "succeeded", 1 if failing else 0, None
+                )
+                await reporter.on_finish(store.get(run.id))
+
+        asyncio.run(go())
+    patches = [c["body"] for c in github.calls if c["method"] == "PATCH"]
+    green, first, last = patches
+    assert green["conclusion"] == "success" and green["output"]["annotations"] == []
+    assert green["output"]["title"] == "62 notebook(s) ran green"
+    assert len(first["output"]["annotations"]) == 50 and "conclusion" not in first
+    assert len(last["output"]["annotations"]) == 10 and last["conclusion"] == "failure"
+    assert last["output"]["title"] == "60 of 62 notebook(s) failed"
+    store.close()
