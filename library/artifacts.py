@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from library import env, redact
+from library.redact import redact_data
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -151,8 +154,6 @@ class CommandResult:
 
     def write(self, directory: Path) -> Path:
         """Write ``result.json`` into DIRECTORY (secrets masked); returns its path."""
-        from library.redact import redact_data
-
         path = Path(directory) / RESULT
         text = json.dumps(redact_data(self.to_dict()), indent=2, default=_json_default)
         path.write_text(text + "\n")
@@ -242,8 +243,6 @@ def summary_kind(data: dict[str, Any]) -> SummaryKind | None:
 
 def write_summary_json(directory: Path, kind: SummaryKind, summary: dict[str, Any]) -> Path:
     """Write SUMMARY as ``summary.json`` with its ``kind`` first; returns the path."""
-    from library import redact
-
     path = Path(directory) / SUMMARY_JSON
     data = {"kind": str(kind), **{k: v for k, v in summary.items() if k != "kind"}}
     # A service URL may carry a password or a token parameter: masked like every artifact.
@@ -324,8 +323,6 @@ CACHE_DIR = "_cache"  # at the top of the tree: what every command of a run may 
 
 def write_json(name: str, data: Any) -> Path:
     """Write DATA as JSON into the current artifact dir (a command's own extra file)."""
-    from library import env, redact
-
     path = env.artifact_dir() / name
     text = json.dumps(redact.redact_data(data), indent=2, default=str)
     path.write_text(text + "\n", encoding="utf-8")
@@ -335,7 +332,6 @@ def write_json(name: str, data: Any) -> Path:
 @contextlib.contextmanager
 def events_recorder(flock: str, business: str) -> Iterator[Recorder]:
     """A Recorder writing to the current artifact dir's ``events/``, closed (flushed) on exit."""
-    from library import env
     from library.events import Recorder
 
     rec = Recorder(out_dir=env.artifact_dir() / EVENTS_DIR, flock=flock, business=business)
@@ -351,7 +347,5 @@ def cache_dir(name: str) -> Path:
     The top is ``$ARTIFACT_DIR`` as the launcher (``ci/run``, the CLI) set it; a command run
     on its own keeps its cache in its own dir.
     """
-    from library import env
-
     top = os.environ.get("ARTIFACT_DIR")
     return (Path(top) if top else env.artifact_dir()) / CACHE_DIR / name

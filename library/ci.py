@@ -33,7 +33,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
 
-from library import artifacts, config, env, redact, rundir, toolbox, yamlio
+from library import artifacts, config, env, junit, redact, run, rundir, toolbox, yamlio
+from library.cli import print_error, setup_console_logging
 from library.errors import UserError, one_line, storage_error_message
 
 log = logging.getLogger("ci")
@@ -146,8 +147,6 @@ class StepResult:
 @contextlib.contextmanager
 def _signals_raise() -> Iterator[Any]:
     """Turn SIGINT/SIGTERM into ``Interrupted`` for the duration of the run only."""
-    from library import run
-
     # Work running in threads (a Parallel block's scale runs) cannot receive the exception:
     # it watches the stop request instead, stops cleanly and writes its artifacts.
     with run.stop_request_scope() as request:
@@ -204,8 +203,6 @@ class Console:
 def run_steps(
     steps: list[str], module: ModuleType, console: Console
 ) -> tuple[list[StepResult], int]:
-    from library import run
-
     results: list[StepResult] = []
     interrupted: Interrupted | None = None
     last_cleanup = len(steps) - 1 if steps and steps[-1] == "cleanup" and len(steps) > 1 else None
@@ -291,8 +288,6 @@ def _toolbox_calls(root: Path) -> list[dict[str, Any]]:
 
 
 def write_junit(root: Path, project: str, results: list[StepResult]) -> None:
-    from library import junit
-
     cases: list[junit.Case | ET.Element] = [
         junit.Case(f"{project}.steps", result.dir.name, result.duration_s, result.error)
         for result in results
@@ -490,8 +485,6 @@ def _write_records(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from library.cli import print_error, setup_console_logging
-
     parser = argparse.ArgumentParser(
         prog="ci/run",
         description="Run a project's steps as a CI job.",

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from library import toolbox
+from library import config as cfgmod
+from library import redact, run, toolbox, yamlio
 from library.errors import UserError, one_line, storage_error_message
 
 PROG = "./run_toolbox.py"
@@ -43,8 +44,6 @@ def _print_groups() -> None:
 def print_error(message: str) -> None:
     """The one ``error:`` line on stderr; a value holding a secret (a URL's password, a token
     parameter) is masked like in every log."""
-    from library import redact
-
     print(f"error: {redact.redact_text(message)}", file=sys.stderr)
 
 
@@ -226,9 +225,6 @@ def from_config(
         var: Override 'dotted.key: value' (repeatable, applied after presets).
         show_args: Print the resolved arguments as YAML and run nothing.
     """
-    from library import config as cfgmod
-    from library import run, yamlio
-
     toolbox.check_suffix(suffix)
     cfg = load_config_from_cli(project, config, preset or [], var or [])
     extra_args = {}
@@ -250,8 +246,6 @@ def load_config_from_cli(
     project: str | None, config_file: Path | None, presets: list[str], variables: list[str]
 ):
     """Load a project config from CLI options (``$ARTIFACT_DIR/variable_overrides.yaml`` last)."""
-    from library import config as cfgmod
-
     overrides = [("cli", cfgmod.parse_var(text)) for text in variables]
     overrides_file = None
     if os.environ.get("ARTIFACT_DIR"):

@@ -11,6 +11,8 @@ whole.
 from __future__ import annotations
 
 import contextlib
+import re
+import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,8 +29,6 @@ def is_postgres(url: str | Path) -> bool:
 
 def safe_url(url: str | Path) -> str:
     """The URL without its password, for messages and logs."""
-    import re
-
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", str(url))
 
 
@@ -108,7 +108,6 @@ class Database:
                 return psycopg.connect(self.url, connect_timeout=10, autocommit=True)
             except psycopg.Error as exc:
                 raise UserError(f"{self.label}: cannot connect: {_first_line(exc)}") from None
-        import sqlite3
 
         path = Path(self.url.removeprefix("sqlite:///"))
         try:

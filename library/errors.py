@@ -1,5 +1,8 @@
 """Errors that reach a person: one line naming the culprit and what to do."""
 
+import errno
+import re
+
 
 class UserError(Exception):
     """Bad input or an expected failure; its message is shown as is, with no traceback.
@@ -27,8 +30,6 @@ class CheckFailed(UserError):
 
 def storage_error_message(err: OSError) -> str | None:
     """One line for a write that failed for lack of space or permission, else None."""
-    import errno
-
     if err.errno not in (
         errno.ENOSPC,
         errno.EDQUOT,
@@ -54,8 +55,6 @@ def one_line(value: object, limit: int | None = None) -> str:
     message; one that is not a UserError is prefixed by its class (`KeyError: 'x'` says more
     than `'x'`), Ctrl-C reads "interrupted".
     """
-    import re
-
     if isinstance(value, KeyboardInterrupt):
         return "interrupted"
     text = " ".join(str(value).split())

@@ -14,14 +14,19 @@ not block the loop that keeps recording.
 
 from __future__ import annotations
 
+import inspect
+import io
 import os
 import threading
 import time
 from array import array
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from library.artifacts import EVENTS_DIR
+from library.errors import one_line
+from library.redact import redact_text
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -55,16 +60,12 @@ def now_us() -> int:
 
 def short_error(exc: BaseException | str) -> str:
     """One line of at most ERROR_MAX_CHARS characters, with registered secrets masked."""
-    from library.errors import one_line
-
     text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
     # Masked before the cut, so that a secret cut in half is still recognised.
     return one_line(_mask(one_line(text)), ERROR_MAX_CHARS)
 
 
 def _mask(text: str) -> str:
-    from library.redact import redact_text
-
     return redact_text(text)
 
 
@@ -322,8 +323,6 @@ class Recorder:
         """Load and set up the Parquet writer now (~50 MiB): a long-running recorder calls
         this before its load starts, so that the first flush does not grow the process
         mid-run, in the middle of its measurements."""
-        import io
-
         # The C allocator gives back what Arrow's default (mimalloc) keeps after each write:
         # measured at 1,000 users, 120 instead of 124 MiB during the run and 134 instead of
         # 155 at its end. Chosen before pyarrow loads when it has not yet (mimalloc reserves
@@ -425,8 +424,6 @@ class Recorder:
 
     def _writer(self) -> ThreadPoolExecutor:
         if self._executor is None:
-            from concurrent.futures import ThreadPoolExecutor
-
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="events-writer")
         return self._executor
 
@@ -460,8 +457,6 @@ class Recorder:
         A column left out takes `record`'s default for it (read from its signature, so a column
         added there is filled here too), the recorder's flock and business, and this shard.
         """
-        import inspect
-
         import pyarrow as pa
 
         unknown = sorted(set(columns) - set(COLUMNS))

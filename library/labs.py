@@ -16,14 +16,15 @@ from typing import Any
 
 from library import artifacts
 from library.errors import UserError
+from library.jupyter.errors import ExecutionError, JupyterError
+from library.jupyter.hub import HubClient
+from library.jupyter.platform import resolve
 from library.progress import progress
 
 
 @contextlib.asynccontextmanager
 async def user_lab(access, user: str, rec=None) -> AsyncIterator:
     """USER's LabSession on the hub of ACCESS (a ``jupyter.platform.HubAccess``)."""
-    from library.jupyter.hub import HubClient
-
     hub = HubClient(access.hub_url, access.admin_token, recorder=rec)
     lab = None
     try:
@@ -46,8 +47,6 @@ def in_lab(
 
     Platform errors (``JupyterError``) propagate: each command reports them its own way.
     """
-    from library.jupyter.platform import resolve
-
     access = resolve(hub_url, token_file)
 
     async def go():
@@ -77,8 +76,6 @@ def python_loop(
     Stops at the first failure. ``executions.json`` holds every execution and, after a failure,
     which one failed and why; the ``JupyterError`` is then re-raised.
     """
-    from library.jupyter.errors import ExecutionError, JupyterError
-
     executions: list[dict] = []
 
     async def loop(lab):

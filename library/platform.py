@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from library.errors import UserError
+from library.tokens import read_secret_file
 
 # Gafaelfawr's (and mobu's) pattern for every valid user name: lower-case letters, digits and
 # single inner dashes, at least one letter. No "/", ".", "%" or "?": a valid name is always one
@@ -247,7 +248,6 @@ def _tokens(
                 "$BOSUN_TOKEN_FILE"
             )
         return None
-    from library.tokens import read_secret_file
 
     path = str(token_file)
     # Read now: a missing or empty file is one line at the command boundary, and its tokens

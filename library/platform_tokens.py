@@ -32,6 +32,7 @@ from library.platform import (
     check_username,
 )
 from library.redact import register_secret
+from library.tokens import read_secret_file, read_token
 
 if TYPE_CHECKING:
     import aiohttp
@@ -99,8 +100,6 @@ class _HTTP(_Cached):
     def __init__(
         self, admin_token_file: str, connector: aiohttp.BaseConnector | None = None
     ) -> None:
-        from library.tokens import read_token
-
         super().__init__()
         self._admin = read_token(admin_token_file, "admin token file")
         self._connector = connector
@@ -300,8 +299,6 @@ class StaticProvider(_Cached):
     """Tokens read from a file of ``user: token`` lines (``#`` comments allowed)."""
 
     def __init__(self, source: StaticTokens) -> None:
-        from library.tokens import read_secret_file
-
         super().__init__()
         self._path = source.path
         self._by_user: dict[str, str] = {}

@@ -12,7 +12,9 @@ import contextlib
 import contextvars
 import logging
 import shlex
+import signal
 import subprocess
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -32,8 +34,6 @@ class StopRequest:
     """A request to stop, shared by a launcher and every task it runs (threads included)."""
 
     def __init__(self) -> None:
-        import threading
-
         self._event = threading.Event()
         self.reason: str | None = None
         self.signals = 0  # SIGINT/SIGTERM received by the launcher
@@ -63,8 +63,6 @@ class StopRequest:
     def note_signal(self, signum: int) -> None:
         """A signal taken by another handler (a distributed run's): the launcher learns of it
         as if its own handler had run while shielded (the step ends after the running work)."""
-        import signal
-
         self.signals += 1
         if self.signum is None:
             self.signum = signum
@@ -79,8 +77,6 @@ class StopRequest:
         On leaving the outermost such block, a signal received meanwhile raises its exception
         here (unless ``raise_pending`` is false: then at the next ``run_toolbox``/``run``
         call, or when the step ends), so the rest of the step is skipped."""
-        import threading
-
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -94,8 +90,6 @@ class StopRequest:
 
     def raise_pending(self) -> None:
         """Raise the exception a signal left pending, in the main thread outside any wait."""
-        import threading
-
         if (
             self.pending is not None
             and self._shield == 0

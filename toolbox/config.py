@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from library import config as cfgmod
+from library import yamlio
+from library.cli import load_config_from_cli
 from library.toolbox import command
 
 
@@ -30,10 +33,6 @@ def show(
         var: Override 'key: value' (repeatable, applied after presets).
         explain: Key whose layers and references to print.
     """
-    from library import config as cfgmod
-    from library import yamlio
-    from library.cli import load_config_from_cli
-
     cfg = load_config_from_cli(project, config, preset or [], var or [])
     if explain:
         rows: list[dict] = [

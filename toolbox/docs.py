@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from library.config import repo_root
+from library.errors import CheckFailed
+from library.reference import render
 from library.toolbox import command
 
 
@@ -15,10 +18,6 @@ def generate(output: Path = Path("docs/toolbox.md"), check: bool = False) -> Non
         output: File to write, relative to the repository root unless absolute.
         check: Write nothing; fail when the file differs from what would be generated.
     """
-    from library.config import repo_root
-    from library.errors import CheckFailed
-    from library.reference import render
-
     path = output if output.is_absolute() else repo_root() / output
     text = render()
     if check:

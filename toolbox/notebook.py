@@ -9,6 +9,7 @@ from typing import Any, Literal
 from library.errors import CheckFailed, UserError
 from library.notebooks import runs
 from library.notebooks.clean import check_clean as check
+from library.notebooks.discovery import listing
 from library.notebooks.params import parse_parameters
 from library.toolbox import command
 
@@ -116,8 +117,6 @@ def run_repo(
     if name_convention:
         rules["name_convention"] = True
     if list_only:
-        from library.notebooks.discovery import listing
-
         found = runs.discover_source(source, ref, {**rules, "services": deployed})
         print(listing(found), end="")
         return found.to_dict()

@@ -6,7 +6,9 @@ import logging
 from pathlib import Path
 from typing import Literal, NoReturn
 
-from library import artifacts, labs
+from library import artifacts, labs, redact
+from library.errors import CheckFailed, UserError
+from library.jupyter.errors import JupyterError
 from library.toolbox import command
 
 log = logging.getLogger(__name__)
@@ -14,8 +16,6 @@ log = logging.getLogger(__name__)
 
 def _fail(exc) -> NoReturn:
     """An expected platform failure as one line, exit 1 (the message holds no token)."""
-    from library.errors import CheckFailed
-
     raise CheckFailed(exc.one_line()) from None
 
 
@@ -45,7 +45,6 @@ def spawn_lab(
         hub_url: Hub base URL ($BOSUN_HUB_URL, else the sandbox).
         token_file: Admin token, or ``user: token`` lines ($BOSUN_TOKEN_FILE, else the sandbox).
     """
-    from library.jupyter.errors import JupyterError
 
     async def spawn(lab):
         result = await lab.spawn_lab(
@@ -86,7 +85,6 @@ def run_code(
         token_file: Admin token, or ``user: token`` lines ($BOSUN_TOKEN_FILE, else the sandbox).
     """
     result = _loop(user, code, 1, 0.0, timeout, hub_url, token_file, "run_code")
-    from library import redact
 
     print(redact.redact_text(result["last"]["stdout"]), end="")
     return result["last"]
@@ -115,8 +113,6 @@ def python_loop(
         hub_url: Hub base URL ($BOSUN_HUB_URL, else the sandbox).
         token_file: Admin token, or ``user: token`` lines ($BOSUN_TOKEN_FILE, else the sandbox).
     """
-    from library.errors import UserError
-
     if max_executions < 1:
         raise UserError(f"--max-executions {max_executions}: give at least 1")
     result = _loop(
@@ -127,8 +123,6 @@ def python_loop(
 
 
 def _loop(user, code, count, idle, timeout, hub_url, token_file, name) -> dict:
-    from library.jupyter.errors import JupyterError
-
     try:
         return labs.python_loop(user, code, count, idle, timeout, hub_url, token_file, record=name)
     except JupyterError as exc:
@@ -150,7 +144,6 @@ def delete_lab(
         hub_url: Hub base URL ($BOSUN_HUB_URL, else the sandbox).
         token_file: Admin token, or ``user: token`` lines ($BOSUN_TOKEN_FILE, else the sandbox).
     """
-    from library.jupyter.errors import JupyterError
 
     async def delete(lab):
         was_running = await lab.server_status() is not None
@@ -176,7 +169,6 @@ def lab_status(
         hub_url: Hub base URL ($BOSUN_HUB_URL, else the sandbox).
         token_file: Admin token, or ``user: token`` lines ($BOSUN_TOKEN_FILE, else the sandbox).
     """
-    from library.jupyter.errors import JupyterError
 
     async def status(lab):
         server = await lab.server_status()

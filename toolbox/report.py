@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
-from library import artifacts
+from library import artifacts, env, report
+from library.errors import UserError
+from library.eventstore import parse_time
+from library.report import compare as cmp
+from library.report import history as hist
+from library.report.parse import EVENTS_RANGE
 from library.toolbox import command
 
 log = logging.getLogger(__name__)
@@ -29,13 +35,6 @@ def post_mortem(run_dir: Path, /, since: str | None = None, until: str | None = 
             given, or epoch seconds).
         until: Only events that started before this time (same forms).
     """
-    import json
-
-    from library import report
-    from library.errors import UserError
-    from library.eventstore import parse_time
-    from library.report.parse import EVENTS_RANGE
-
     try:
         start, end = (
             None if value is None else parse_time(value, f"report post_mortem --{name}")
@@ -85,9 +84,6 @@ def compare(
         db: Results store the history is kept in ($BOSUN_RESULTS_STORE, else $BOSUN_HISTORY_DB,
             else artifacts/results.sqlite).
     """
-    from library import env
-    from library.report import compare as cmp
-
     result = cmp.run(
         runs, threshold or [], against_history, env.artifact_dir() / "compare", db_path=db
     )
@@ -113,9 +109,6 @@ def history(db: Path | None = None, project: str | None = None, last: int = 20) 
         project: Only the runs of this project.
         last: How many runs to show.
     """
-    from library.errors import UserError
-    from library.report import history as hist
-
     if last < 1:
         raise UserError(f"--last {last}: give at least 1")
     runs = hist.recent(db, project=project, last=last)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from library.errors import UserError
+from library.results.store import ResultsStore, parse_when
 from library.toolbox import command
 
 
@@ -41,9 +43,6 @@ def query(
         store: Results store: a SQLite path or postgresql:// URL ($BOSUN_RESULTS_STORE, else
             artifacts/results.sqlite).
     """
-    from library.errors import UserError
-    from library.results.store import ResultsStore, parse_when
-
     filters = {}
     for item in data or []:
         key, sep, value = item.partition("=")

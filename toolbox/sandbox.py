@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from library import sandbox
+from library.errors import UserError
+from library.sandbox import checks
+from library.sandbox.images import sia_url
 from library.toolbox import command
 
 
@@ -19,8 +23,6 @@ def up(tap: bool = True, port_base: int | None = None, timeout: float = 120.0) -
             the base of the sandbox already running).
         timeout: Seconds each service may take to answer.
     """
-    from library import sandbox
-
     return sandbox.up(with_tap=tap, port_base=port_base, timeout=timeout)
 
 
@@ -31,9 +33,6 @@ def down() -> dict:
     Stops exactly the processes the sandbox started (tracked PIDs) and reports any sandbox port
     that still has a listener afterwards.
     """
-    from library import sandbox
-    from library.errors import UserError
-
     result = sandbox.down()
     if result["still_listening"]:
         raise UserError(
@@ -47,8 +46,6 @@ def down() -> dict:
 @command(record=False)
 def status() -> dict:
     """Show each sandbox service as up or down, with its URL and PID."""
-    from library import sandbox
-
     result = sandbox.status()
     for name in ("hub", "proxy", "tap"):
         service = result[name]
@@ -63,8 +60,6 @@ def status() -> dict:
         print(f"disco  up    {services['discovery_url']}/discovery  pid {pid}")
         print(f"lfs    up    {services['lfs_url']}/ro/ (read), /rw/ (token)  pid {pid}")
     if result["tap"]["running"] and result["tap"]["url"]:
-        from library.sandbox.images import sia_url
-
         print(f"sia    up    {sia_url(result['tap']['url'])}  pid {result['tap']['pid']}")
     for lab in result["labs"]:
         print(f"lab    up    {lab['server']}  pid {lab['pid']}")
@@ -78,8 +73,6 @@ def env() -> None:
 
     Use as ``eval "$(./run_toolbox.py sandbox env)"``. The token itself is never printed.
     """
-    from library import sandbox
-
     for line in sandbox.env_lines():
         print(line)
 
@@ -95,6 +88,4 @@ def check(
         tap: Also run ``SELECT COUNT(*)`` on the catalogue through pyvo.
         table: Catalogue table to count.
     """
-    from library.sandbox import checks
-
     return checks.run(user=user, tap=tap, table=table)

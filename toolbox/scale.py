@@ -5,6 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from library import env, yamlio
+from library.errors import CheckFailed, UserError
+from library.flock import limits
+from library.flock.check import check_file
+from library.flock.models import load_flocks
+from library.flock.runner import ScaleRun
 from library.toolbox import command
 
 log = logging.getLogger(__name__)
@@ -59,12 +65,6 @@ def run(
         token_file: Admin token file ($BOSUN_TOKEN_FILE, else the sandbox).
         live: Show the live table in a terminal (a status line every 10 s in CI).
     """
-    from library import env
-    from library.errors import CheckFailed, UserError
-    from library.flock import limits
-    from library.flock.models import load_flocks
-    from library.flock.runner import ScaleRun
-
     if workers is not None and scheduler is not None:
         raise UserError("--workers and --scheduler exclude each other: give one")
     if workers is not None and workers < 1:
@@ -123,9 +123,6 @@ def check(flocks: Path, hub_url: str | None = None, tap_url: str | None = None) 
         hub_url: Hub base URL to show ($BOSUN_HUB_URL, else "the sandbox's").
         tap_url: TAP service URL to show ($BOSUN_TAP_URL, else "the dataset's").
     """
-    from library import yamlio
-    from library.flock.check import check_file
-
     result = check_file(flocks, {"hub_url": hub_url, "tap_url": tap_url})
     print(yamlio.dumps(result), end="")
     return {"flocks": result}

@@ -8,7 +8,17 @@ import sys
 from pathlib import Path
 from typing import Literal
 
+from library import env, yamlio
+from library.cli import load_config_from_cli
+from library.errors import UserError
+from library.flock.models import find_flock_list, load_flocks, parse_flocks
+from library.service.auth import load_entries
+from library.service.client import ServiceClient, read_token, save_report
+from library.service.server import serve
+from library.service.settings import ServiceSettings, parse_settings
 from library.toolbox import command
+from library.triggers import rules as rules_mod
+from library.triggers.github import read_secret
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +64,6 @@ def run(
         github_secret_file: File holding the GitHub webhook secret; POST PREFIX/github/webhook
             checks each delivery's signature with it (service.triggers.github.secret_file).
     """
-    from library.flock.models import load_flocks
-    from library.service.server import serve
-
     settings = _settings(project, config, preset or [], var or [])
     updates: dict = {}
     if listen is not None:
@@ -77,22 +84,14 @@ def run(
             triggers["github"] = {**triggers.get("github", {}), "secret_file": github_secret_file}
         updates["triggers"] = triggers
     if updates:
-        from library.service.settings import parse_settings
-
         merged = settings.model_dump(exclude_unset=True)
         merged.update(updates)
         settings = parse_settings(merged, "service (with flags)")
     if settings.auth_file is not None:
-        from library.service.auth import load_entries
-
         load_entries(settings.auth_file)  # a bad file is refused before anything starts
     if settings.triggers.rules is not None:
-        from library.triggers import rules as rules_mod
-
         rules_mod.load(settings.triggers.rules)  # so is a bad rule file
     if settings.triggers.github.secret_file is not None:
-        from library.triggers.github import read_secret
-
         read_secret(settings.triggers.github.secret_file)  # and a missing secret
     flocks = _autostart(settings.autostart, load_flocks)
     result = serve(settings, flocks)
@@ -104,11 +103,8 @@ def run(
 
 
 def _settings(project, config, presets, variables):
-    from library.service.settings import ServiceSettings, parse_settings
-
     if project is None and config is None:
         return ServiceSettings()
-    from library.cli import load_config_from_cli
 
     cfg = load_config_from_cli(project, config, presets, variables)
     section = cfg.resolved().get("service")
@@ -118,9 +114,6 @@ def _settings(project, config, presets, variables):
 
 
 def _autostart(items, load_flocks):
-    from library.errors import UserError
-    from library.flock.models import parse_flocks
-
     flocks = []
     for index, item in enumerate(items):
         if isinstance(item, str):
@@ -135,8 +128,6 @@ def _autostart(items, load_flocks):
 
 
 def _client(url: str | None, token_file: Path | None):
-    from library.service.client import ServiceClient, read_token
-
     return ServiceClient(url, read_token(token_file))
 
 
@@ -169,9 +160,6 @@ def start(flocks: Path, url: str | None = None, token_file: Path | None = None) 
         url: The service's URL with its prefix ($BOSUN_SERVICE_URL; http://127.0.0.1:8080/mobu).
         token_file: File holding a bearer token for the service.
     """
-    from library import yamlio
-    from library.flock.models import find_flock_list, load_flocks
-
     load_flocks(flocks)  # refused here, naming the file, before anything is sent
     items, _ = find_flock_list(yamlio.loads(yamlio.read_text(flocks, "flock file"), str(flocks)))
     client = _client(url, token_file)
@@ -276,7 +264,4 @@ def report(name: str, /, url: str | None = None, token_file: Path | None = None)
         url: The service's URL with its prefix ($BOSUN_SERVICE_URL; http://127.0.0.1:8080/mobu).
         token_file: File holding a bearer token for the service.
     """
-    from library import env
-    from library.service.client import save_report
-
     return save_report(_client(url, token_file), name, env.artifact_dir())

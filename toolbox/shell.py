@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from library import run as runner
 from library.toolbox import command
 
 
@@ -17,8 +20,6 @@ def run(cmd: str, check: bool = True, timeout: float | None = None) -> dict:
         check: Fail when the command exits non-zero.
         timeout: Seconds before the command is stopped and counted as failed.
     """
-    from library import run as runner
-
     proc = runner.run(cmd, capture_stdout=True, check=check, timeout=timeout)
     return {"returncode": proc.returncode, "stdout_lines": len((proc.stdout or "").splitlines())}
 
@@ -35,8 +36,6 @@ def run_argv(argv: list[str], check: bool = True, timeout: float | None = None) 
         check: Fail when the program exits non-zero.
         timeout: Seconds before the program is stopped and counted as failed.
     """
-    from library import run as runner
-
     proc = runner.run(argv, capture_stdout=True, check=check, timeout=timeout)
     return {"returncode": proc.returncode, "stdout_lines": len((proc.stdout or "").splitlines())}
 
@@ -48,6 +47,4 @@ def wait(seconds: float = 0.0) -> None:
     Args:
         seconds: How long to wait; 0 returns at once.
     """
-    import time
-
     time.sleep(max(0.0, seconds))

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 
+from library import env, yamlio
+from library.errors import CheckFailed, UserError
+from library.queue.executor import Executor, fire_lane
+from library.queue.store import QueueStore
+from library.results.store import default_url
 from library.toolbox import command
+from library.triggers import events
+from library.triggers import rules as rules_mod
+from library.triggers.dispatch import Dispatcher
 
 
 def _print_json(data) -> None:
@@ -24,10 +36,6 @@ def match(rules: Path, event: Path) -> dict:
         rules: Trigger rule file (``- when: {...} do: [{project, step, presets, vars}]``).
         event: Event file (YAML or JSON): ``type`` and its fields, ``id`` optional.
     """
-    from library import yamlio
-    from library.triggers import events
-    from library.triggers import rules as rules_mod
-
     ruleset = rules_mod.load(rules)
     found = ruleset.match(events.load_file(event))
     sys.stdout.write(yamlio.dumps([run.to_dict() for run in found]))
@@ -65,19 +73,6 @@ def fire(
         github_token_file: File holding the GitHub token for check runs
             ($BOSUN_GITHUB_TOKEN_FILE).
     """
-    import asyncio
-    import logging
-    import os
-
-    from library import env
-    from library.errors import CheckFailed, UserError
-    from library.queue.executor import Executor, fire_lane
-    from library.queue.store import QueueStore
-    from library.results.store import default_url
-    from library.triggers import events
-    from library.triggers import rules as rules_mod
-    from library.triggers.dispatch import Dispatcher
-
     log = logging.getLogger(__name__)
     if concurrency < 1:
         raise UserError(f"--concurrency {concurrency}: give at least 1")
@@ -175,8 +170,6 @@ def runs(
         queue: Queue store (path or postgresql:// URL; $BOSUN_QUEUE_STORE, else
             artifacts/queue.sqlite).
     """
-    from library.queue.store import QueueStore
-
     store = QueueStore(queue)
     try:
         listed = [r.to_dict() for r in store.list(state=state, event_id=event_id, limit=limit)]
@@ -196,8 +189,6 @@ def show(run_id: int, /, queue: str | None = None) -> dict:
         queue: Queue store (path or postgresql:// URL; $BOSUN_QUEUE_STORE, else
             artifacts/queue.sqlite).
     """
-    from library.queue.store import QueueStore
-
     store = QueueStore(queue)
     try:
         run = store.get(run_id).to_dict()
@@ -217,10 +208,6 @@ def cancel(run_id: int, /, queue: str | None = None) -> dict:
         queue: Queue store (path or postgresql:// URL; $BOSUN_QUEUE_STORE, else
             artifacts/queue.sqlite).
     """
-    import getpass
-
-    from library.queue.store import QueueStore
-
     store = QueueStore(queue)
     try:
         run = store.cancel(run_id, who=f"{getpass.getuser()} (cli)").to_dict()

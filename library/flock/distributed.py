@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from library.artifacts import EVENTS_DIR, Operation
+from library.errors import UserError
 from library.events import Recorder, now_us
-from library.flock.models import FlockConfig, dump_flocks
+from library.flock.engine import RunSettings, run_flocks
+from library.flock.models import FlockConfig, dump_flocks, parse_flocks
+from library.run import stop_request
 
 log = logging.getLogger(__name__)
 START_DELAY_S = 3.0  # time for every shard to be scheduled and imported before the common start
@@ -38,9 +41,6 @@ def _run_shard(
 ) -> dict[str, Any]:
     """Runs inside a worker: one engine, its own event loop, polling the shared stop flag."""
     from distributed import Event
-
-    from library.flock.engine import RunSettings, run_flocks
-    from library.flock.models import parse_flocks
 
     stop = Event(stop_name)
     checked_at, stopping = 0.0, False
@@ -118,8 +118,6 @@ def run_distributed(
 def _run_on(client, flocks, out_dir, duration, workers, endpoints, Event, as_completed):
     addresses = sorted(client.scheduler_info()["workers"])
     if not addresses:
-        from library.errors import UserError
-
         raise UserError("the Dask scheduler has no workers; start some or use --workers N")
     shards = workers or len(addresses)
     stop_name = f"bosun-stop-{uuid.uuid4().hex}"
@@ -145,8 +143,6 @@ def _run_on(client, flocks, out_dir, duration, workers, endpoints, Event, as_com
         for shard in range(shards)
     }
     interrupts = [0]
-
-    from library.run import stop_request
 
     launcher = stop_request()
 

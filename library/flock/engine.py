@@ -24,6 +24,7 @@ from typing import Any
 from library.artifacts import EVENTS_DIR, HEALTH_DIR
 from library.events import Recorder
 from library.flock.health import HealthSampler
+from library.flock.live import LiveView
 from library.flock.models import FlockConfig, User
 from library.flock.monkey import STOPPED, FlockStats, Monkey
 from library.flock.shared import Shared
@@ -154,7 +155,6 @@ class Engine:
             want = threading.current_thread() is threading.main_thread()
         if not want:
             return None
-        from library.flock.live import LiveView
 
         view = LiveView(self)
         view.start()

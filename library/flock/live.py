@@ -9,6 +9,9 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from library.flock.summary import flock_figures
+from library.stats import percentiles
+
 if TYPE_CHECKING:
     from rich.live import Live
 
@@ -29,8 +32,6 @@ def snapshot(engine: Engine, final: dict[str, dict] | None = None) -> list[dict]
     the one rule of library/stats.py) replaces counts and percentiles for the last line, so that
     it says what summary.json and the report say.
     """
-    from library.stats import percentiles
-
     rows = []
     elapsed = max(1e-6, time.time() - engine.started_wall) if engine.started_wall else 1e-6
     for stats in engine.stats.values():
@@ -99,8 +100,6 @@ def status_line(engine: Engine, final: dict[str, dict] | None = None) -> str:
 
 def final_figures(engine: Engine) -> dict[str, dict] | None:
     """Every event recorded so far, by the summary's own computation; None if unreadable."""
-    from library.flock.summary import flock_figures
-
     try:
         engine.recorder.flush(wait=True)
         engine.recorder.wait()

@@ -28,9 +28,11 @@ from pydantic import (
     model_validator,
 )
 
+from library import yamlio
 from library.errors import UserError
 from library.flock import businesses
 from library.flock.options import BusinessOptions, Duration
+from library.platform import check_user_prefix, check_username
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,6 @@ def _bot_name(value: str, what: str) -> str:
         raise ValueError(f"{what} {value!r} must start with 'bot-' (mobu: 'bot-mobu')")
     # The platform's user-name pattern too: a name that passes is one URL path segment, so
     # "bot-x/../alice" is refused here, before any URL is built with it.
-    from library.platform import check_user_prefix, check_username
 
     if what == "username":
         return check_username(value)
@@ -356,8 +357,6 @@ def load_flocks(path: str | Path, *, quiet: bool = False) -> list[FlockConfig]:
 
     Each flock's notices are logged once, one line each, unless `quiet`.
     """
-    from library import yamlio
-
     path = Path(path)
     data = yamlio.loads(yamlio.read_text(path, "flock file"), str(path))
     flocks = parse_flocks(data, str(path))

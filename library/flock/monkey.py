@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from library.artifacts import Operation
 from library.events import now_us, short_error
 from library.flock.businesses import business_class, main_operation
+from library.flock.businesses.base import Business, MonkeyContext
 from library.stats import BEHIND_SCHEDULE_PCT, percentiles
 
 if TYPE_CHECKING:
@@ -161,8 +162,6 @@ class Monkey:
 
     async def run(self) -> None:
         """Run until cancelled, or until the business ends or fails without `restart`."""
-        from library.flock.businesses.base import MonkeyContext
-
         config = self.flock.business
         options = config.parsed_options
         cls = business_class(config.type)
@@ -218,8 +217,6 @@ class Monkey:
 
     async def _loop(self, business) -> bool:
         """Execute and idle in turn, keeping the schedule (see `Schedule`)."""
-        from library.flock.businesses.base import Business
-
         stats = self.stats
         health = self.health
         ctx = business.ctx

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from library import platform as plat
+from library import redact, yamlio
 from library.artifacts import Operation, ScaleRunDir
 from library.errors import UserError
+from library.flock import limits
+from library.flock import summary as summ
+from library.flock.businesses import main_operation, runnable
+from library.flock.distributed import run_distributed
+from library.flock.engine import RunSettings, run_flocks
 from library.flock.models import FlockConfig, dump_flocks, load_flocks, parse_flocks
 from library.flock.options import parse_duration
+from library.platform import check_username
+from library.platform_tokens import StaticProvider
+from library.run import stop_request, watching_stop
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +35,6 @@ def _override(
     source: str,
     fields: dict[str, Any] | None = None,
 ) -> list[FlockConfig]:
-    from library import yamlio
-
     fields = {k: v for k, v in (fields or {}).items() if v is not None}
     if count is None and not options and not fields:
         return flocks
@@ -54,8 +65,6 @@ def _override(
 def _check_usernames(flocks: list[FlockConfig], source: str) -> None:
     """Every monkey's user name is a valid bot user name of the platform (one URL segment):
     a name like ``bot-x/../alice`` is refused before any URL is built with it."""
-    from library.platform import check_username
-
     for flock in flocks:
         for user in flock.monkeys():
             try:
@@ -91,7 +100,6 @@ class ScaleRun:
             except ValueError as exc:
                 raise UserError(f"--duration: {exc}") from None
         _check_usernames(flocks, str(path))
-        from library.flock.businesses import runnable
 
         for flock in flocks:  # validated as mobu does, but not runnable here: say so up front
             why = runnable(flock.business.type)
@@ -103,9 +111,6 @@ class ScaleRun:
         """Resolve the platform once, up front: a missing service or token is one clear error
         before any monkey starts, not a failure per monkey, and every shard gets the same
         answer (the resolved platform travels as data in ``endpoints["platform"]``)."""
-        from library import platform as plat
-        from library.flock.businesses import main_operation
-
         if "platform" in self.endpoints:
             return
         resolved = plat.resolve(
@@ -136,8 +141,6 @@ class ScaleRun:
 
     def _check_static_tokens(self, source) -> None:
         """Every monkey's user has a line in the token file (named before anything starts)."""
-        from library.platform_tokens import StaticProvider
-
         have = set(StaticProvider(source).users())
         for flock in self.flocks:
             for user in flock.monkeys():
@@ -157,17 +160,11 @@ class ScaleRun:
         min_success_pct: float = 95.0,
         webhook_url: str | None = None,
     ) -> dict[str, Any]:
-        import yaml
-
-        from library.flock import limits
-        from library.flock import summary as summ
-
         # Whoever calls (the CLI, a project step, a service), the machine's limits hold.
         limits.check(sum(f.count for f in self.flocks), workers, scheduler)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         self._resolve_endpoints()
-        from library import redact
 
         # A header or token given as a business option is masked like in args.yaml.
         ScaleRunDir(out_dir).flocks.write_text(
@@ -175,9 +172,6 @@ class ScaleRun:
         )
         extra: dict[str, Any] = {}
         if workers is None and scheduler is None:
-            from library.flock.engine import RunSettings, run_flocks
-            from library.run import stop_request, watching_stop
-
             request = stop_request()  # ci/run's SIGINT/SIGTERM, when running under it
             # Under a launcher, its handler owns the signals: the engine watches the request
             # (a second signal cannot pull this thread out before the records are written).
@@ -196,11 +190,6 @@ class ScaleRun:
             start, end = result.start, result.end
             extra = {"stop_reason": result.stop_reason, "shards": 1}
         else:
-            import time
-
-            from library.flock.distributed import run_distributed
-            from library.run import watching_stop
-
             begin = time.time()
             # A signal while the cluster starts only sets the launcher's request: the shards
             # are stopped as soon as they are submitted, and their records are written.

@@ -7,9 +7,12 @@ each request carries its own user's token, so sharing the pool does not mix iden
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from library.platform import Platform
+from library.platform_tokens import provider_for
+from library.tokens import token_from_env
 
 
 class Shared:
@@ -54,8 +57,6 @@ class Shared:
         Each monkey asks with its own user, so every request carries that user's identity.
         """
         if "tokens" not in self.cache:
-            from library.platform_tokens import provider_for
-
             self.cache["tokens"] = provider_for(self.platform().tokens, connector=self.connector())
         provider = self.cache["tokens"]
         return None if provider is None else await provider.token(user, scopes)
@@ -65,8 +66,6 @@ class Shared:
         demand): the default executor's min(32, cores + 4) workers would silently cap the
         concurrent queries of a flock."""
         if "threads" not in self.cache:
-            from concurrent.futures import ThreadPoolExecutor
-
             self.cache["threads"] = ThreadPoolExecutor(
                 max_workers=max(32, self.monkeys), thread_name_prefix="flock-io"
             )
@@ -75,8 +74,6 @@ class Shared:
     def token(self, env_name: str | None = None) -> str | None:
         """A token from the named environment variable, else None (HTTPLoop's token_env)."""
         if env_name:
-            from library.tokens import token_from_env
-
             return token_from_env(env_name)
         return None
 

@@ -10,13 +10,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import urllib.request
 from pathlib import Path
 from typing import Any
 
+from library import junit
 from library.artifacts import Operation, ScaleRunDir
+from library.events import read_events
 from library.flock.businesses import main_operation
 from library.flock.health import client_bound
 from library.flock.models import FlockConfig
+from library.redact import register_secret
+from library.stats import dictionary_codes, table_stats
 
 log = logging.getLogger(__name__)
 DEFAULT_MIN_SUCCESS_PCT = 95.0
@@ -42,9 +47,6 @@ def flock_figures(out_dir: Path, flocks: list[FlockConfig]) -> dict[str, dict[st
     `monkey_error` events (mobu's counts). The live view's last line shows these same figures.
     """
     import numpy as np
-
-    from library.events import read_events
-    from library.stats import dictionary_codes, table_stats
 
     table = read_events(ScaleRunDir(out_dir).events)
     by_flock: dict[str, dict[str, Any]] = {}
@@ -139,8 +141,6 @@ def flock_failed(flock: dict[str, Any], min_success_pct: float) -> str | None:
 
 def junit_xml(summary: dict[str, Any], min_success_pct: float) -> str:
     """One testcase per flock, failed when `flock_failed` says so."""
-    from library import junit
-
     cases = [
         junit.Case(
             "scale.run", name, summary["duration_s"], flock_failed(flock, min_success_pct), ""
@@ -159,10 +159,6 @@ def write_summary(out_dir: Path, summary: dict[str, Any], min_success_pct: float
 
 def post_webhook(url: str, text: str, timeout: float = 10.0) -> None:
     """Post the text as Slack-compatible JSON; a failure is logged, never fatal."""
-    import urllib.request
-
-    from library.redact import register_secret
-
     register_secret(url)  # Slack webhook URLs are credentials
     request = urllib.request.Request(
         url,

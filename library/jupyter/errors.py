@@ -7,6 +7,7 @@ or token is ever attached.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 from library.errors import one_line
@@ -125,8 +126,6 @@ class ExecutionError(JupyterError):
 
     def plain_traceback(self) -> str:
         """The traceback without the terminal colour codes IPython puts in it."""
-        import re
-
         ansi = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
         return "\n".join(ansi.sub("", line) for line in self.traceback)
 

@@ -10,6 +10,7 @@ from library.jupyter.errors import HubHTTPError
 from library.jupyter.lab import LabSession
 from library.jupyter.userhttp import UserHTTP
 from library.platform import check_username
+from library.redact import register_secret
 
 
 class HubClient:
@@ -62,8 +63,6 @@ class HubClient:
 
     async def create_token(self, user: str, note: str = "bosun") -> str:
         """A fresh API token for USER, registered with the redactor before anyone sees it."""
-        from library.redact import register_secret
-
         _, model = await self._require_admin().request(
             "POST",
             self._api(f"users/{urls.segment(user)}/tokens"),

@@ -8,7 +8,7 @@ import time
 import uuid
 
 from library.artifacts import Operation
-from library.jupyter.errors import ExecutionError, ExecutionTimeout, KernelDied
+from library.jupyter.errors import ExecutionError, ExecutionTimeout, JupyterError, KernelDied
 from library.jupyter.messages import (
     Execution,
     ExecutionResult,
@@ -124,8 +124,6 @@ class Kernel:
         Without the wait, a request sent right away lands in the kernel's abort window after
         the KeyboardInterrupt and comes back "aborted".
         """
-        from library.jupyter.errors import JupyterError
-
         with contextlib.suppress(JupyterError, OSError):
             await self.lab.http.request(
                 "POST", self.lab.lab_api(f"kernels/{self.kernel_id}/interrupt")
@@ -141,8 +139,6 @@ class Kernel:
 
     async def aclose(self, *, shutdown: bool = True) -> None:
         """Close the websocket and, unless told otherwise, shut the kernel down."""
-        from library.jupyter.errors import JupyterError
-
         if not self._ws.closed:
             await self._ws.close()
         if shutdown:

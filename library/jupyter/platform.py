@@ -8,8 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from library import platform
 from library.errors import UserError
 from library.platform import JupyterHubTokens, Platform, StaticTokens, check_username
+from library.platform_tokens import StaticProvider
+from library.tokens import read_token
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,6 @@ class HubAccess:
 
 def hub_access(platform: Platform) -> HubAccess:
     """The hub part of PLATFORM: its URL and the tokens its token source holds."""
-    from library.platform_tokens import StaticProvider
-    from library.tokens import read_token
-
     hub_url = platform.require("hub_url")
     source = platform.tokens
     if isinstance(source, JupyterHubTokens):
@@ -64,6 +64,4 @@ def hub_access(platform: Platform) -> HubAccess:
 
 def resolve(hub_url: str | None = None, token_file: Path | None = None) -> HubAccess:
     """For commands: ``--hub-url``/``--token-file``, else the environment, else the sandbox."""
-    from library import platform
-
     return hub_access(platform.resolve(hub_url=hub_url, token_file=token_file))

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from library.jupyter.errors import HubHTTPError
+from library.jupyter.forms import looks_like_html, page_message
 
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -82,8 +83,6 @@ class UserHTTP:
 
 def _reason(text: str) -> str:
     """The hub's error message from a JSON body or an HTML page, else the start of the text."""
-    from library.jupyter.forms import looks_like_html, page_message
-
     if looks_like_html(text):
         return page_message(text)
     try:

@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from library import yamlio
 from library.errors import UserError
 from library.flock.options import CollectionRule, Filterable
 from library.notebooks.files import outside
@@ -145,8 +146,6 @@ def matches(rel: str, pattern: str) -> bool:
 
 
 def _read_yaml(root: Path, path: Path) -> Any:
-    from library import yamlio
-
     why = outside(root, path)  # the repository's own file, as its notebooks
     if why:
         raise UserError(f"{path}: {why}; a repository's {path.name} must be its own file")

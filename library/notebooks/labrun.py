@@ -10,6 +10,7 @@ from library.artifacts import Operation
 from library.errors import one_line
 from library.jupyter.errors import ExecutionError, ExecutionTimeout, KernelDied
 from library.jupyter.timing import NoRecorder, now_us
+from library.notebooks.files import read_notebook
 from library.notebooks.local import NotebookRun
 from library.notebooks.params import code_cells_with_parameters
 
@@ -24,8 +25,6 @@ async def run_in_kernel(
     recorder=None,
 ) -> NotebookRun:
     """Execute the code cells of PATH in KERNEL; errors name the notebook and cell (from 1)."""
-    from library.notebooks.files import read_notebook
-
     rec = recorder if recorder is not None else NoRecorder()
     label = label or str(path)
     nb = read_notebook(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -9,7 +10,8 @@ from typing import Any
 
 from library.artifacts import Operation
 from library.jupyter.errors import ExecutionError, ExecutionTimeout, KernelDied
-from library.jupyter.timing import NoRecorder
+from library.jupyter.timing import NoRecorder, now_us
+from library.notebooks.files import read_notebook
 
 
 @dataclass
@@ -45,13 +47,9 @@ def run_local(
     Raises ExecutionError / ExecutionTimeout / KernelDied naming the notebook and the cell
     (numbered as in the source notebook, from 1).
     """
-    import time
-
     import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
-
-    from library.notebooks.files import read_notebook
 
     read_notebook(path)  # a broken file is bad input, not a papermill traceback
     rec = recorder if recorder is not None else NoRecorder()
@@ -59,7 +57,6 @@ def run_local(
     run = NotebookRun(label, output=str(output))
     output.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    from library.jupyter.timing import now_us
 
     start_us = now_us()
     error: Exception | None = None

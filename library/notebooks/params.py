@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from library import yamlio
+from library.errors import UserError
+
 
 def parse_parameters(items: list[str] | None, *, option: str = "--parameters") -> dict[str, Any]:
     """``["n=3", "name=x"]`` -> ``{"n": 3, "name": "x"}``; values are read as YAML scalars."""
-    from library import yamlio
-    from library.errors import UserError
-
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")

@@ -18,6 +18,9 @@ from library.jupyter.errors import (
     JupyterError,
     KernelDied,
 )
+from library.notebooks.labrun import run_in_kernel
+from library.notebooks.local import run_local
+from library.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +71,6 @@ def run_local_set(
     recorder=None,
 ) -> list[Outcome]:
     """Each (path, label) with papermill; executed copies go to OUT_DIR/label."""
-    from library.notebooks.local import run_local
-    from library.progress import progress
-
     outcomes = []
     with progress(len(notebooks), "notebooks") as advance:
         for path, label in notebooks:
@@ -113,9 +113,6 @@ async def run_lab_set(
     A notebook whose kernel died or stayed busy gets a fresh kernel for the next one. The lab
     is left running at the end; the caller deletes it.
     """
-    from library.notebooks.labrun import run_in_kernel
-    from library.progress import progress
-
     outcomes: list[Outcome] = []
     kernel = None
     executions = 0

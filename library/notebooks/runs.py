@@ -15,11 +15,13 @@ from typing import Any, Literal
 
 from library import artifacts, env, junit, labs
 from library.errors import CheckFailed, UserError
+from library.jupyter.errors import JupyterError
+from library.jupyter.platform import resolve
 from library.notebooks.ci import changed_notebooks
 from library.notebooks.clean import check_clean
 from library.notebooks.discovery import Discovery, discover
 from library.notebooks.files import outside
-from library.notebooks.repo import Outcome
+from library.notebooks.repo import Outcome, run_lab_set, run_local_set
 from library.notebooks.source import checkout
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,6 @@ def run_notebooks(
     out_dir = env.artifact_dir()
     with artifacts.events_recorder(flock, "notebook") as rec:
         if where == "local":
-            from library.notebooks.repo import run_local_set  # papermill
-
             outcomes = run_local_set(
                 notebooks,
                 out_dir / "executed",
@@ -86,10 +86,6 @@ def run_notebooks(
 def _run_in_lab(
     notebooks, parameters, user, timeout, max_executions, hub_url, token_file, rec, keep_lab
 ):
-    from library.jupyter.errors import JupyterError
-    from library.jupyter.platform import resolve
-    from library.notebooks.repo import run_lab_set
-
     access = resolve(hub_url, token_file)
 
     async def go():

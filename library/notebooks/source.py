@@ -6,6 +6,9 @@ import hashlib
 import subprocess
 from pathlib import Path
 
+from library.errors import UserError
+from library.jupyter.errors import safe_url
+
 
 def is_git_url(source: str) -> bool:
     return source.startswith(("https://", "http://", "git@", "ssh://", "file://", "git://")) or (
@@ -18,8 +21,6 @@ def checkout(source: str, ref: str | None, cache_dir: Path) -> Path:
 
     The clone is keyed by URL and ref, so several commands of one run share it.
     """
-    from library.errors import UserError
-
     if not is_git_url(source):
         path = Path(source)
         if not path.is_dir():
@@ -43,8 +44,6 @@ def check_ref(ref: str | None, what: str = "ref") -> None:
     """UserError unless REF can only be read as a git revision (a branch, tag or commit): refs
     come from flocks, triggers and API requests, and one starting with '-' would be read as an
     option of git (``--upload-pack=COMMAND`` runs COMMAND)."""
-    from library.errors import UserError
-
     if ref is None:
         return
     if not ref or ref.startswith("-") or any(c.isspace() or not c.isprintable() for c in ref):
@@ -55,9 +54,6 @@ def check_ref(ref: str | None, what: str = "ref") -> None:
 
 
 def _git(args: list[str], what: str) -> None:
-    from library.errors import UserError
-    from library.jupyter.errors import safe_url
-
     proc = subprocess.run(["git", *args], capture_output=True, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["git failed"])[-1]

@@ -30,6 +30,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from library import artifacts, yamlio
+from library.config import repo_root
 from library.queue.store import (
     CANCELLED,
     FAILED,
@@ -41,6 +43,7 @@ from library.queue.store import (
     host_owner,
     owner_alive,
 )
+from library.results.record import record_run
 
 log = logging.getLogger(__name__)
 SERVICE_LANE = "service"
@@ -50,8 +53,6 @@ OnFinish = Callable[[QueuedRun], Awaitable[None]]
 
 
 def _ci_run() -> list[str]:
-    from library.config import repo_root
-
     return [sys.executable, str(repo_root() / "ci" / "run")]
 
 
@@ -104,6 +105,7 @@ class Executor:
         poll_s: float = 0.5,
         grace_s: float = 30.0,
         command: list[str] | None = None,
+        dask_scheduler: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -117,6 +119,10 @@ class Executor:
         self.poll_s = poll_s
         self.grace_s = grace_s
         self.command = command or _ci_run()
+        # Runs on the workers of this Dask scheduler (tcp://HOST:PORT) instead of locally.
+        self.dask_scheduler = dask_scheduler
+        self._dask_client = None
+        self._dask_lock = asyncio.Lock()
         self.owner = host_owner()
         self.running: dict[int, asyncio.Task[None]] = {}
         self._procs: dict[int, asyncio.subprocess.Process] = {}
@@ -135,6 +141,11 @@ class Executor:
         out: list[QueuedRun] = []
         prefix = self.lane if self.lane == SERVICE_LANE else FIRE_LANE_PREFIX
         for run in await asyncio.to_thread(self.store.orphans, prefix):
+            if run.artifact_dir and run.pid is None:
+                # Maybe still running on a Dask worker: it ends it when it sees this.
+                from library.queue.remote import request_cancel
+
+                request_cancel(run.artifact_dir)
             if run.pid and run.artifact_dir and _pid_runs(run.pid, run.artifact_dir):
                 log.warning(
                     "run %d: its process %d outlived its executor; ending it", run.id, run.pid
@@ -179,6 +190,13 @@ class Executor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
         ids = list(self.running)
+        if self.dask_scheduler:
+            from library.queue.remote import request_cancel
+
+            for run_id in ids:
+                run = await asyncio.to_thread(self.store.get, run_id)
+                if run.artifact_dir:
+                    request_cancel(run.artifact_dir)
         for run_id in ids:
             proc = self._procs.get(run_id)
             if proc is not None and proc.returncode is None:
@@ -186,6 +204,10 @@ class Executor:
         for task in list(self.running.values()):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._dask_client is not None:
+            with contextlib.suppress(Exception):
+                await self._dask_client.close()
+            self._dask_client = None
         return ids
 
     async def run_until_done(self, ids: list[int]) -> list[QueuedRun]:
@@ -231,6 +253,13 @@ class Executor:
             if run_id in self._cancelling:
                 continue
             self._cancelling.add(run_id)
+            if self.dask_scheduler:
+                from library.queue.remote import request_cancel
+
+                run = await asyncio.to_thread(self.store.get, run_id)
+                if run.artifact_dir:
+                    request_cancel(run.artifact_dir)
+                continue
             proc = self._procs.get(run_id)
             if proc is not None and proc.returncode is None:
                 log.info("run %d: cancelled; ending its process group", run_id)
@@ -239,8 +268,6 @@ class Executor:
                 task.add_done_callback(self._enders.discard)
 
     def _prepare(self, run: QueuedRun) -> tuple[Path, list[str], dict[str, str]]:
-        from library import artifacts, yamlio
-
         run_dir = Path(run.artifact_dir or self.root / f"{run.id:06d}")
         run_dir.mkdir(parents=True, exist_ok=True)
         if run.vars:
@@ -290,6 +317,10 @@ class Executor:
         try:
             run_dir, argv, env = await asyncio.to_thread(self._prepare, run)
             lap("prepare_ms")
+            if self.dask_scheduler:
+                code = await self._run_on_dask(run, run_dir, argv, env, lap)
+                interrupted = self._stopping and run.id not in self._cancelling
+                raise _Done
             with open(run_dir / RUN_LOG, "ab") as out:
                 proc = await asyncio.create_subprocess_exec(
                     *argv,
@@ -316,8 +347,14 @@ class Executor:
             code = await proc.wait()
             lap("process_s", 1.0)
             interrupted = self._stopping and run.id not in self._cancelling
+        except _Done:
+            pass
         except OSError as exc:
             error = f"could not start the run: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a Dask failure fails the run, not the executor
+            if not self.dask_scheduler:
+                raise
+            error = f"the Dask worker failed: {type(exc).__name__}: {exc}"
         finally:
             self._procs.pop(run.id, None)
         try:
@@ -346,6 +383,46 @@ class Executor:
             async with self._done:
                 self._done.notify_all()
 
+    async def _client(self):
+        async with self._dask_lock:  # two runs starting at once share one client
+            if self._dask_client is None:
+                from distributed import Client
+
+                self._dask_client = await Client(
+                    self.dask_scheduler, asynchronous=True, set_as_default=False
+                )
+        return self._dask_client
+
+    async def _run_on_dask(self, run: QueuedRun, run_dir: Path, argv, env, lap) -> int:
+        from library.queue.remote import run_on_worker
+
+        client = await self._client()
+        future = client.submit(
+            run_on_worker,
+            argv,
+            env,
+            str(run_dir),
+            RUN_LOG,
+            grace_s=self.grace_s,
+            key=f"bosun-run-{run.id}-{run.attempts}",
+            pure=False,
+        )
+        await asyncio.to_thread(self.store.set_pid, run.id, None)
+        lap("spawn_ms")
+        await self._callbacks(self.on_start, run.id)
+        lap("on_start_ms")
+        log.info(
+            "run %d: submitted %s %s to Dask (%s) in %s",
+            run.id,
+            run.project,
+            run.step,
+            self.dask_scheduler,
+            run_dir,
+        )
+        code = int(await future)
+        lap("process_s", 1.0)
+        return code
+
     async def _callbacks(self, callbacks: list[OnFinish], run_id: int) -> None:
         for callback in callbacks:
             try:
@@ -366,12 +443,15 @@ class Executor:
                 info = None
             if isinstance(info, dict) and "report_error" in info and not info["report_error"]:
                 return
-        from library.results.record import record_run
 
         try:
             await asyncio.to_thread(record_run, run.artifact_dir, self.results_url)
         except Exception as exc:  # noqa: BLE001 - the run's state is kept even if this fails
             log.error("run %d: results not recorded: %s", run.id, exc)
+
+
+class _Done(Exception):
+    """The run ended on Dask: skip the local process's part."""
 
 
 def fire_lane() -> str:

@@ -12,6 +12,7 @@ ones it queued in a lane of its own, so that the two never take each other's run
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import socket
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from library.config import repo_root
 from library.database import Database
 from library.errors import UserError
 
@@ -38,8 +40,6 @@ DEFAULT_MAX_ATTEMPTS = 2
 
 def default_url() -> str:
     """$BOSUN_QUEUE_STORE, else artifacts/queue.sqlite in the checkout."""
-    from library.config import repo_root
-
     return os.environ.get(ENV_VAR) or str(repo_root() / "artifacts" / "queue.sqlite")
 
 
@@ -137,8 +137,6 @@ class QueuedRun:
 
 
 def _iso(epoch: float | None) -> str | None:
-    import datetime as dt
-
     if epoch is None:
         return None
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds")
@@ -273,7 +271,7 @@ class QueueStore:
             cur.execute("SELECT * FROM queue_runs WHERE id = ?", (run_id,))
             return QueuedRun.from_row(cur.row())
 
-    def set_pid(self, run_id: int, pid: int) -> None:
+    def set_pid(self, run_id: int, pid: int | None) -> None:
         """The run's process exists: its pid, and ``started`` becomes the time it started."""
         with self.db.transaction() as cur:
             cur.execute(

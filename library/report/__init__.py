@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from library.errors import UserError
+
 
 def post_mortem(run_dir: str | Path) -> Path:
     """Write `run_dir/report/index.html` (plots, tables, links) and return its path.
@@ -14,7 +16,6 @@ def post_mortem(run_dir: str | Path) -> Path:
     Partial, failed and empty runs still get a page that says what is there; only a `run_dir`
     that is not a directory is an error.
     """
-    from library.errors import UserError
     from library.report.build import build
 
     run_dir = Path(run_dir)

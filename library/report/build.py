@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -165,8 +168,6 @@ def _context(run, out: Path, problems: list[str]) -> dict[str, Any]:
 
 def _concurrently(attempt, jobs: dict[str, Any]) -> dict[str, Any]:
     """Run each job through `attempt` (a failure becomes a problem note) on two threads."""
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="report-table") as pool:
         futures = {label: pool.submit(attempt, label, job) for label, job in jobs.items()}
         return {label: future.result() for label, future in futures.items()}
@@ -191,9 +192,6 @@ def draw_plots(named: list[tuple[str, Any]]) -> list[tuple[str, str | None, str 
     aggregated series (no copy, no pickling) and sends back only file names. Without fork, on
     one core, or when the child dies, the parent draws everything itself.
     """
-    import multiprocessing
-    import os
-
     cores = os.cpu_count() or 1
     # A second process only pays when a core is idle for it; on a busy machine it would
     # only add its start-up to the CPU the others are waiting for.

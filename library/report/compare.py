@@ -7,11 +7,17 @@ operation, by name or `flock/operation`), `success_pct=1` (success may drop at m
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from library.errors import CheckFailed, UserError
+from library.report import history
+from library.report.plots import _COLORS, _figure, _save, log_axis
+from library.report.stats import load, operations
 
 _METRIC_NAMES = {
     "success_pct": "success_pct",
@@ -40,8 +46,6 @@ class Threshold:
 
 
 def parse_thresholds(texts: list[str]) -> list[Threshold]:
-    from library.errors import UserError
-
     out = []
     for text in texts:
         name, sep, value = text.partition("=")
@@ -80,8 +84,6 @@ def exceeded(t: Threshold, d: float | None) -> bool:
 
 def compare(runs: list[dict[str, Any]], thresholds: list[Threshold]) -> dict[str, Any]:
     """Rows of (run, operation, metric, base, new, delta, threshold, exceeded)."""
-    from library.report.stats import operations
-
     base_ops = operations(runs[0])
     rows, violations = [], []
     for index, run in enumerate(runs[1:], start=1):
@@ -164,8 +166,6 @@ def _violation_text(v: dict[str, Any]) -> str:
 
 def check(result: dict[str, Any]) -> None:
     """CheckFailed naming the first regression (and how many more) when a threshold is exceeded."""
-    from library.errors import CheckFailed
-
     if result["violations"]:
         first = result["violations"][0]
         more = len(result["violations"]) - 1
@@ -178,9 +178,6 @@ def check(result: dict[str, Any]) -> None:
 def plots(out: Path, runs: list[dict[str, Any]], limit: int = 8) -> list[str]:
     """Overlay plots: latency CDF per operation (runs with CDF points), p50/p95/success bars."""
     import numpy as np
-
-    from library.report.plots import _COLORS, _figure, _save, log_axis
-    from library.report.stats import operations
 
     ops_per_run = [operations(r) for r in runs]
     counts: dict[str, int] = {}
@@ -290,12 +287,6 @@ def run(
     db_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Load, compare, write `out/compare.{txt,json}` and the plots; raise on a regression."""
-    import json
-
-    from library.errors import UserError
-    from library.report import history
-    from library.report.stats import load
-
     parsed = parse_thresholds(thresholds)
     if against_history is None and len(paths) < 2:
         raise UserError(

@@ -13,6 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from library.errors import UserError
+from library.results.store import ResultsStore, default_url
+
 log = logging.getLogger(__name__)
 
 ENV_VAR = "BOSUN_HISTORY_DB"  # kept: the results store's $BOSUN_RESULTS_STORE comes first
@@ -21,8 +24,6 @@ _OP_FIELDS = ("count", "failures", "success_pct", "p50_ms", "p95_ms", "p99_ms", 
 
 def default_path() -> str:
     """$BOSUN_RESULTS_STORE, else $BOSUN_HISTORY_DB, else artifacts/results.sqlite."""
-    from library.results.store import default_url
-
     return default_url()
 
 
@@ -45,8 +46,6 @@ def recent(
     exclude_root: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """The last `last` runs, newest first, each with its operations keyed by `flock/operation`."""
-    from library.results.store import ResultsStore
-
     store = ResultsStore(db_path, create=False)
     try:
         groups = store.groups(
@@ -92,8 +91,6 @@ def recent(
 def baseline(stats: dict[str, Any], n: int, db_path: str | Path | None = None) -> dict[str, Any]:
     """Stats-shaped medians of the last `n` runs with the run's project and presets."""
     import numpy as np
-
-    from library.errors import UserError
 
     if n < 1:
         raise UserError(f"--against-history {n}: give at least 1 run")

@@ -11,11 +11,15 @@ import contextvars
 import json
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from library import artifacts
+from library import artifacts, yamlio
 from library.artifacts import SummaryKind
+from library.config import available_projects, project_testing_dir
+from library.errors import UserError
+from library.eventstore import HOUR_US, partition_start_us
 
 REPORT_DIR_NAME = artifacts.REPORT_DIR
 # The time range of events to read, (since_us, until_us), either end None: `report
@@ -151,7 +155,6 @@ class Run:
         starts += [s["start"] for s in self.summaries if s.get("start")]
         ends += [s["end"] for s in self.summaries if s.get("end")]
         if not starts and self.events is not None and len(self.events):
-            from datetime import UTC, datetime
 
             def iso(us):
                 return datetime.fromtimestamp(int(us) / 1e6, UTC).isoformat(timespec="seconds")
@@ -238,9 +241,6 @@ def _json(run: Run, path: Path) -> Any:
 
 
 def _yaml(run: Run, path: Path) -> Any:
-    from library import yamlio
-    from library.errors import UserError
-
     try:
         return yamlio.load_file(path)
     except UserError as err:
@@ -403,8 +403,6 @@ def _project_of_snapshot(data: dict[str, Any]) -> str | None:
     A snapshot is the project's base config with presets and overrides applied, and those may
     only set keys that exist: its preset table is the project's own, and its keys mostly match.
     """
-    from library import yamlio
-    from library.config import available_projects, project_testing_dir
 
     def leaves(node: Any, prefix: str = "") -> set[str]:
         if isinstance(node, dict):
@@ -448,7 +446,6 @@ def _in_range(here: Path) -> bool:
     since, until = EVENTS_RANGE.get()
     if (since is None and until is None) or not here.name.startswith("hour="):
         return True
-    from library.eventstore import HOUR_US, partition_start_us
 
     start = partition_start_us(here)
     if start is None:

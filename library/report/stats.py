@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from library import artifacts
+from library.errors import UserError
 
 STATS_PATH = Path(artifacts.REPORT_DIR) / artifacts.STATS_JSON
 METRICS = ("success_pct", "p50_ms", "p95_ms", "p99_ms")
@@ -18,8 +19,6 @@ METRICS = ("success_pct", "p50_ms", "p95_ms", "p99_ms")
 
 def load(path: str | Path) -> dict[str, Any]:
     """Stats of a run dir, of its report dir, or of a stats.json file; UserError if none."""
-    from library.errors import UserError
-
     path = Path(path)
     candidates = [path] if path.is_file() else [path / STATS_PATH, path / artifacts.STATS_JSON]
     for file in candidates:

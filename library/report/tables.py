@@ -6,10 +6,12 @@ adds what only the report shows: time bins, per-target and per-error tables, swe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from typing import Any
 
 from library.artifacts import Operation
+from library.report.parse import Categorical
 from library.stats import (
     LIFECYCLE,
     PERCENTILES,
@@ -291,8 +293,6 @@ def sweep_rows(run) -> tuple[list[str], list[dict[str, Any]]]:
     only calls toolbox commands) is measured by the durations of those commands. When a setting
     ran more than once (a resumed sweep), the last green run of it is kept.
     """
-    import json
-
     import numpy as np
 
     if not run.sweep:
@@ -357,10 +357,6 @@ def _command_stats(commands) -> dict[str, dict[str, Any]]:
 
 
 def _subset(events, mask):
-    from dataclasses import replace
-
-    from library.report.parse import Categorical
-
     def cat(c):
         return Categorical(c.codes[mask], c.categories)
 

@@ -14,10 +14,13 @@ import json
 import logging
 import uuid
 import xml.etree.ElementTree as ET
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from library import artifacts
+from library.errors import UserError
+from library.junit import read_cases
 from library.results.store import Group, Result, ResultsStore, to_us
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,6 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _stats(root: Path) -> dict[str, Any]:
-    from library.errors import UserError
     from library.report import stats as stats_mod
 
     try:
@@ -62,8 +64,6 @@ def _outcome_of(case: ET.Element) -> tuple[str, str | None]:
 
 def results_of(root: Path) -> tuple[Group, list[Result], int | None] | None:
     """The group and results of a run dir; None when the dir holds no run to record."""
-    from datetime import datetime
-
     root = Path(root).resolve()
     info = _read_json(root / artifacts.RUN_INFO)
     trigger = _read_json(root / TRIGGER_FILE)
@@ -135,8 +135,6 @@ def results_of(root: Path) -> tuple[Group, list[Result], int | None] | None:
     ]
     junit_path = root / artifacts.JUNIT
     if junit_path.is_file():
-        from library.junit import read_cases
-
         for case in read_cases(junit_path):
             case_outcome, note = _outcome_of(case)
             name = f"{case.get('classname') or project}.{case.get('name') or '?'}"

@@ -19,12 +19,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from library.config import repo_root
 from library.database import Database, is_postgres
 from library.errors import UserError
 
@@ -37,8 +39,6 @@ FEW = 10_000  # a data value held by fewer results than this is looked up by its
 
 def default_url() -> str:
     """$BOSUN_RESULTS_STORE, else $BOSUN_HISTORY_DB, else artifacts/results.sqlite."""
-    from library.config import repo_root
-
     return (
         os.environ.get(ENV_VAR)
         or os.environ.get(LEGACY_ENV_VAR)
@@ -109,8 +109,6 @@ def from_us(us: int) -> str:
 def parse_when(text: str, what: str = "--since") -> int:
     """A time as microseconds: ISO 8601 (``2026-11-30T18:00``, UTC unless it says), or an age
     before now (``90s``, ``15m``, ``2h``, ``7d``)."""
-    import re
-
     text = text.strip()
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", text)
     if match:

@@ -6,11 +6,16 @@ in `hub` (JupyterHub + configurable-http-proxy) and `dachs` (the TAP service).
 
 from __future__ import annotations
 
+import importlib
 import logging
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from library.errors import UserError
+from library.tokens import read_token
 
 if TYPE_CHECKING:
     from library.platform import Platform
@@ -40,8 +45,6 @@ class Endpoints:
 
 def _dachs():
     """The TAP half's module, or None when this checkout does not have it."""
-    import importlib
-
     try:
         dachs = importlib.import_module("library.sandbox.dachs")
     except ModuleNotFoundError as exc:
@@ -65,10 +68,8 @@ def _urls(port: int) -> tuple[str, str]:
 
 def endpoints() -> Endpoints:
     """Endpoints of the running sandbox; UserError when it is not running."""
-    from library.errors import UserError
     from library.sandbox import hub
     from library.sandbox import state as st
-    from library.tokens import read_token
 
     layout = st.Layout(st.state_dir())
     settings = layout.read_settings()
@@ -147,7 +148,6 @@ def _tap_status(layout) -> dict:
 
 def up(with_tap: bool = True, port_base: int | None = None, timeout: float = 120.0) -> dict:
     """Start what is not running yet; wait until each service answers; return URLs and PIDs."""
-    from library.errors import UserError
     from library.sandbox import hub
     from library.sandbox import state as st
 
@@ -259,8 +259,6 @@ def down() -> dict:
     ports = st.Ports.from_base(settings.get("port_base", st.DEFAULT_PORT_BASE))
     token = None
     if layout.token_file.exists():
-        from library.tokens import read_token
-
         token = read_token(layout.token_file)
     from library.sandbox import tapauth
 
@@ -344,8 +342,6 @@ def _services_status(layout, port_base: int) -> dict:
 
 def env_lines() -> list[str]:
     """`export` lines for another shell: URLs and the token file (never the token itself)."""
-    import shlex
-
     ep = endpoints()
     return [
         f"export BOSUN_HUB_URL={shlex.quote(ep.hub_url)}",

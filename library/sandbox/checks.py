@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import urllib.error
 import urllib.parse
+import urllib.request
 
 from library import urls
+from library.errors import CheckFailed, UserError
+from library.platform import check_username
+from library.redact import register_secret
+from library.sandbox import endpoints, hub
 
 log = logging.getLogger(__name__)
 
@@ -15,11 +21,6 @@ DEFAULT_TABLE = "sandbox.objects"
 
 
 def run(user: str, tap: bool = True, table: str = DEFAULT_TABLE) -> dict:
-    from library.errors import CheckFailed, UserError
-    from library.platform import check_username
-    from library.redact import register_secret
-    from library.sandbox import endpoints, hub
-
     try:
         check_username(user)
     except ValueError as exc:
@@ -75,8 +76,6 @@ def count_rows(tap_url: str, table: str) -> dict:
     """SELECT COUNT(*) on TABLE through pyvo."""
     import pyvo
 
-    from library.errors import CheckFailed
-
     t0 = time.perf_counter()
     try:
         rows = pyvo.dal.TAPService(tap_url).run_sync(f"SELECT COUNT(*) AS n FROM {table}")
@@ -91,9 +90,6 @@ def count_rows(tap_url: str, table: str) -> dict:
 
 
 def _post_json(url: str, token: str, body: dict) -> dict:
-    import json
-    import urllib.request
-
     request = urllib.request.Request(url, method="POST", data=json.dumps(body).encode())
     request.add_header("Authorization", f"token {token}")
     request.add_header("Content-Type", "application/json")

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import grp
 import json
 import logging
 import os
+import pwd
 import shutil
 import subprocess
 import time
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from library.errors import UserError
 from library.sandbox import catalogue, images
+from library.sandbox.state import port_is_listening, tail, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +198,6 @@ def _configured_port() -> int | None:
 
 def _link_resource(data_dir: Path) -> None:
     """/var/gavo/inputs/sandbox: the project's RD and the generated data, by symlink."""
-    import grp
-    import pwd
-
     resdir = GAVO_ROOT / "inputs" / RESOURCE
     if resdir.is_symlink():
         resdir.unlink()
@@ -241,8 +241,6 @@ def _import(state_dir: Path, rows: dict) -> None:
 
 
 def _tail_one_line(*paths: Path, lines: int = 20) -> str:
-    from library.sandbox.state import tail
-
     parts = []
     for path in paths:
         if path.is_file():
@@ -395,8 +393,6 @@ def up(state_dir: Path, port: int, timeout: float) -> dict:
 
 def down(state_dir: Path) -> None:
     """Stop DaCHS, and PostgreSQL when `up` started it; wait until nothing listens on the port."""
-    from library.sandbox.state import port_is_listening, wait_until
-
     state_dir = Path(state_dir)
     state = _read_state(state_dir)
     log_path = _log_file(state_dir)
@@ -430,8 +426,6 @@ def down(state_dir: Path) -> None:
 
 def status(state_dir: Path) -> dict:
     """{"running": bool, "url": str | None, "pid": int | None}."""
-    from library.sandbox.state import port_is_listening
-
     state = _read_state(Path(state_dir))
     pid = _dachs_pid()
     port = state.get("port")

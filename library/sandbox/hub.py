@@ -14,6 +14,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
+from library.errors import UserError
+from library.redact import register_secret
 from library.sandbox import labuser
 from library.sandbox import state as st
 
@@ -36,8 +38,6 @@ def proxy_command() -> Path:
 
 def ensure_token(layout: st.Layout) -> str:
     """The orchestrator token, created (mode 0600) on first use."""
-    from library.redact import register_secret
-
     layout.root.mkdir(parents=True, exist_ok=True)
     if not layout.token_file.exists():
         fd = os.open(layout.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -55,8 +55,6 @@ def running(layout: st.Layout):
 
 
 def check_prerequisites(layout: st.Layout) -> None:
-    from library.errors import UserError
-
     if not proxy_command().exists():
         raise UserError(
             f"configurable-http-proxy is missing ({proxy_command()}): run `make node-deps`"
@@ -75,8 +73,6 @@ def check_prerequisites(layout: st.Layout) -> None:
 
 def start(layout: st.Layout, ports: st.Ports, timeout: float) -> subprocess.Popen:
     """Start the hub (which starts the proxy) and wait until its REST API answers."""
-    from library.errors import UserError
-
     check_prerequisites(layout)
     token = ensure_token(layout)
     for path in (layout.logs, layout.hub_dir, layout.homes, layout.runtime, layout.lab_pids):

@@ -13,8 +13,10 @@ The rows go to ``images.csv`` (COPY-ready, no header) next to the catalogue's fi
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+from library.errors import UserError
 from library.sandbox.catalogue import FIELD, written_rows
 
 SEED = 20240602
@@ -86,8 +88,6 @@ COLUMNS = [
 
 def rows(seed: int = SEED, n_visits: int = N_VISITS) -> list[dict]:
     """One dict per detector image (same seed, same rows)."""
-    import math
-
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -216,7 +216,6 @@ def imported_rows() -> int:
 def ensure_imported(expected: int, log_path: Path) -> bool:
     """Import the images table alone when it is missing or stale (a DaCHS set up before it
     existed); True when it imported. A fresh catalogue import loads it with the rest."""
-    from library.errors import UserError
     from library.sandbox import dachs
 
     if imported_rows() == expected:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -41,8 +42,6 @@ def wanted() -> bool:
 
 def ensure_user(name: str = LAB_USER) -> int:
     """The uid of system user NAME, created (no home, no login shell) when missing."""
-    import pwd
-
     try:
         return pwd.getpwnam(name).pw_uid
     except KeyError:

@@ -12,10 +12,14 @@ credential store) or as a bearer token. Objects live in the state dir; nothing l
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import threading
 import time
+import urllib.error
+import urllib.request
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +47,6 @@ def _token_from(header: str) -> str | None:
 
 def _hub_user(token: str) -> str | None:
     """The hub user owning TOKEN, or None when the hub does not accept it."""
-    import json
-    import urllib.error
-    import urllib.request
-
     now = time.monotonic()
     with _cache_lock:
         hit = _cache.get(token)
@@ -100,8 +100,6 @@ def hub_token_authenticator(request) -> Any:
 
 def make_app(storage: Path, hub_api_url: str, jwt_key: str | None = None):
     """giftless's Flask app storing objects under STORAGE, writes checked against the hub."""
-    import warnings
-
     from giftless.app import init_app
 
     os.environ[_HUB_API_ENV] = hub_api_url

@@ -23,7 +23,11 @@ import signal
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from library.sandbox import discovery, images, lfs
+from library.sandbox import state as st
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +68,11 @@ def write_document(state_dir: Path, document: dict) -> None:
 
 
 def running(state_dir: Path):
-    from library.sandbox import state as st
-
     return st.live_process(_paths(state_dir)["pid"], PROCESS_MARK)
 
 
 def up(state_dir: Path, port_base: int, hub_api_url: str, timeout: float = 30.0) -> dict:
     """Start the process unless it runs; wait until both services answer. URLs and PID."""
-    from library.sandbox import state as st
-
     paths = _paths(state_dir)
     found = urls(port_base)
     proc = running(state_dir)
@@ -96,8 +96,6 @@ def up(state_dir: Path, port_base: int, hub_api_url: str, timeout: float = 30.0)
 
 def stop(state_dir: Path) -> list[int]:
     """Stop the process if it runs; the PIDs stopped."""
-    from library.sandbox import state as st
-
     proc = running(state_dir)
     stopped = []
     if proc is not None:
@@ -122,8 +120,6 @@ def status(state_dir: Path, port_base: int) -> dict:
 
 def sandbox_up(state_dir: Path, port_base: int, hub_url: str, tap_url: str | None) -> dict:
     """Start the services (hub running) and publish the discovery document for what runs."""
-    from library.sandbox import discovery, images, lfs
-
     hub_api_url = hub_url.rstrip("/") + "/hub/api"
     result = up(state_dir, port_base, hub_api_url)
     document = discovery.document(
@@ -138,8 +134,6 @@ def sandbox_up(state_dir: Path, port_base: int, hub_url: str, tap_url: str | Non
 
 def platform_urls(state_dir: Path, port_base: int, tap_url: str | None) -> dict[str, str | None]:
     """The sandbox's SIA and discovery URLs, for its Platform (None for what does not run)."""
-    from library.sandbox import images
-
     found = status(state_dir, port_base)
     return {
         "sia_url": images.sia_url(tap_url) if tap_url else None,
@@ -152,7 +146,6 @@ def platform_urls(state_dir: Path, port_base: int, tap_url: str | None) -> dict[
 
 def discovery_server(port: int, document: Path):
     """A server answering GET /discovery with DOCUMENT (re-read per request); port 0: any."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's naming
@@ -176,8 +169,6 @@ def discovery_server(port: int, document: Path):
 
 def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import make_server
-
-    from library.sandbox import lfs
 
     parser = argparse.ArgumentParser(prog=PROCESS_MARK)
     parser.add_argument("--state-dir", required=True, type=Path)

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from library.errors import UserError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PORT_BASE = 8700
 TOKEN_FILE_NAME = "orchestrator.token"
@@ -148,8 +150,6 @@ def start_module(
 
     A port already taken, or a process that exits or does not listen in time, is a UserError
     naming the port or the log (the process is stopped and its PID file removed)."""
-    from library.errors import UserError
-
     for name, port in ports.items():
         if not port_is_free(port):
             raise UserError(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from library import yamlio
 from library.errors import UserError
 
 READ, ADMIN, FLOCKS_PREFIX = "read", "admin", "flocks:"
@@ -158,8 +159,6 @@ class Authenticator:
 
 def load_entries(path: Path) -> list[TokenEntry]:
     """The auth file's entries; UserError naming the file, the entry and the key."""
-    from library import yamlio
-
     data = yamlio.loads(yamlio.read_text(path, "auth file"), str(path))
     if not isinstance(data, list):
         raise UserError(

@@ -19,13 +19,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import gc
 import logging
 import threading
 import time
 import uuid
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
-from library.flock.models import FlockConfig
+from library.artifacts import Operation
+from library.events import now_us
+from library.eventstore import PartitionedRecorder
+from library.flock.engine import _loop_factory, shutdown_bound, start_in_batches, stop_tasks
+from library.flock.health import HealthSampler
+from library.flock.models import FlockConfig, dump_flocks, parse_flocks
+from library.flock.monkey import FlockStats, Monkey
+from library.flock.shared import Shared
 from library.service.flock import ServiceFlock
 from library.service.metrics import EventTally
 from library.service.runtime import Runtime
@@ -53,8 +63,6 @@ def run_shard(
     """One shard of a service flock, until the flock's stop event is set (a Dask task)."""
     from distributed import Event, Variable
 
-    from library.flock.engine import _loop_factory
-
     stop = Event(f"{key}-stop")
     variable = Variable(f"{key}-shard-{shard}")
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -64,15 +72,6 @@ def run_shard(
 
 
 async def _shard_main(flock_data, events_dir, shard, shards, endpoints, stop, variable):
-    import gc
-
-    from library.eventstore import PartitionedRecorder
-    from library.flock.engine import shutdown_bound, start_in_batches, stop_tasks
-    from library.flock.health import HealthSampler
-    from library.flock.models import parse_flocks
-    from library.flock.monkey import FlockStats, Monkey
-    from library.flock.shared import Shared
-
     gc.set_threshold(100_000, 50, 100)  # as the engine's
     (flock,) = parse_flocks([flock_data], "flock")
     users = [u for i, u in enumerate(flock.monkeys()) if i % shards == shard]
@@ -221,8 +220,6 @@ class DaskFlock(ServiceFlock):
                 self._client = Client(self._cluster, set_as_default=False)
 
     def _submit(self) -> None:
-        from library.flock.models import dump_flocks
-
         client = self._client
         if client is None:
             raise RuntimeError("the Dask client is opened before the shards are submitted")
@@ -291,15 +288,10 @@ class DaskFlock(ServiceFlock):
         if newest is not None:
             self.last_snapshot = newest
             if self.start_time is None and not self.paused:
-                import datetime as dt
-
                 self.start_time = dt.datetime.now(dt.UTC)
         return dead
 
     def _shard_died(self, shard: int, error: str) -> None:
-        from library.artifacts import Operation
-        from library.events import now_us
-
         self.dead_shards[shard] = error
         self.shard_health.pop(shard, None)
         log.error("flock %s: shard %d died: %s", self.name, shard, error)
@@ -332,7 +324,6 @@ class DaskFlock(ServiceFlock):
             self._runner = None
         if not self._futures:
             return 0
-        from library.flock.engine import shutdown_bound
 
         bound = shutdown_bound([self.config]) + 2 * STOP_POLL_S
         return await asyncio.to_thread(self._stop_blocking, bound)
@@ -417,7 +408,6 @@ class DaskFlock(ServiceFlock):
 
 def flock_factory(placements: list[Any]):
     """`FlockManager.make_flock` placing flocks that match a placement on Dask."""
-    from fnmatch import fnmatchcase
 
     def make(config: FlockConfig, runtime: Runtime, *, source: str, created_by: str):
         for placement in placements:

@@ -22,9 +22,11 @@ import logging
 from collections import deque
 from typing import Any
 
+from library import env
 from library.flock.engine import shutdown_bound, start_in_batches, stop_tasks
 from library.flock.models import FlockConfig, User
 from library.flock.monkey import CONTINUE, ERROR, RESTART, RESUMED, STOPPED, FlockStats, Monkey
+from library.notebooks.source import refresh_checkout
 from library.service.errors import MonkeyNotFound
 from library.service.monkeylog import CURRENT, MonkeyLog
 from library.service.runtime import Runtime
@@ -181,9 +183,6 @@ class ServiceFlock:
         options = self.config.business.parsed_options
         repo = getattr(options, "repo_url", None)
         if self.config.business.type in NOTEBOOK_BUSINESSES and repo:
-            from library import env
-            from library.notebooks.source import refresh_checkout
-
             await asyncio.to_thread(
                 refresh_checkout,
                 repo,

@@ -11,7 +11,10 @@ import asyncio
 import logging
 from typing import Any
 
+from library.flock.businesses import main_operation, runnable
+from library.flock.limits import MAX_MONKEYS_PER_PROCESS
 from library.flock.models import FlockConfig, parse_flocks
+from library.platform import Platform, check_username
 from library.service.errors import FlockNotFound, FlockRefused
 from library.service.flock import ServiceFlock
 from library.service.runtime import Runtime
@@ -54,9 +57,6 @@ class FlockManager:
 
     def check_runnable(self, config: FlockConfig) -> None:
         """Refuse, before anything stops or starts, a flock that cannot run here."""
-        from library.flock.businesses import main_operation, runnable
-        from library.platform import Platform, check_username
-
         why = runnable(config.business.type)
         if why:
             raise FlockRefused(why, ["body", "business", "type"])
@@ -88,7 +88,6 @@ class FlockManager:
         """The monkeys this process would run, the flock replaced by its new size, stay within
         what one process is given (library/flock/limits.py): a PUT cannot exhaust the
         service's memory. Flocks placed on Dask run elsewhere and are not counted."""
-        from library.flock.limits import MAX_MONKEYS_PER_PROCESS
 
         def local(flock: ServiceFlock) -> bool:
             return type(flock) is ServiceFlock

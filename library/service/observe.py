@@ -27,10 +27,12 @@ from fastapi.responses import JSONResponse
 
 from library.eventstore import EventStore, parse_time
 from library.flock.health import HealthSampler, Thresholds
+from library.flock.options import Duration
 from library.redact import register_secret
-from library.service.alerts import Alerts
-from library.service.metrics import EventTally, ServiceCollector, render
+from library.service.alerts import Alerts, slack_payload
+from library.service.metrics import CONTENT_TYPE, EventTally, ServiceCollector, render
 from library.service.reports import ReportLog, daily_text, next_post
+from library.stats import table_stats
 
 if TYPE_CHECKING:
     import aiohttp
@@ -212,8 +214,6 @@ class Observer:
             return now_us - int(WINDOWS[window] * 1e6), None, window
         from pydantic import TypeAdapter
 
-        from library.flock.options import Duration
-
         seconds = TypeAdapter(Duration).validate_python(window)
         return now_us - int(seconds * 1e6), None, window
 
@@ -312,8 +312,6 @@ class Observer:
         return next_post(dt.datetime.now(dt.UTC), self.settings.report.time).isoformat()
 
     async def post_report(self, why: str) -> dict[str, Any]:
-        from library.service.alerts import slack_payload
-
         text = self.report_text()
         url = self.settings.report.webhook_url
         if not url:
@@ -351,8 +349,6 @@ class Observer:
 
         @router.get("/metrics", include_in_schema=False)
         async def metrics() -> Response:
-            from library.service.metrics import CONTENT_TYPE
-
             return Response(observer.metrics_text(), media_type=CONTENT_TYPE)
 
         @router.get(f"{prefix}/stats", summary="Figures per flock and operation over a window")
@@ -412,8 +408,6 @@ def compute_window_stats(
     success % stay exact, the schedule rates (which count every event) are left out, and the
     answer says `sampled`.
     """
-    from library.stats import table_stats
-
     columns = ["start_us", "duration_us", "lag_us", "flock", "operation", "success", "monkey"]
     total = store.count_rows(since_us, until_us)
     sampled = None

@@ -14,6 +14,8 @@ import time
 import warnings
 from dataclasses import dataclass
 
+from library.errors import UserError
+from library.redact import register_secret
 from library.sia.params import SIAQuery
 
 DEFAULT_TIMEOUT = 300.0
@@ -32,16 +34,12 @@ class SearchResult:
 
 class SiaClient:
     def __init__(self, url: str, *, token: str | None = None, timeout: float = DEFAULT_TIMEOUT):
-        from library.errors import UserError
-
         if not url.startswith(("http://", "https://")):
             raise UserError(f"SIA service {url!r}: not an http(s) URL")
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._token = token
         if token:
-            from library.redact import register_secret
-
             register_secret(token)
         self._service = None
 

@@ -14,8 +14,11 @@ call ``execute_async_friendly`` (or ``loop.run_in_executor``) so that queries ru
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import io
+import re
 import threading
 import time
 import warnings
@@ -23,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
+from library.redact import register_secret
 from library.tap.errors import (
     TapConnectionError,
     TapError,
@@ -130,8 +134,6 @@ class TapClient:
         self.wait_mode = wait_mode
         self._token = token
         if token:
-            from library.redact import register_secret
-
             register_secret(token)
         self._local = threading.local()
         # UWS jobs whose delete failed (the service was down): deleted again by
@@ -386,8 +388,6 @@ class TapClient:
             time.sleep(min(every_s, max(0.0, deadline - time.monotonic())))
 
     def _parse_job(self, body: bytes, result: QueryResult):
-        import io
-
         from pyvo.io.uws import parse_job
 
         try:
@@ -488,8 +488,6 @@ class TapClient:
         raise self._fail(TapHTTPError(text), result)
 
     def _parse(self, body: bytes, url: str, result: QueryResult, keep_table: bool) -> None:
-        import io
-
         from pyvo.dal import DALFormatError, DALOverflowWarning, DALQueryError
         from pyvo.dal.tap import TAPResults
 
@@ -557,16 +555,12 @@ async def execute_async_friendly(
     The default executor has few threads (min(32, cores + 4)); a load of many concurrent
     queries should pass its own ``ThreadPoolExecutor(max_workers=N)``.
     """
-    import asyncio
-
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(executor, functools.partial(client.execute, adql, use_async))
 
 
 def _auth_reason(response, body: bytes) -> str:
     """Why a request was refused: WWW-Authenticate's error_description, else the body's start."""
-    import re
-
     challenge = response.headers.get("WWW-Authenticate", "")
     match = re.search(r'error_description="([^"]*)"', challenge)
     if match:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import re
 
+from library.errors import UserError
 from library.tap.client import TapClient
 from library.tap.errors import TapError
 
@@ -64,8 +65,6 @@ def apply(query_set, client: TapClient) -> dict[str, str]:
     whose params.yaml gives ``object_ids_query`` instead of ``object_ids`` gets its ids from
     the service here.
     """
-    from library.errors import UserError
-
     try:
         available = service_tables(client)
     except TapError as exc:

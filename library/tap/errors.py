@@ -6,6 +6,7 @@ tell a rejected query from an unreachable service or a timeout.
 
 from __future__ import annotations
 
+import html
 import re
 from typing import TYPE_CHECKING
 
@@ -61,8 +62,6 @@ _STATUS_RE = re.compile(
 
 def votable_error(body: bytes) -> str | None:
     """The message of a VOTable error document (INFO name=QUERY_STATUS value=ERROR), if any."""
-    import html
-
     match = _STATUS_RE.search(body[:200_000])
     if not match:
         return None

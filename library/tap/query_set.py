@@ -19,6 +19,7 @@ gives one sequence of queries, and the polygon and the cones stay inside the bou
 from __future__ import annotations
 
 import math
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,8 +111,6 @@ def list_shipped() -> list[str]:
 def search_path(extra: list[str | Path] | None = None) -> list[Path]:
     """Where a name that bosun does not ship is looked up: EXTRA, then $BOSUN_QUERY_SET_PATH
     (directories separated by ':')."""
-    import os
-
     dirs = [Path(d).expanduser() for d in extra or []]
     env = os.environ.get(QUERY_SET_PATH_ENV, "")
     dirs += [Path(d).expanduser() for d in env.split(os.pathsep) if d.strip()]

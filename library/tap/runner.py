@@ -27,6 +27,11 @@ from library.artifacts import (
     SummaryKind,
     write_summary_json,
 )
+from library.errors import CheckFailed, UserError
+from library.events import Recorder
+from library.progress import progress
+from library.stats import operation_stats
+from library.tap import discovery
 from library.tap.client import QueryResult, TapClient
 from library.tap.query_set import QuerySet
 
@@ -42,8 +47,6 @@ MAX_CONCURRENCY = 512
 
 def check_size(count: int, concurrency: int) -> None:
     """Refuse a run this process cannot hold, naming the flag (UserError)."""
-    from library.errors import UserError
-
     if count < 1 or concurrency < 1:
         raise UserError("--count and --concurrency must be at least 1")
     if concurrency > MAX_CONCURRENCY:
@@ -82,9 +85,6 @@ def run_checked(
 
     Raises CheckFailed when more than MAX_FAILURES queries failed; returns the summary.
     """
-    from library.errors import CheckFailed
-    from library.tap import discovery
-
     for name, note in discovery.prepare(query_set, client).items():
         log.warning("%s: %s", name, note)
     log.info(
@@ -126,9 +126,6 @@ def run(
     business: str = "tap",
 ) -> dict:
     """Run the set and write the artifacts; returns the summary (also in summary.json)."""
-    from library.events import Recorder
-    from library.progress import progress
-
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "seed").write_text(f"{seed}\n")
     queries = plan(query_set, seed, count, concurrency)
@@ -238,8 +235,6 @@ def _clean_up_jobs(client: TapClient, out_dir: Path, wait_s: float = JOBS_CLEANU
 def _figures(results: list[QueryResult], groups: list[int], names: list[str]) -> list:
     """library.stats figures of each group of queries (all of them, failed ones included)."""
     import numpy as np
-
-    from library.stats import operation_stats
 
     return operation_stats(
         np.zeros(len(results), np.int64),

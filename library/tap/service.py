@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from library import platform
+from library.tokens import read_token as read_token_file
+
 
 def resolve_url(service: str | None) -> str:
     """--service, else $BOSUN_TAP_URL, else the running sandbox's TAP service (for commands)."""
-    from library import platform
-
     return platform.resolve(tap_url=service).require("tap_url", "--service")
 
 
@@ -20,7 +21,6 @@ def read_token(token_file: Path | None) -> str | None:
     )
     if path is None:
         return None
-    from library.tokens import read_token as read_token_file
 
     token = read_token_file(path)
     return token

@@ -26,7 +26,17 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from library.errors import UserError
+from library.queue.store import RunFinished, RunNotFound
+from library.results.store import ResultsStore, parse_when
 from library.service.auth import ADMIN, AuthError, Identity
+from library.triggers.events import from_data
+from library.triggers.github import (
+    DELIVERY_HEADER,
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    event_from_delivery,
+    verify,
+)
 
 if TYPE_CHECKING:
     from library.triggers.service import TriggerService
@@ -64,14 +74,6 @@ def make_router(triggers: TriggerService) -> APIRouter:
 
     @router.post(f"{prefix}/github/webhook", summary="GitHub webhook deliveries")
     async def github_webhook(request: Request) -> Response:
-        from library.triggers.github import (
-            DELIVERY_HEADER,
-            EVENT_HEADER,
-            SIGNATURE_HEADER,
-            event_from_delivery,
-            verify,
-        )
-
         if triggers.secret is None:
             return _error(
                 503, "the GitHub webhook is not configured (--github-secret-file)", "unavailable"
@@ -102,8 +104,6 @@ def make_router(triggers: TriggerService) -> APIRouter:
 
     @router.post(f"{prefix}/events", summary="A generic event: type and fields")
     async def post_event(request: Request) -> Response:
-        from library.triggers.events import from_data
-
         who = may_post(request, "post an event")
         body = await request.body()
         try:
@@ -132,8 +132,6 @@ def make_router(triggers: TriggerService) -> APIRouter:
 
     @router.get(f"{prefix}/runs/{{run_id}}", summary="One run and its event")
     async def get_run(run_id: int) -> Response:
-        from library.queue.store import RunNotFound
-
         try:
             run = (await asyncio.to_thread(triggers.queue.get, run_id)).to_dict()
         except RunNotFound as exc:
@@ -143,8 +141,6 @@ def make_router(triggers: TriggerService) -> APIRouter:
 
     @router.post(f"{prefix}/runs/{{run_id}}/cancel", summary="Cancel a queued or running run")
     async def cancel_run(run_id: int, request: Request) -> Response:
-        from library.queue.store import RunFinished, RunNotFound
-
         who = may_post(request, "cancel a run")
         try:
             run = await asyncio.to_thread(triggers.queue.cancel, run_id, who)
@@ -166,8 +162,6 @@ def make_router(triggers: TriggerService) -> APIRouter:
         latest: bool = False,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     ) -> Response:
-        from library.results.store import ResultsStore, parse_when
-
         try:
             filters = {}
             for item in data or []:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from library import yamlio
 from library.errors import UserError
 
 # A dotted field path: names of mapping keys, or list indexes, separated by dots.
@@ -98,6 +99,4 @@ def from_data(data: Any, source: str) -> Event:
 
 def load_file(path: Path) -> Event:
     """An event file: YAML or JSON (JSON is YAML), through the bounded loader."""
-    from library import yamlio
-
     return from_data(yamlio.loads(yamlio.read_text(path, "event file"), str(path)), str(path))

@@ -34,7 +34,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from library.errors import UserError
+from library import config, yamlio
+from library.errors import ConfigError, UserError
 from library.triggers.events import MISSING, Event, check_path
 
 GLOB_CHARS = "*?["
@@ -219,8 +220,6 @@ def _matchers(when: dict[str, Any], where: str, prefix: str = "") -> list[Matche
 
 def project_steps(project: str) -> tuple[str, ...]:
     """The steps a project's test.py defines (read, not imported: no project code runs)."""
-    from library import config
-
     path = config.project_testing_dir(project) / "test.py"
     if not path.is_file():
         return ()
@@ -235,9 +234,6 @@ def project_steps(project: str) -> tuple[str, ...]:
 
 
 def _check_spec(spec: RunSpec, where: str) -> None:
-    from library import config
-    from library.errors import ConfigError
-
     try:
         steps = project_steps(spec.project)
     except ConfigError as exc:
@@ -285,6 +281,4 @@ def parse(data: Any, source: str) -> RuleSet:
 
 def load(path: Path) -> RuleSet:
     """A rule file through the bounded YAML loader, checked whole before any rule is used."""
-    from library import yamlio
-
     return parse(yamlio.loads(yamlio.read_text(path, "rule file"), str(path)), str(path))

@@ -62,6 +62,7 @@ class TriggerService:
             lane=SERVICE_LANE,
             concurrency=cfg.concurrency,
             results_url=self.results_url,
+            dask_scheduler=cfg.dask_scheduler,
         )
         client = cfg.github.check_runs()
         if client is not None:

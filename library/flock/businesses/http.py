@@ -14,14 +14,13 @@ from typing import Any
 from library.artifacts import Operation
 from library.flock.businesses.base import Business
 from library.flock.options import HTTPLoopOptions
+from library.redact import register_secret
 
 
 class HTTPLoop(Business[HTTPLoopOptions]):
     async def startup(self) -> None:
         import aiohttp
         from yarl import URL
-
-        from library.redact import register_secret
 
         opts = self.options
         headers = dict(opts.headers)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, TypeVar
 from library.errors import UserError
 from library.flock.businesses.base import Business
 from library.flock.options import NubladoOptions
+from library.jupyter.hub import HubClient
 
 if TYPE_CHECKING:
     from library.events import _Timed
@@ -76,8 +77,6 @@ class LabBusiness(Business[LabOptionsT]):
     kernel: Kernel | None = None
 
     async def startup(self) -> None:
-        from library.jupyter.hub import HubClient
-
         hub_url = self.ctx.shared.platform().require("hub_url")
         # This monkey's own user's token, with the flock's scopes (the provider creates the
         # user first where the platform allows it).

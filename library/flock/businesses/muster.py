@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from library.flock.businesses.base import Business
+from library.flock.businesses.endpoints import internal_url
 from library.flock.options import MusterOptions
 
 RATE_LIMIT = {
@@ -41,8 +42,6 @@ class MusterError(Exception):
 
 class Muster(Business[MusterOptions]):
     async def startup(self) -> None:
-        from library.flock.businesses.endpoints import internal_url
-
         self.url = (await internal_url(self.ctx.shared, "muster")).rstrip("/")
         self.token = await self.ctx.shared.token_for(self.ctx.user, self.ctx.scopes)
 

@@ -16,8 +16,13 @@ import asyncio
 from pathlib import Path
 from typing import TypeVar
 
+from library import env
+from library.flock.businesses.endpoints import discovery
 from library.flock.businesses.lab import LabBusiness
 from library.flock.options import NotebookRunnerCountingOptions, NotebookRunnerOptions
+from library.notebooks.discovery import discover
+from library.notebooks.labrun import run_in_kernel
+from library.notebooks.source import checkout
 
 NotebookOptionsT = TypeVar("NotebookOptionsT", bound=NotebookRunnerOptions)
 
@@ -26,8 +31,6 @@ class NotebookRunner(LabBusiness[NotebookOptionsT]):
     refreshes = True
 
     async def startup(self) -> None:
-        from library.flock.businesses.endpoints import discovery
-
         # mobu drops notebooks whose required applications the environment lacks, as its
         # service discovery lists them; without a discovery document nothing is dropped.
         doc = await discovery(self.ctx.shared)
@@ -39,15 +42,10 @@ class NotebookRunner(LabBusiness[NotebookOptionsT]):
         await super().startup()
 
     def _find_notebooks(self) -> list[Path]:
-        from library.notebooks.discovery import discover
-
         opts = self.options
         if opts.notebooks_dir:
             self.root = Path(opts.notebooks_dir)
         elif opts.repo_url:
-            from library import env
-            from library.notebooks.source import checkout
-
             self.root = checkout(opts.repo_url, opts.repo_ref, env.artifact_dir() / ".repos")
         else:
             raise ValueError("give notebooks_dir or repo_url")
@@ -60,8 +58,6 @@ class NotebookRunner(LabBusiness[NotebookOptionsT]):
         return found
 
     async def execute(self) -> bool:
-        from library.notebooks.labrun import run_in_kernel
-
         path = self.notebooks[self.position % len(self.notebooks)]
         self.position += 1
         label = path.relative_to(self.root.resolve()).as_posix()

@@ -14,7 +14,10 @@ import random
 from typing import Any
 
 from library.flock.businesses.base import Business
+from library.flock.businesses.endpoints import data_url
 from library.flock.options import SIAQuerySetRunnerOptions
+from library.sia.client import DEFAULT_TIMEOUT, SiaClient
+from library.sia.params import load
 
 
 class SIAQueryFailed(Exception):
@@ -25,10 +28,6 @@ class SIAQuerySetRunner(Business[SIAQuerySetRunnerOptions]):
     options: SIAQuerySetRunnerOptions
 
     async def startup(self) -> None:
-        from library.flock.businesses.endpoints import data_url
-        from library.sia.client import DEFAULT_TIMEOUT, SiaClient
-        from library.sia.params import load
-
         opts = self.options
         self.rng = random.Random()
         self.params = await asyncio.to_thread(load, opts.query_set)
