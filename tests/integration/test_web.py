@@ -289,6 +289,9 @@ def test_a_run_queued_by_an_event_appears_and_finishes(svc, context, tmp_path):
     page.wait_for_function("document.querySelector('#chart-duration .u-legend').innerText")
     assert page.inner_text("#trend-note") == ""
     watched.shot(shots, "testcase")
+    # The overview lists it among the latest runs.
+    page.goto(svc.url + "/web")
+    page.wait_for_selector(f'#latest-runs tr[data-run="{run_id}"][data-state="succeeded"]')
     assert watched.problems == []
 
 

@@ -91,8 +91,9 @@ class Watched:
 
     def _failed(self, request: Any) -> None:
         failure = request.failure or ""
-        # A poll cut by the test closing or navigating the page is not the page's fault.
-        if "ERR_ABORTED" in failure and self.page.is_closed():
+        # A poll cut by the page being closed or left (a link followed) is not the page's
+        # fault: its script never aborts a fetch itself, so an aborted fetch means unload.
+        if "ERR_ABORTED" in failure and (self.page.is_closed() or request.resource_type == "fetch"):
             return
         self.problems.append(f"request failed: {request.method} {request.url}: {failure}")
 
