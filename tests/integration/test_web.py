@@ -64,7 +64,9 @@ def svc(tmp_path_factory):
     rules.write_text(yaml.safe_dump(RULES, sort_keys=False))
     config = tmp / "service.yaml"
     triggers = {"results_store": str(tmp / "results.sqlite"), "concurrency": 1}
-    section = {"flush_interval": "1s", "triggers": triggers}
+    alert = {"name": "web", "flocks": "web-bad*", "min_success_pct": 90, "window": "30s"}
+    alert["evaluate_every"] = "1s"
+    section = {"flush_interval": "1s", "triggers": triggers, "alerts": [alert]}
     config.write_text(yaml.safe_dump({"service": section}))
     proc = ServiceProcess(
         tmp,
@@ -359,3 +361,36 @@ def test_a_service_that_needs_a_token_to_read(tmp_path, context):
         assert watched.problems == []
     finally:
         proc.stop()
+
+
+def test_a_failing_flock_fires_an_alert_and_shows_its_errors(svc, context, tmp_path):
+    shots = screenshot_dir(tmp_path)
+    bad = {
+        "name": "web-bad",
+        "count": 2,
+        "user_spec": {"username_prefix": "bot-web-bad"},
+        "scopes": [],
+        "business": {
+            "type": "HTTPLoop",
+            "options": {
+                "url": svc.base + "/no-such-page",  # the service itself answers 404
+                "expect_status": [200],
+                "idle_time": "200ms",
+                "error_idle_time": "200ms",
+            },
+        },
+    }
+    put_flock(svc, bad)
+    watched = Watched.open(context)
+    page = watched.page
+    page.goto(svc.url + "/web")
+    page.wait_for_selector("#alerts li:has-text('web-bad')", timeout=30_000)
+    assert "rule web" in page.inner_text("#alerts")
+    # Its monkeys give up after their failure: the flock shows as failed.
+    page.wait_for_selector('tr[data-flock="web-bad"] .state-failed', timeout=20_000)
+    watched.shot(shots, "overview-alert")
+    page.click('tr[data-flock="web-bad"] a')
+    page.wait_for_selector("#monkeys td.error:has-text('404')", timeout=20_000)
+    watched.shot(shots, "flock-failing")
+    httpx.delete(svc.url + "/flocks/web-bad", headers=bearer("admin"), timeout=30)
+    assert watched.problems == []

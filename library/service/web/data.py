@@ -35,10 +35,12 @@ LATEST_RUNS = 10
 
 
 def flock_state(flock: ServiceFlock, states: dict[str, int]) -> str:
-    """The service's state, and ``failed`` for a started flock none of whose monkeys runs
-    (each ended in ERROR or finished, a dead Dask shard's included)."""
+    """The service's state, and ``failed`` for a started flock none of whose monkeys runs:
+    each ended in ERROR or FINISHED (a standing flock's monkeys run until stopped, so one
+    that finished has given up), a dead Dask shard's included."""
     state = flock.state()
-    if state == "running" and states and not states.get("RUNNING") and states.get("ERROR"):
+    ended = states.get("ERROR", 0) + states.get("FINISHED", 0)
+    if state == "running" and states and ended == sum(states.values()):
         return "failed"
     return state
 

@@ -24,7 +24,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
+from library.config import repo_root
+from library.queue.store import RunNotFound
+from library.service.auth import ADMIN, EVENTS
 from library.service.web.data import WebData
+from library.service.web.rundir import OutsideRun, confined, describe
 from library.service.web.series import WINDOWS
 
 if TYPE_CHECKING:
@@ -75,8 +79,6 @@ def public_paths(prefix: str) -> list[re.Pattern[str]]:
 
 
 def uplot_dir() -> Path:
-    from library.config import repo_root
-
     return repo_root() / "node_modules" / "uplot" / "dist"
 
 
@@ -166,8 +168,6 @@ def make_router(
     @router.get(base + "/api/whoami")
     async def whoami(request: Request, flock: str | None = None) -> Response:
         """What the caller's token may do, so that the page enables only those buttons."""
-        from library.service.auth import ADMIN, EVENTS
-
         who = request.scope["state"]["identity"]
         configured = auth.configured
         return JSONResponse(
@@ -214,9 +214,6 @@ def make_router(
 
     @router.get(base + "/api/runs/{run_id}")
     async def run_detail(run_id: int) -> Response:
-        from library.queue.store import RunNotFound
-        from library.service.web.rundir import describe
-
         if triggers is None:
             return _error(404, "this service has no run queue", "not_found")
         try:
@@ -227,9 +224,6 @@ def make_router(
 
     @router.get(base + "/runs/{run_id}/files/{path:path}")
     async def run_file(run_id: int, path: str) -> Response:
-        from library.queue.store import RunNotFound
-        from library.service.web.rundir import OutsideRun, confined
-
         if triggers is None:
             return _error(404, "this service has no run queue", "not_found")
         try:
