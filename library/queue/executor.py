@@ -32,6 +32,7 @@ from typing import Any
 
 from library import artifacts, yamlio
 from library.config import repo_root
+from library.queue.remote import request_cancel, run_on_worker
 from library.queue.store import (
     CANCELLED,
     FAILED,
@@ -143,7 +144,6 @@ class Executor:
         for run in await asyncio.to_thread(self.store.orphans, prefix):
             if run.artifact_dir and run.pid is None:
                 # Maybe still running on a Dask worker: it ends it when it sees this.
-                from library.queue.remote import request_cancel
 
                 request_cancel(run.artifact_dir)
             if run.pid and run.artifact_dir and _pid_runs(run.pid, run.artifact_dir):
@@ -191,8 +191,6 @@ class Executor:
                 await self._loop_task
         ids = list(self.running)
         if self.dask_scheduler:
-            from library.queue.remote import request_cancel
-
             for run_id in ids:
                 run = await asyncio.to_thread(self.store.get, run_id)
                 if run.artifact_dir:
@@ -254,8 +252,6 @@ class Executor:
                 continue
             self._cancelling.add(run_id)
             if self.dask_scheduler:
-                from library.queue.remote import request_cancel
-
                 run = await asyncio.to_thread(self.store.get, run_id)
                 if run.artifact_dir:
                     request_cancel(run.artifact_dir)

@@ -13,13 +13,14 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 
-from library.flock.models import FlockConfig
+from library.flock.models import FlockConfig, parse_flocks
 from library.redact import redact_data
 from library.service import models as m
 from library.service.auth import Authenticator, AuthError, Identity
@@ -28,6 +29,7 @@ from library.service.gate import Gate
 from library.service.manager import FlockManager
 from library.service.runtime import Runtime
 from library.service.settings import ServiceSettings
+from library.service.solitary import run_solitary
 
 # fastapi's `responses`: status code -> OpenAPI response.
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -76,8 +78,6 @@ def _who(request: Request) -> Identity:
 
 
 def _metadata() -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         release = version("bosun")
     except PackageNotFoundError:
@@ -229,8 +229,6 @@ def create_app(services: Services) -> FastAPI:
         responses={200: {"model": m.SolitaryResult}},
     )
     async def put_run(solitary_config: m.SolitaryConfig, request: Request) -> Response:
-        from library.service.solitary import run_solitary
-
         who = _who(request)
         auth.check_admin(who, "solitary run")
         manager.check_runnable(
@@ -307,8 +305,6 @@ def create_app(services: Services) -> FastAPI:
 
 async def _notices(request: Request) -> list[str]:
     """The flock file loader's notices for the body (ignored keys, old business names)."""
-    from library.flock.models import parse_flocks
-
     try:
         (parsed,) = parse_flocks([await request.json()], "PUT /flocks")
     except Exception:  # noqa: BLE001 - the body was validated already; notices are extra

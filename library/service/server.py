@@ -18,9 +18,18 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from library import platform as plat
 from library.errors import UserError
+from library.flock.engine import _loop_factory
 from library.flock.models import FlockConfig
+from library.service.auth import Authenticator
+from library.service.dask import flock_factory
+from library.service.manager import FlockManager
+from library.service.monkeylog import ContextLogHandler
+from library.service.runtime import Runtime
 from library.service.settings import ServiceSettings
+from library.service.store import FlockStore
+from library.triggers.service import TriggerService
 
 if TYPE_CHECKING:
     import uvicorn
@@ -55,8 +64,6 @@ def bind(host: str, port: int) -> socket.socket:
 
 def resolve_endpoints(settings: ServiceSettings) -> dict[str, Any]:
     """The platform, resolved once at boot and handed to every flock as data."""
-    from library import platform as plat
-
     resolved = plat.resolve(
         hub_url=settings.platform.hub_url,
         tap_url=settings.platform.tap_url,
@@ -83,8 +90,6 @@ def serve(
     endpoints: dict[str, Any] | None = None,
 ) -> ServeResult:
     """Run the service in this thread until a signal; returns how it ended."""
-    from library.flock.engine import _loop_factory
-
     host, port = settings.host_port
     sock = bind(host, port)
     actual = sock.getsockname()[1]
@@ -97,15 +102,9 @@ async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
     import uvicorn
 
     from library.service.app import Services, create_app
-    from library.service.auth import Authenticator
-    from library.service.manager import FlockManager
-    from library.service.monkeylog import ContextLogHandler
     from library.service.observe import Observer
-    from library.service.runtime import Runtime
-    from library.service.store import FlockStore
     from library.service.web.routes import make_router as web_router
     from library.service.web.routes import public_paths as web_public_paths
-    from library.triggers.service import TriggerService
 
     result = ServeResult(url)
     auth = Authenticator.from_file(settings.auth_file, settings.anonymous_read)
@@ -120,8 +119,6 @@ async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
     )
     manager = FlockManager(runtime, FlockStore(settings.state_dir))
     if settings.dask:
-        from library.service.dask import flock_factory
-
         manager.make_flock = flock_factory(settings.dask)
     observer = Observer(settings, manager, runtime, auth)
     triggers = TriggerService(settings, manager, auth)

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +118,6 @@ class AppTokens:
         return cls(api_url, app_id, key, installation_id)
 
     def app_jwt(self) -> str:
-        import time
-
         import jwt
 
         now = int(time.time())
@@ -142,8 +141,6 @@ class AppTokens:
         return data
 
     async def token(self, repository: str) -> str:
-        import time
-
         installation = self.installation_id or self._installations.get(repository)
         if installation is None:
             data = await self._app_call("GET", f"/repos/{repository}/installation")
