@@ -379,7 +379,7 @@ class Executor:
             async with self._done:
                 self._done.notify_all()
 
-    async def _client(self):
+    async def _client(self) -> Any:
         async with self._dask_lock:  # two runs starting at once share one client
             if self._dask_client is None:
                 from distributed import Client
@@ -389,9 +389,14 @@ class Executor:
                 )
         return self._dask_client
 
-    async def _run_on_dask(self, run: QueuedRun, run_dir: Path, argv, env, lap) -> int:
-        from library.queue.remote import run_on_worker
-
+    async def _run_on_dask(
+        self,
+        run: QueuedRun,
+        run_dir: Path,
+        argv: list[str],
+        env: dict[str, str],
+        lap: Callable[..., None],
+    ) -> int:
         client = await self._client()
         future = client.submit(
             run_on_worker,

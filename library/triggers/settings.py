@@ -63,6 +63,9 @@ class TriggerSettings(_Strict):
     # Where each run's artifact dir is made; null: STATE_DIR/runs.
     artifacts_root: Path | None = None
     concurrency: int = Field(2, ge=1, le=64)
+    # Runs go to the workers of this Dask scheduler (tcp://HOST:PORT) instead of local
+    # processes; the workers must reach the artifacts root and the checkout at the same paths.
+    dask_scheduler: str | None = None
     # A run interrupted by a restart is queued again until it has been tried this often.
     max_attempts: int = Field(2, ge=1, le=10)
     github: GitHubSettings = Field(default_factory=GitHubSettings)

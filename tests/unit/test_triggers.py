@@ -572,3 +572,74 @@ def test_check_reporter_success_and_many_annotations(tmp_path):
     assert len(last["output"]["annotations"]) == 10 and last["conclusion"] == "failure"
     assert last["output"]["title"] == "60 of 62 notebook(s) failed"
     store.close()
+
+
+def test_runs_on_a_dask_cluster(tmp_path):
+    """With a Dask scheduler the runs start on its workers (here a local cluster): the same
+    ci/run, dirs and results; a cancel reaches the worker through the run's dir."""
+    import asyncio
+
+    from distributed import LocalCluster
+
+    from library.queue.executor import Executor
+    from library.queue.store import QueueStore
+
+    ruleset = rules.parse(
+        [
+            {"when": {"type": "quick"}, "do": [{"project": "example", "step": "prepare"}]},
+            {
+                "when": {"type": "slow"},
+                "do": [
+                    {
+                        "project": "example",
+                        "step": "test",
+                        "presets": ["sequential"],
+                        "vars": {"tests.example.pause": 60, "tests.example.names": ["alpha"]},
+                    }
+                ],
+            },
+        ],
+        "r",
+    )
+    store = QueueStore(tmp_path / "q.sqlite")
+    [(quick, _)] = store.enqueue(ruleset.match(events.from_data({"type": "quick"}, "e")), "service")
+    [(slow, _)] = store.enqueue(ruleset.match(events.from_data({"type": "slow"}, "e")), "service")
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
+        executor = Executor(
+            store,
+            tmp_path / "runs",
+            concurrency=2,
+            poll_s=0.1,
+            grace_s=10,
+            results_url=str(tmp_path / "results.sqlite"),
+            dask_scheduler=cluster.scheduler_address,
+        )
+
+        async def go():
+            executor.start()
+            deadline = time.monotonic() + 120
+            while (
+                store.get(quick.id).state != "succeeded"
+                or not (Path(store.get(slow.id).artifact_dir or tmp_path) / "worker.json").is_file()
+            ):
+                assert time.monotonic() < deadline, store.get(quick.id)
+                await asyncio.sleep(0.2)
+            store.cancel(slow.id, "test")
+            while store.get(slow.id).state == "running":
+                assert time.monotonic() < deadline, "the cancel did not reach the worker"
+                await asyncio.sleep(0.2)
+            await executor.stop()
+
+        asyncio.run(go())
+    done, cancelled = store.get(quick.id), store.get(slow.id)
+    assert done.exit_code == 0 and done.pid is None
+    assert (Path(done.artifact_dir) / "FINISHED").is_file()
+    assert json.loads((Path(done.artifact_dir) / "worker.json").read_text())["pid"] > 0
+    assert cancelled.state == "cancelled" and cancelled.exit_code != 0
+    from library.results.store import ResultsStore
+
+    [result] = ResultsStore(tmp_path / "results.sqlite").query(testcase="bosun.example.prepare")
+    assert result["outcome"] == "PASSED"
+    store.close()
