@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from library.config import repo_root
-from library.database import Database, is_postgres
+from library.database import Cursor, Database, is_postgres
 from library.errors import UserError
 
 OUTCOMES = ("PASSED", "FAILED", "INFO", "NEEDS_INSPECTION")
@@ -242,7 +242,7 @@ class ResultsStore:
             self._refresh_latest(cur, {r.testcase for r, _, _ in rows})
         return len(rows)
 
-    def _insert(self, cur, rows: list[tuple[Result, int, int | None]]) -> None:
+    def _insert(self, cur: Cursor, rows: list[tuple[Result, int, int | None]]) -> None:
         data_rows: list[tuple[int, str, str]] = []
         for result, submit, group_id in rows:
             cur.execute(
@@ -265,7 +265,7 @@ class ResultsStore:
                 "INSERT INTO result_data (result_id, key, value) VALUES (?,?,?)", data_rows
             )
 
-    def _refresh_latest(self, cur, testcases: set[str]) -> None:
+    def _refresh_latest(self, cur: Cursor, testcases: set[str]) -> None:
         for testcase in testcases:
             cur.execute("DELETE FROM result_latest WHERE testcase = ?", (testcase,))
             cur.execute(
@@ -359,7 +359,16 @@ class ResultsStore:
             return [f"{a}.testcase >= ? AND {a}.testcase < ?"], [prefix, prefix + "\U0010ffff"]
         return [f"{a}.testcase = ?"], [testcase]
 
-    def _filters(self, testcase, outcome, since, until, data, group, a):
+    def _filters(
+        self,
+        testcase: str | None,
+        outcome: list[str] | None,
+        since: int | None,
+        until: int | None,
+        data: dict[str, str] | None,
+        group: str | None,
+        a: str,
+    ) -> tuple[list[str], list[Any]]:
         where, args = self._testcase_filter(testcase, a)
         if outcome:
             where.append(f"{a}.outcome IN ({','.join('?' * len(outcome))})")

@@ -181,7 +181,17 @@ class Alerts:
                 self._outbox.append(message)
         return out
 
-    def _message(self, kind, rule, name, flock, now, pct, ok, failed) -> Message:
+    def _message(
+        self,
+        kind: str,
+        rule: AlertRule,
+        name: str,
+        flock: str,
+        now: float,
+        pct: float,
+        ok: int,
+        failed: int,
+    ) -> Message:
         window = human(rule.window)
         if kind == "firing":
             text = (

@@ -15,6 +15,7 @@ import logging
 import signal
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -78,7 +79,7 @@ def _server(config: uvicorn.Config) -> uvicorn.Server:
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
-        def capture_signals(self):
+        def capture_signals(self) -> Iterator[None]:
             yield
 
     return Server(config)
@@ -98,7 +99,13 @@ def serve(
         return runner.run(_serve(settings, autostart, endpoints, sock, url))
 
 
-async def _serve(settings, autostart, endpoints, sock, url) -> ServeResult:
+async def _serve(
+    settings: ServiceSettings,
+    autostart: list[FlockConfig],
+    endpoints: dict[str, Any] | None,
+    sock: socket.socket,
+    url: str,
+) -> ServeResult:
     import uvicorn
 
     from library.service.app import Services, create_app
