@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
+from library.errors import one_line
 from library.redact import register_secret
 from library.tap.errors import (
     TapConnectionError,
@@ -36,7 +37,6 @@ from library.tap.errors import (
     TapResultTooLarge,
     TapTimeout,
     connection_message,
-    one_line,
     votable_error,
 )
 
