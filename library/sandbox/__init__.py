@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from library.errors import UserError
+from library.sandbox import hub, services, tapauth
+from library.sandbox import state as st
 from library.tokens import read_token
 
 if TYPE_CHECKING:
@@ -68,9 +70,6 @@ def _urls(port: int) -> tuple[str, str]:
 
 def endpoints() -> Endpoints:
     """Endpoints of the running sandbox; UserError when it is not running."""
-    from library.sandbox import hub
-    from library.sandbox import state as st
-
     layout = st.Layout(st.state_dir())
     settings = layout.read_settings()
     if hub.running(layout) is None or "port_base" not in settings:
@@ -99,8 +98,6 @@ def platform() -> Platform | None:
     hub); bot users' tokens are minted through the hub with the orchestrator token.
     """
     from library.platform import JupyterHubTokens, Platform
-    from library.sandbox import hub
-    from library.sandbox import state as st
 
     layout = st.Layout(st.state_dir())
     settings = layout.read_settings()
@@ -116,7 +113,6 @@ def platform() -> Platform | None:
         tap_urls["auth"] = tap["auth_url"]
     if hub_url is None and not tap.get("url"):
         return None
-    from library.sandbox import services
 
     extra = services.platform_urls(
         layout.root, settings.get("port_base", st.DEFAULT_PORT_BASE), tap.get("url")
@@ -132,9 +128,6 @@ def platform() -> Platform | None:
 
 
 def _tap_status(layout) -> dict:
-    from library.sandbox import state as st
-    from library.sandbox import tapauth
-
     dachs = _dachs()
     if dachs is None:
         return {"running": False, "url": None, "pid": None}
@@ -148,9 +141,6 @@ def _tap_status(layout) -> dict:
 
 def up(with_tap: bool = True, port_base: int | None = None, timeout: float = 120.0) -> dict:
     """Start what is not running yet; wait until each service answers; return URLs and PIDs."""
-    from library.sandbox import hub
-    from library.sandbox import state as st
-
     layout = st.Layout(st.state_dir())
     settings = layout.read_settings()
     result: dict = {"state_dir": str(layout.root), "already_running": [], "started": []}
@@ -222,8 +212,6 @@ def up(with_tap: bool = True, port_base: int | None = None, timeout: float = 120
 
 def _start_tap_front(layout, ports, result: dict) -> None:
     """The token-checking front of TAP (library.sandbox.tapauth), when hub and TAP both run."""
-    from library.sandbox import tapauth
-
     tap = _tap_status(layout)
     if not tap.get("url"):
         return
@@ -237,8 +225,6 @@ def _start_tap_front(layout, ports, result: dict) -> None:
 
 def _start_services(layout, ports, result: dict) -> None:
     """Service discovery and Git LFS (library.sandbox.services), when the hub runs."""
-    from library.sandbox import hub, services
-
     if hub.running(layout) is None:
         return
     was_running = services.running(layout.root) is not None
@@ -251,21 +237,16 @@ def _start_services(layout, ports, result: dict) -> None:
 
 def down() -> dict:
     """Stop labs, hub, proxy and TAP service that this sandbox started; check no port is left."""
-    from library.sandbox import hub
-    from library.sandbox import state as st
-
     layout = st.Layout(st.state_dir())
     settings = layout.read_settings()
     ports = st.Ports.from_base(settings.get("port_base", st.DEFAULT_PORT_BASE))
     token = None
     if layout.token_file.exists():
         token = read_token(layout.token_file)
-    from library.sandbox import tapauth
 
     t0 = time.monotonic()
     stopped = hub.stop(layout, token=token, hub_api_url=_urls(ports.hub)[1])
     stopped["tap_auth"] = tapauth.stop(layout.root)
-    from library.sandbox import services
 
     stopped["services"] = services.stop(layout.root)
     if stopped["hub"] or stopped["labs"]:
@@ -298,9 +279,6 @@ def down() -> dict:
 
 def status() -> dict:
     """Each service up or down, with its URL and PID."""
-    from library.sandbox import hub
-    from library.sandbox import state as st
-
     layout = st.Layout(st.state_dir())
     settings = layout.read_settings()
     ports = st.Ports.from_base(settings.get("port_base", st.DEFAULT_PORT_BASE))
@@ -335,8 +313,6 @@ def status() -> dict:
 
 
 def _services_status(layout, port_base: int) -> dict:
-    from library.sandbox import services
-
     return services.status(layout.root, port_base)
 
 
