@@ -18,7 +18,9 @@ from library.results.store import default_url
 from library.toolbox import command
 from library.triggers import events
 from library.triggers import rules as rules_mod
+from library.triggers.checks import CheckReporter
 from library.triggers.dispatch import Dispatcher
+from library.triggers.github import DEFAULT_API_URL, CheckRuns
 
 
 def _print_json(data) -> None:
@@ -98,9 +100,6 @@ def fire(
             results_url=results_url,
         )
         if token_file:
-            from library.triggers.checks import CheckReporter
-            from library.triggers.github import DEFAULT_API_URL, CheckRuns
-
             api = github_api_url or os.environ.get("BOSUN_GITHUB_API_URL") or DEFAULT_API_URL
             reporter = CheckReporter(
                 CheckRuns.from_file(api, Path(token_file), "bosun notebooks"), queue_store

@@ -17,6 +17,8 @@ from library.errors import UserError
 from library.flock import businesses
 from library.flock import options as o
 from library.flock.models import FlockConfig, User, parse_flocks
+from library.sia import params as sia_params
+from library.tap import query_set
 
 SHOWN_USERS = 10  # beyond this, the first and last few stand for the rest
 
@@ -69,19 +71,15 @@ def _data_service(service: str, dataset: str, endpoints: dict[str, str | None]) 
 
 
 def _sia_set(name: str) -> dict[str, Any]:
-    from library.sia.params import resolve
-
     try:
-        return {"name": name, "directory": str(resolve(name).parent)}
+        return {"name": name, "directory": str(sia_params.resolve(name).parent)}
     except UserError as exc:
         return {"name": name, "error": str(exc)}
 
 
 def _query_set(name: str) -> dict[str, Any]:
-    from library.tap.query_set import resolve
-
     try:
-        return {"name": name, "directory": str(resolve(name))}
+        return {"name": name, "directory": str(query_set.resolve(name))}
     except UserError as exc:
         return {"name": name, "error": str(exc)}
 

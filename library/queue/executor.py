@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -60,8 +61,6 @@ def _ci_run() -> list[str]:
 def _die_with_parent() -> None:
     """In the child, before exec: SIGTERM when the executor's thread dies (Linux prctl)."""
     try:
-        import ctypes
-
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from library.errors import one_line
 from library.service.settings import AlertRule
 
 log = logging.getLogger(__name__)
@@ -227,8 +228,6 @@ class Alerts:
             try:
                 await post(message.webhook or "", slack_payload(message.text))
             except Exception as exc:  # noqa: BLE001 - a webhook down must not stop the service
-                from library.errors import one_line
-
                 message.error = one_line(str(exc) or type(exc).__name__, 200)
                 log.warning(
                     "alert %s/%s not delivered: %s", message.rule, message.flock, message.error

@@ -29,6 +29,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from library.artifacts import Operation
+from library.errors import one_line
 from library.events import now_us
 from library.eventstore import PartitionedRecorder
 from library.flock.engine import _loop_factory, shutdown_bound, start_in_batches, stop_tasks
@@ -185,8 +186,6 @@ class DaskFlock(ServiceFlock):
             await asyncio.to_thread(self._connect)
             await asyncio.to_thread(self._submit)
         except Exception as exc:  # noqa: BLE001 - the flock shows it rather than vanish
-            from library.errors import one_line
-
             log.error("flock %s: Dask cluster unavailable: %s", self.name, one_line(str(exc)))
             for name in self.users:
                 self.logs[name].add(f"ERROR Dask cluster unavailable: {one_line(str(exc))}")

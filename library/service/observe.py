@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from library.errors import one_line
 from library.eventstore import EventStore, parse_time
 from library.flock.health import HealthSampler, Thresholds
 from library.flock.options import Duration
@@ -319,8 +320,6 @@ class Observer:
         try:
             await self.post(url, slack_payload(text))
         except Exception as exc:  # noqa: BLE001 - reported in GET /report
-            from library.errors import one_line
-
             error = one_line(str(exc) or type(exc).__name__, 200)
             log.warning("daily report not delivered: %s", error)
             return self.reports.add(text, False, error, why)

@@ -14,7 +14,7 @@ import time
 import warnings
 from dataclasses import dataclass
 
-from library.errors import UserError
+from library.errors import UserError, one_line
 from library.redact import register_secret
 from library.sia.params import SIAQuery
 
@@ -77,8 +77,6 @@ class SiaClient:
             result.rows = len(found)
             result.success = True
         except Exception as exc:  # every failure is data for the event row
-            from library.errors import one_line
-
             result.error_class = type(exc).__name__
             result.error = one_line(str(exc))[:200]
         result.total_s = time.perf_counter() - started

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from library.triggers.github import DEFAULT_API_URL
+from library.triggers.github import DEFAULT_API_URL, AppTokens, CheckRuns
 
 if TYPE_CHECKING:
     from library.triggers.github import CheckRuns
@@ -42,8 +42,6 @@ class GitHubSettings(_Strict):
 
     def check_runs(self) -> CheckRuns | None:
         """The check-run client these settings give, or None (no credentials: no reports)."""
-        from library.triggers.github import AppTokens, CheckRuns
-
         if self.token_file is not None:
             return CheckRuns.from_file(self.api_url, self.token_file, self.check_name)
         if self.app_id is not None and self.private_key_file is not None:
