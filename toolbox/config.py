@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 from library import config as cfgmod
 from library import yamlio
@@ -35,7 +36,7 @@ def show(
     """
     cfg = load_config_from_cli(project, config, preset or [], var or [])
     if explain:
-        rows: list[dict] = [
+        rows: list[dict[str, Any]] = [
             {"layer": layer, "key": leaf, "value": cfgmod.mask(value)}
             for layer, leaf, value in cfg.explain(explain)
         ]

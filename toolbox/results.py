@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from library.errors import UserError
 from library.results.store import ResultsStore, parse_when
@@ -21,7 +22,7 @@ def query(
     latest: bool = False,
     limit: int = 100,
     store: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Print matching results as JSON lines, newest first.
 
     Each line is a result as ResultsDB shows one: ``id``, ``testcase {name}``, ``outcome``

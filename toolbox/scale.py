@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from library import env, yamlio
 from library.errors import CheckFailed, UserError
@@ -34,7 +35,7 @@ def run(
     discovery_url: str | None = None,
     token_file: Path | None = None,
     live: bool = True,
-) -> dict:
+) -> dict[str, Any]:
     """Run flocks of monkeys against the platform and summarise them.
 
     The flock file is a list of flocks in mobu's schema (a mobu ``autostart:`` list runs as
@@ -107,7 +108,7 @@ def run(
 
 
 @command(record=False)
-def check(flocks: Path, hub_url: str | None = None, tap_url: str | None = None) -> dict:
+def check(flocks: Path, hub_url: str | None = None, tap_url: str | None = None) -> dict[str, Any]:
     """Print the flocks of a file as they would run, without running them (a dry run).
 
     The file is a list of flocks, an ``autostart:`` list, or a Phalanx values file

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from library import run as runner
 from library.toolbox import command
 
 
 @command
-def run(cmd: str, check: bool = True, timeout: float | None = None) -> dict:
+def run(cmd: str, check: bool = True, timeout: float | None = None) -> dict[str, Any]:
     """Run a shell command; its output goes to run.log in the command's artifact dir.
 
     A value taken from config, a trigger or a file must not be pasted into ``cmd``: use
@@ -25,7 +26,7 @@ def run(cmd: str, check: bool = True, timeout: float | None = None) -> dict:
 
 
 @command
-def run_argv(argv: list[str], check: bool = True, timeout: float | None = None) -> dict:
+def run_argv(argv: list[str], check: bool = True, timeout: float | None = None) -> dict[str, Any]:
     """Run a program with a list of arguments, without a shell; output goes to run.log.
 
     Each argument reaches the program as it is, whatever characters it holds: the safe way to

@@ -40,7 +40,7 @@ class UserHTTP:
                 return {"X-XSRFToken": cookie.value}
         return {}
 
-    def _headers(self, method: str, extra: dict | None) -> dict:
+    def _headers(self, method: str, extra: dict[str, str] | None) -> dict[str, str]:
         headers = {} if method in _SAFE_METHODS else self.xsrf_headers()
         if extra:
             headers.update(extra)
@@ -54,7 +54,7 @@ class UserHTTP:
         ok: tuple[int, ...] = (200, 201, 202, 204),
         json_body: Any = None,
         data: Any = None,
-        headers: dict | None = None,
+        headers: dict[str, str] | None = None,
         allow_redirects: bool = True,
     ) -> tuple[int, Any]:
         """(status, decoded JSON or text) for a status in OK, else HubHTTPError."""

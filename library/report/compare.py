@@ -133,7 +133,7 @@ def render_table(result: dict[str, Any]) -> str:
             f" {m.replace('_ms', '').replace('_pct', ' %'):>28}" for m in TABLE_METRICS
         )
         lines.append(header)
-        by_key: dict[str, dict[str, dict]] = {}
+        by_key: dict[str, dict[str, dict[str, Any]]] = {}
         for r in result["rows"]:
             if r["run"] == index:
                 by_key.setdefault(r["key"], {})[r["metric"]] = r

@@ -8,6 +8,8 @@ edits. Any other dataset name is unknown, as on a real platform.
 
 from __future__ import annotations
 
+from typing import Any
+
 DATASETS = ("sandbox", "dp02", "dp1")
 SIA_STANDARD = "ivo://ivoa.net/std/SIA#query-2.0"
 
@@ -19,9 +21,9 @@ def document(
     sia_url: str | None,
     lfs_url: str | None,
     extra_internal: dict[str, str] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The ``/discovery`` document for the sandbox's running services."""
-    services: dict = {}
+    services: dict[str, Any] = {}
     if tap_url:
         services["tap"] = {"url": tap_url}
     if sia_url:

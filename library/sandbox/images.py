@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 from library.errors import UserError
 from library.sandbox.catalogue import FIELD, written_rows
@@ -86,7 +87,7 @@ COLUMNS = [
 ]
 
 
-def rows(seed: int = SEED, n_visits: int = N_VISITS) -> list[dict]:
+def rows(seed: int = SEED, n_visits: int = N_VISITS) -> list[dict[str, Any]]:
     """One dict per detector image (same seed, same rows)."""
     import numpy as np
 
@@ -167,7 +168,7 @@ def rows(seed: int = SEED, n_visits: int = N_VISITS) -> list[dict]:
     return out
 
 
-def fingerprint(seed: int = SEED, n_visits: int = N_VISITS) -> dict:
+def fingerprint(seed: int = SEED, n_visits: int = N_VISITS) -> dict[str, Any]:
     return {"seed": seed, "n_visits": n_visits, "version": VERSION}
 
 

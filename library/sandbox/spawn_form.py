@@ -16,6 +16,7 @@ The choice is recorded twice: as the server's ``user_options`` (``GET /hub/api/u
 from __future__ import annotations
 
 import html
+from typing import Any
 
 LAB_IMAGE_REPO = "sandbox/lab"
 # tag -> description, as Nublado shows them.
@@ -77,7 +78,7 @@ def options_form() -> str:
 """
 
 
-def options_from_form(formdata: dict) -> dict:
+def options_from_form(formdata: dict[str, Any]) -> dict[str, Any]:
     """The posted fields as user_options; FormRefused for a choice not offered."""
 
     def field(name: str) -> str:
@@ -114,7 +115,7 @@ def options_from_form(formdata: dict) -> dict:
     return options
 
 
-def lab_env(user_options: dict) -> dict[str, str]:
+def lab_env(user_options: dict[str, Any]) -> dict[str, str]:
     """Environment variables that show a lab which image and size it was asked for."""
     env = {}
     image = user_options.get("image")
