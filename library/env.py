@@ -26,7 +26,7 @@ _NUMBERED = re.compile(r"^(\d{3,})__")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=@-]+")
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Path:
     # Module attribute for TOPSAIL-style code: ``env.ARTIFACT_DIR``.
     if name == "ARTIFACT_DIR":
         return artifact_dir()
@@ -119,14 +119,14 @@ class NextArtifactDir:
         self.name = name
         self.parent = parent
         self.path: Path | None = None
-        self._token: contextvars.Token | None = None
+        self._token: contextvars.Token[Path | None] | None = None
 
     def __enter__(self) -> Path:
         self.path = next_dir(self.name, self.parent)
         self._token = _current.set(self.path)
         return self.path
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._token is not None:
             _current.reset(self._token)
             self._token = None

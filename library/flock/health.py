@@ -12,8 +12,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from library.stats import percentiles
+
+if TYPE_CHECKING:
+    import psutil
+
+# One row a second: time (µs), loop lag max and p99 (ms), CPU %, RSS (bytes), active monkeys,
+# shard; the columns `write` names.
+HealthRow = tuple[int, float, float, float, int, int, int]
 
 TICK_S = 0.010
 LAG_P99_LIMIT_MS = 100.0  # a p99 lag above this in a second marks the second as client-bound
@@ -32,7 +40,7 @@ class HealthSampler:
     def __init__(self, active: Callable[[], int], shard: int = 0) -> None:
         self.active = active
         self.shard = shard
-        self.rows: list[tuple] = []
+        self.rows: list[HealthRow] = []
         self._lags: list[float] = []
         self.last_lag_ms = 0.0
         # The last second's lag p99 was over the client-bound limit: monkeys behind their
@@ -55,7 +63,7 @@ class HealthSampler:
                 next_row = now + 1.0
                 self._row(process)
 
-    def _row(self, process) -> None:
+    def _row(self, process: psutil.Process) -> None:
         lags, self._lags = self._lags, []
         # The same percentile rule as every other figure (library/stats.py).
         p99 = (percentiles(lags, (99,))[0] or 0.0) if lags else 0.0

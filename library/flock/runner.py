@@ -139,7 +139,7 @@ class ScaleRun:
             self._check_static_tokens(resolved.tokens)
         self.endpoints = {"platform": resolved.to_data()}
 
-    def _check_static_tokens(self, source) -> None:
+    def _check_static_tokens(self, source: plat.StaticTokens) -> None:
         """Every monkey's user has a line in the token file (named before anything starts)."""
         have = set(StaticProvider(source).users())
         for flock in self.flocks:

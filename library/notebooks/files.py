@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from library.errors import UserError
 
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
 
-def read_notebook(path: Path, as_version: int | None = 4):
+
+def read_notebook(path: Path, as_version: int | None = 4) -> NotebookNode:
     """The notebook at PATH, or a UserError naming the file and what is wrong with it."""
     import nbformat
 
@@ -31,9 +35,10 @@ def read_notebook(path: Path, as_version: int | None = 4):
             f"{path}: not a notebook: expected a JSON object with 'cells' and 'nbformat'"
         )
     try:
-        return nbformat.reads(
+        nb: NotebookNode = nbformat.reads(
             text, as_version=nbformat.NO_CONVERT if as_version is None else as_version
         )
+        return nb
     except Exception as err:  # nbformat raises several validation error types
         raise UserError(
             f"{path}: not a valid notebook: {' '.join(str(err).split())[:200]}"
