@@ -80,7 +80,8 @@ def _usage_errors():
     try:
         from typer._click.exceptions import NoArgsIsHelpError, UsageError
     except ImportError:  # typer before 0.20 depends on click itself
-        from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef]
+        # Older typer raises click's own classes (typer vendors them from 0.20 on).
+        from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef,assignment]
     return UsageError, NoArgsIsHelpError
 
 

@@ -56,7 +56,8 @@ class BoundedLoader(yaml.SafeLoader):
 
     def compose_document(self):
         node = super().compose_document()
-        _check_expansion(node)
+        if node is not None:
+            _check_expansion(node)
         return node
 
 

@@ -8,18 +8,21 @@ each request carries its own user's token, so sharing the pool does not mix iden
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from library.platform import Platform
 from library.platform_tokens import provider_for
 from library.tokens import token_from_env
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class Shared:
     def __init__(self, endpoints: dict[str, Any] | None = None, monkeys: int = 0) -> None:
         self.endpoints = dict(endpoints or {})
         self.monkeys = monkeys
-        self._session = None
+        self._session: aiohttp.ClientSession | None = None
         self.extras: dict[str, Any] = {}
         self.cache: dict[str, Any] = {}
 

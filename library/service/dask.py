@@ -33,7 +33,7 @@ from library.errors import one_line
 from library.events import now_us
 from library.eventstore import PartitionedRecorder
 from library.flock.engine import _loop_factory, shutdown_bound, start_in_batches, stop_tasks
-from library.flock.health import HealthSampler
+from library.flock.health import HealthRow, HealthSampler
 from library.flock.models import FlockConfig, dump_flocks, parse_flocks
 from library.flock.monkey import FlockStats, Monkey
 from library.flock.shared import Shared
@@ -104,7 +104,7 @@ async def _shard_main(flock_data, events_dir, shard, shards, endpoints, stop, va
             else:
                 state = "RUNNING"
             states[name] = (state, stats[name].successes, stats[name].failures)
-        rows = health.rows[-1:] or [None]
+        rows: list[HealthRow | None] = [*health.rows[-1:]] or [None]
         del health.rows[:-1]
         return {
             "time": time.time(),
