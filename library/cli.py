@@ -81,7 +81,7 @@ def _usage_errors():
         from typer._click.exceptions import NoArgsIsHelpError, UsageError
     except ImportError:  # typer before 0.20 depends on click itself
         # Older typer raises click's own classes (typer vendors them from 0.20 on).
-        from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef,assignment]
+        from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment]
     return UsageError, NoArgsIsHelpError
 
 
