@@ -49,6 +49,7 @@ BOUND_WINDOW = 60
 WINDOWS = {"1h": 3600.0, "24h": 86400.0}
 STATS_TTL_S = 10.0  # a windowed summary is computed at most this often per window
 POST_TIMEOUT_S = 10.0
+TRIM_EVERY_S = 30.0
 # Above this many events in a window its percentiles come from a uniform sample of this
 # many (~40 bytes each read): a day of 2,000 monkeys at 1/s is 170 million.
 MAX_WINDOW_ROWS = 5_000_000
@@ -97,6 +98,7 @@ class Observer:
             asyncio.create_task(self.health.run(), name="health"),
             asyncio.create_task(self._upkeep_loop(), name="events-upkeep"),
             asyncio.create_task(self._alert_loop(), name="alerts"),
+            asyncio.create_task(self._trim_loop(), name="heap-trim"),
         ]
         if self.settings.report.enabled:
             self._tasks.append(asyncio.create_task(self._report_loop(), name="daily-report"))
@@ -270,6 +272,21 @@ class Observer:
                 result.kept_bytes,
             )
         return out
+
+    async def _trim_loop(self) -> None:
+        """Give the C heap's free memory back to the system every TRIM_EVERY_S.
+
+        Arrow writes the events with the C allocator (library/events.py); glibc keeps what
+        each write freed in its arenas, fragmented, so a service writing every 10 s for
+        months grows without leaking (measured: +3.4 MiB/min over a 10-minute soak without
+        this). `malloc_trim(0)` returns the free pages of every arena.
+        """
+        trim = _malloc_trim()
+        if trim is None:
+            return
+        while True:
+            await asyncio.sleep(TRIM_EVERY_S)
+            await asyncio.to_thread(trim, 0)
 
     async def _alert_loop(self) -> None:
         every = min(
@@ -451,6 +468,20 @@ def compute_window_stats(
             for name, entry in sorted(flocks.items())
         },
     }
+
+
+def _malloc_trim() -> Any:
+    """glibc's malloc_trim, or None where there is none (musl, macOS)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        return ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def _iso(at: float) -> str:
