@@ -276,10 +276,11 @@ class Observer:
     async def _trim_loop(self) -> None:
         """Give the C heap's free memory back to the system every TRIM_EVERY_S.
 
-        Arrow writes the events with the C allocator (library/events.py); glibc keeps what
-        each write freed in its arenas, fragmented, so a service writing every 10 s for
-        months grows without leaking (measured: +3.4 MiB/min over a 10-minute soak without
-        this). `malloc_trim(0)` returns the free pages of every arena.
+        Every flush drops buffers made with the C heap (the recorder's columns, grown by
+        realloc, and the numpy and Arrow buffers of the write); glibc keeps what they freed
+        in its arenas, fragmented, so a service flushing every 10 s for months grows without
+        leaking (measured: +3.4 MiB/min over a 10-minute soak of 2,000 HTTP monkeys without
+        this, flat with it). `malloc_trim(0)` returns the free pages of every arena.
         """
         trim = _malloc_trim()
         if trim is None:
