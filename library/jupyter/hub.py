@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 from library import urls
@@ -11,6 +12,11 @@ from library.jupyter.lab import LabSession
 from library.jupyter.userhttp import UserHTTP
 from library.platform import check_username
 from library.redact import register_secret
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from library.jupyter.timing import TimingRecorder
 
 
 class HubClient:
@@ -25,8 +31,8 @@ class HubClient:
         hub_url: str,
         admin_token: str | None = None,
         *,
-        connector=None,
-        recorder=None,
+        connector: aiohttp.BaseConnector | None = None,
+        recorder: TimingRecorder | None = None,
         token_expiry_s: int = 3600,
     ):
         self.hub_url = hub_url if hub_url.endswith("/") else hub_url + "/"
@@ -68,7 +74,7 @@ class HubClient:
             self._api(f"users/{urls.segment(user)}/tokens"),
             json_body={"note": note, "expires_in": self.token_expiry_s},
         )
-        token = model["token"]
+        token = str(model["token"])
         register_secret(token)
         return token
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 from library.artifacts import Operation
 from library.jupyter.errors import ExecutionError, ExecutionTimeout, JupyterError, KernelDied
@@ -16,6 +17,12 @@ from library.jupyter.messages import (
     decode,
     execute_request,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from library.jupyter.lab import LabSession
+    from library.jupyter.timing import TimingRecorder
 
 # Frames can carry large outputs (images, tables); aiohttp's 4 MiB default is too small.
 MAX_FRAME = 256 * 1024 * 1024
@@ -30,7 +37,14 @@ class Kernel:
     """
 
     def __init__(
-        self, lab, kernel_id: str, api_session: str, client_session: str, ws, recorder, path: str
+        self,
+        lab: LabSession,
+        kernel_id: str,
+        api_session: str,
+        client_session: str,
+        ws: aiohttp.ClientWebSocketResponse,
+        recorder: TimingRecorder,
+        path: str,
     ):
         self.lab = lab
         self.kernel_id = kernel_id
@@ -96,7 +110,7 @@ class Kernel:
                 )
             return execution.result
 
-    async def _read_until_done(self, execution: Execution):
+    async def _read_until_done(self, execution: Execution) -> Outcome:
         import aiohttp
 
         closed = {

@@ -25,7 +25,10 @@ from library.jupyter.userhttp import UserHTTP
 from library.platform import check_username
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from library.jupyter.kernel import Kernel
+    from library.jupyter.timing import TimingRecorder
 
 SpawnVia = Literal["api", "form"]
 
@@ -75,7 +78,15 @@ class LabSession:
     labs under ``user/NAME/`` unless the hub reports another URL for the server.
     """
 
-    def __init__(self, hub_url: str, user: str, token: str, *, connector=None, recorder=None):
+    def __init__(
+        self,
+        hub_url: str,
+        user: str,
+        token: str,
+        *,
+        connector: aiohttp.BaseConnector | None = None,
+        recorder: TimingRecorder | None = None,
+    ):
         # A name that is not the platform's shape never reaches a URL (and so can never
         # address another user's lab), whatever the caller checked before.
         try:
@@ -85,7 +96,7 @@ class LabSession:
         self.user = user
         self.hub_url = hub_url if hub_url.endswith("/") else hub_url + "/"
         self.http = UserHTTP(token, user=user, connector=connector)
-        self._rec = recorder if recorder is not None else NoRecorder()
+        self._rec: TimingRecorder = recorder if recorder is not None else NoRecorder()
         self._lab_url = urljoin(self.hub_url, f"user/{urls.segment(user)}/")
 
     # --- URLs ---------------------------------------------------------------------------

@@ -5,6 +5,29 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import Any, Protocol
+
+
+class TimingRecorder(Protocol):
+    """What the Jupyter clients time their operations with: `library.events.Recorder`, a
+    flock's adapter (`library.flock.businesses.lab.FlockRecorder`) or `NoRecorder`."""
+
+    def timed(
+        self, operation: str, *, monkey: str = ..., target: str = ...
+    ) -> contextlib.AbstractContextManager[Any]: ...
+
+    def record(
+        self,
+        operation: str,
+        start_us: int,
+        duration_us: int,
+        success: bool = ...,
+        monkey: str = ...,
+        target: str = ...,
+        error_class: str = ...,
+        error: str = ...,
+        rows: int = ...,
+    ) -> None: ...
 
 
 class NoRecorder:

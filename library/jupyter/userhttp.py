@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from library.jupyter.errors import HubHTTPError
 from library.jupyter.forms import looks_like_html, page_message
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -18,7 +21,14 @@ class UserHTTP:
     does not own it then and leaves it open on close.
     """
 
-    def __init__(self, token: str, *, user: str = "", connector=None, total_timeout=None):
+    def __init__(
+        self,
+        token: str,
+        *,
+        user: str = "",
+        connector: aiohttp.BaseConnector | None = None,
+        total_timeout: float | None = None,
+    ):
         import aiohttp
 
         self.user = user

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from library.artifacts import Operation
 from library.errors import one_line
@@ -14,15 +14,19 @@ from library.notebooks.files import read_notebook
 from library.notebooks.local import NotebookRun
 from library.notebooks.params import code_cells_with_parameters
 
+if TYPE_CHECKING:
+    from library.jupyter.kernel import Kernel
+    from library.jupyter.timing import TimingRecorder
+
 
 async def run_in_kernel(
-    kernel,
+    kernel: Kernel,
     path: Path,
     *,
     parameters: dict[str, Any] | None = None,
     cell_timeout: float = 300.0,
     label: str = "",
-    recorder=None,
+    recorder: TimingRecorder | None = None,
 ) -> NotebookRun:
     """Execute the code cells of PATH in KERNEL; errors name the notebook and cell (from 1)."""
     rec = recorder if recorder is not None else NoRecorder()
