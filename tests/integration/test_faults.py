@@ -391,7 +391,7 @@ def test_dachs_stopped_mid_query_set_and_flock(sandbox, tmp_path):
             "tap",
             "run_query_set",
             "--query-set",
-            "sandbox",
+            "bosun-sandbox",
             "--count",
             "400",
             "--concurrency",
