@@ -8,6 +8,7 @@ or token is ever attached.
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from library.errors import one_line
@@ -49,7 +50,7 @@ class HubHTTPError(JupyterError):
 class SpawnFailed(JupyterError):
     """The hub reported that the lab could not start."""
 
-    def __init__(self, user: str, message: str, progress_log: list | None = None):
+    def __init__(self, user: str, message: str, progress_log: list[dict[str, Any]] | None = None):
         self.progress_log = list(progress_log or [])
         super().__init__(f"lab of {user} failed to spawn: {message}", user=user)
 
@@ -57,7 +58,13 @@ class SpawnFailed(JupyterError):
 class SpawnTimeout(JupyterError):
     """The lab was not ready within the spawn timeout."""
 
-    def __init__(self, user: str, timeout: float, last_message: str = "", progress_log=None):
+    def __init__(
+        self,
+        user: str,
+        timeout: float,
+        last_message: str = "",
+        progress_log: list[dict[str, Any]] | None = None,
+    ):
         self.timeout = timeout
         self.progress_log = list(progress_log or [])
         last = f" (last progress: {last_message})" if last_message else ""
@@ -133,7 +140,15 @@ class ExecutionError(JupyterError):
 class ExecutionTimeout(JupyterError):
     """An execution did not finish within its timeout (the kernel was interrupted)."""
 
-    def __init__(self, timeout: float, *, user: str = "", code: str = "", cell=None, notebook=""):
+    def __init__(
+        self,
+        timeout: float,
+        *,
+        user: str = "",
+        code: str = "",
+        cell: int | None = None,
+        notebook: str = "",
+    ):
         self.timeout = timeout
         self.code = code
         self.cell = cell
@@ -146,7 +161,15 @@ class ExecutionTimeout(JupyterError):
 class KernelDied(JupyterError):
     """The kernel died, restarted or its websocket closed while code ran."""
 
-    def __init__(self, reason: str, *, user: str = "", code: str = "", cell=None, notebook=""):
+    def __init__(
+        self,
+        reason: str,
+        *,
+        user: str = "",
+        code: str = "",
+        cell: int | None = None,
+        notebook: str = "",
+    ):
         self.reason = reason
         self.code = code
         self.cell = cell

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from html.parser import HTMLParser
+from typing import Any
 
 
 class _PageParser(HTMLParser):
     """Collects the first POST form (action, field names, offered values) and error texts."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.form_action: str | None = None
         self.fields: dict[str, list[str]] = {}
@@ -18,12 +19,13 @@ class _PageParser(HTMLParser):
         # Error texts: the spawn form's error line, or the error page's heading and paragraph.
         self.spawn_errors: list[str] = []
         self.error_texts: list[tuple[str, str]] = []
-        self._capture: list | None = None
+        # spawn_errors or error_texts while a capture is open
+        self._capture: list[Any] | None = None
         self._capture_tag = ""
         self._error_depth = 0
         self._text: list[str] = []
 
-    def handle_starttag(self, tag, attrs):
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: (v or "") for k, v in attrs}
         classes = a.get("class", "").split()
         if tag == "div" and "error" in classes:
@@ -53,7 +55,7 @@ class _PageParser(HTMLParser):
         elif tag == "textarea" and name:
             self.fields.setdefault(name, [])
 
-    def handle_endtag(self, tag):
+    def handle_endtag(self, tag: str) -> None:
         if self._capture is not None and tag == self._capture_tag:
             text = " ".join("".join(self._text).split())
             if text:
@@ -67,11 +69,11 @@ class _PageParser(HTMLParser):
             self._in_form = False
             self._form_done = True
 
-    def handle_data(self, data):
+    def handle_data(self, data: str) -> None:
         if self._capture is not None:
             self._text.append(data)
 
-    def _start_capture(self, tag: str, into: list) -> None:
+    def _start_capture(self, tag: str, into: list[Any]) -> None:
         self._capture, self._capture_tag, self._text = into, tag, []
 
 

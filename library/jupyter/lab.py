@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from library import urls
@@ -56,10 +56,10 @@ class SpawnResult:
     duration_s: float
     # Seconds between the hub's ready event and spawn_lab returning: the client's own share.
     client_overhead_s: float
-    progress: list[dict] = field(default_factory=list)
+    progress: list[dict[str, Any]] = field(default_factory=list)
     lab_url: str = ""
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "user": self.user,
             "already_running": self.already_running,
@@ -117,7 +117,7 @@ class LabSession:
 
     # --- status -------------------------------------------------------------------------
 
-    async def server_status(self) -> dict | None:
+    async def server_status(self) -> dict[str, Any] | None:
         """The hub's model of the user's default server, or None when there is none."""
         _, model = await self.http.request("GET", self.hub_api(f"users/{urls.segment(self.user)}"))
         server = (model.get("servers") or {}).get("")
@@ -154,9 +154,17 @@ class LabSession:
         with self._rec.timed(Operation.SPAWN_LAB, monkey=self.user, target=via):
             return await self._spawn(timeout, via, image, size, image_field, form_fields)
 
-    async def _spawn(self, timeout, via, image, size, image_field, form_fields=None) -> SpawnResult:
+    async def _spawn(
+        self,
+        timeout: float,
+        via: SpawnVia,
+        image: str | None,
+        size: str | None,
+        image_field: str,
+        form_fields: dict[str, str] | None = None,
+    ) -> SpawnResult:
         started = time.perf_counter()
-        progress: list[dict] = []
+        progress: list[dict[str, Any]] = []
         last = {"message": ""}
         server = await self.server_status()
         if server and server.get("ready"):
@@ -174,7 +182,14 @@ class LabSession:
         end = time.perf_counter()
         return SpawnResult(self.user, False, end - started, end - ready_at, progress, self.lab_url)
 
-    async def _request_spawn(self, via, image, size, image_field, form_fields=None) -> None:
+    async def _request_spawn(
+        self,
+        via: SpawnVia,
+        image: str | None,
+        size: str | None,
+        image_field: str,
+        form_fields: dict[str, str] | None = None,
+    ) -> None:
         if via == "form":
             await self._spawn_form(image, size, image_field, form_fields)
             return
@@ -188,7 +203,13 @@ class LabSession:
             if not (exc.status == 400 and "already" in exc.reason.lower()):
                 raise
 
-    async def _spawn_form(self, image, size, image_field, form_fields=None) -> None:
+    async def _spawn_form(
+        self,
+        image: str | None,
+        size: str | None,
+        image_field: str,
+        form_fields: dict[str, str] | None = None,
+    ) -> None:
         form = await self.open_spawn_form()
         if form is None:
             if form_fields:
@@ -267,7 +288,9 @@ class LabSession:
                 reason = _page_reason(text)
             raise HubHTTPError("POST", form.action, resp.status, reason, user=self.user)
 
-    async def _follow_progress(self, started: float, progress: list, last: dict) -> float:
+    async def _follow_progress(
+        self, started: float, progress: list[dict[str, Any]], last: dict[str, str]
+    ) -> float:
         """Read the progress stream until ready; the perf_counter time ready arrived."""
         url = self.hub_api(f"users/{urls.segment(self.user)}/server/progress")
         async with self.http.session.get(url, headers={"Accept": "text/event-stream"}) as resp:

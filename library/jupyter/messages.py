@@ -12,6 +12,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 PROTOCOL_VERSION = "5.3"
 
@@ -19,7 +20,7 @@ PROTOCOL_VERSION = "5.3"
 DEAD_STATES = {"dead", "restarting", "autorestarting"}
 
 
-def execute_request(code: str, session_id: str, username: str = "") -> dict:
+def execute_request(code: str, session_id: str, username: str = "") -> dict[str, Any]:
     """An execute_request message for the shell channel."""
     return {
         "header": {
@@ -54,9 +55,9 @@ class ExecutionResult:
     result: str | None = None
     execution_count: int | None = None
     duration_s: float = 0.0
-    display_data: list[dict] = field(default_factory=list)
+    display_data: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "stdout": self.stdout,
             "stderr": self.stderr,
@@ -71,7 +72,7 @@ class Outcome:
     """Result of feeding one message to an Execution."""
 
     done: bool = False
-    error: dict | None = None  # {"ename", "evalue", "traceback"}
+    error: dict[str, Any] | None = None  # {"ename", "evalue", "traceback"}
     died: str | None = None  # reason the kernel is gone
 
 
@@ -85,9 +86,9 @@ class Execution:
         self._stderr: list[str] = []
         self._reply = False
         self._idle = False
-        self.error: dict | None = None
+        self.error: dict[str, Any] | None = None
 
-    def feed(self, msg: dict) -> Outcome:
+    def feed(self, msg: dict[str, Any]) -> Outcome:
         """Account for one decoded message; says whether the execution is over and how."""
         msg_type = msg.get("msg_type") or msg.get("header", {}).get("msg_type", "")
         content = msg.get("content") or {}
@@ -133,7 +134,7 @@ class Execution:
         return Outcome()
 
 
-def decode(frame: str | bytes) -> dict | None:
+def decode(frame: str | bytes) -> dict[str, Any] | None:
     """One websocket text frame as a message dict; None for frames that are not JSON messages.
 
     Binary frames (the v1 websocket subprotocol) are never requested by this client.
@@ -156,7 +157,7 @@ class ProgressEvent:
     ready: bool
     failed: bool
     url: str = ""
-    raw: dict = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_progress_line(line: str) -> ProgressEvent | None:
