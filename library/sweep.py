@@ -30,7 +30,7 @@ SWEEP_KEY = "sweep"
 SETTINGS_FILE = artifacts.SWEEP_SETTINGS
 
 
-def sweep_keys(cfg) -> list[str]:
+def sweep_keys(cfg: config.ProjectConfig) -> list[str]:
     """The swept keys of ``cfg`` (``[]`` when it sweeps nothing); bad entries are a UserError."""
     keys = cfg.get_config(SWEEP_KEY, None)
     if keys is None or keys == []:
@@ -49,7 +49,7 @@ def sweep_keys(cfg) -> list[str]:
     return keys
 
 
-def combinations(cfg) -> list[dict[str, Any]]:
+def combinations(cfg: config.ProjectConfig) -> list[dict[str, Any]]:
     """Every combination of the swept values, as ``{key: value}`` in the order listed."""
     keys = sweep_keys(cfg)
     if not keys:

@@ -146,7 +146,9 @@ class Monkey:
         self.health = health
         stats.monkeys.append(self)
 
-    def _event(self, operation: str, start: int, success: bool = True, exc=None) -> None:
+    def _event(
+        self, operation: str, start: int, success: bool = True, exc: BaseException | None = None
+    ) -> None:
         self.recorder.record(
             operation,
             start,
@@ -215,7 +217,7 @@ class Monkey:
             self.state = STOPPED
             self._event(Operation.MONKEY_STOP, begin)
 
-    async def _loop(self, business) -> bool:
+    async def _loop(self, business: Business[Any]) -> bool:
         """Execute and idle in turn, keeping the schedule (see `Schedule`)."""
         stats = self.stats
         health = self.health
@@ -261,7 +263,7 @@ class Monkey:
             else:
                 await business.idle()
 
-    async def _shutdown(self, business) -> None:
+    async def _shutdown(self, business: Business[Any]) -> None:
         try:
             async with asyncio.timeout(business.shutdown_timeout()):
                 await business.shutdown()

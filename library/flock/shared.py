@@ -26,7 +26,7 @@ class Shared:
         self.extras: dict[str, Any] = {}
         self.cache: dict[str, Any] = {}
 
-    def http(self):
+    def http(self) -> aiohttp.ClientSession:
         """The process-wide aiohttp session, created on first use inside the running loop."""
         if self._session is None:
             import aiohttp
@@ -40,7 +40,7 @@ class Shared:
             )
         return self._session
 
-    def connector(self):
+    def connector(self) -> aiohttp.BaseConnector | None:
         """The shared connector of the shared session, for clients that make their own."""
         return self.http().connector
 
@@ -49,7 +49,8 @@ class Shared:
         if "platform" not in self.cache:
             data = self.endpoints.get("platform")
             self.cache["platform"] = Platform.from_data(data) if data else Platform()
-        return self.cache["platform"]
+        platform: Platform = self.cache["platform"]
+        return platform
 
     def tap_url(self) -> str:
         return self.platform().require("tap_url")
@@ -64,7 +65,7 @@ class Shared:
         provider = self.cache["tokens"]
         return None if provider is None else await provider.token(user, scopes)
 
-    def threads(self):
+    def threads(self) -> ThreadPoolExecutor:
         """Threads for blocking clients (pyvo), one available per monkey (threads start on
         demand): the default executor's min(32, cores + 4) workers would silently cap the
         concurrent queries of a flock."""
@@ -72,7 +73,8 @@ class Shared:
             self.cache["threads"] = ThreadPoolExecutor(
                 max_workers=max(32, self.monkeys), thread_name_prefix="flock-io"
             )
-        return self.cache["threads"]
+        threads: ThreadPoolExecutor = self.cache["threads"]
+        return threads
 
     def token(self, env_name: str | None = None) -> str | None:
         """A token from the named environment variable, else None (HTTPLoop's token_env)."""

@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from library.notebooks.files import outside, read_notebook
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +26,7 @@ class Dirt:
         return f"{self.path}: {where}: {self.what}"
 
 
-def find_dirt(nb, path: str) -> list[Dirt]:
+def find_dirt(nb: NotebookNode, path: str) -> list[Dirt]:
     found = []
     for i, cell in enumerate(nb.cells, start=1):
         if cell.get("cell_type") != "code":
@@ -36,7 +40,7 @@ def find_dirt(nb, path: str) -> list[Dirt]:
     return found
 
 
-def scrub(nb) -> None:
+def scrub(nb: NotebookNode) -> None:
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
             cell["outputs"] = []

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from library import yamlio
 from library.errors import UserError
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
 
 
 def parse_parameters(items: list[str] | None, *, option: str = "--parameters") -> dict[str, Any]:
@@ -31,7 +34,7 @@ def parameters_code(params: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def code_cells_with_parameters(nb, params: dict[str, Any]) -> list[tuple[int, str]]:
+def code_cells_with_parameters(nb: NotebookNode, params: dict[str, Any]) -> list[tuple[int, str]]:
     """(1-based cell number, source) of each non-empty code cell, parameters in place.
 
     The assignments run right after the cell tagged ``parameters`` (before the first code cell

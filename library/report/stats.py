@@ -12,6 +12,7 @@ from typing import Any
 
 from library import artifacts
 from library.errors import UserError
+from library.stats import LIFECYCLE
 
 STATS_PATH = Path(artifacts.REPORT_DIR) / artifacts.STATS_JSON
 METRICS = ("success_pct", "p50_ms", "p95_ms", "p99_ms")
@@ -88,8 +89,6 @@ def _refresh_identity(data: dict[str, Any], root: Path) -> dict[str, Any]:
 
 def operations(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Operation rows keyed by `flock/operation`, engine bookkeeping left out."""
-    from library.report.tables import LIFECYCLE
-
     out = {}
     for row in stats.get("operations") or []:
         if isinstance(row, dict) and row.get("operation") not in LIFECYCLE and "key" in row:

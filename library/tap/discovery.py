@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import random
 import re
+from typing import TYPE_CHECKING
 
 from library.errors import UserError
 from library.tap.client import TapClient
 from library.tap.errors import TapError
+
+if TYPE_CHECKING:
+    from library.tap.query_set import QuerySet
 
 TABLES_ADQL = "SELECT table_name FROM TAP_SCHEMA.tables"
 
@@ -58,7 +62,7 @@ def missing_tables(adql: str, available: list[str]) -> list[str]:
     return missing
 
 
-def apply(query_set, client: TapClient) -> dict[str, str]:
+def apply(query_set: QuerySet, client: TapClient) -> dict[str, str]:
     """Mark the set's templates that name missing tables as skipped; returns {template: note}.
 
     Each template is rendered once with throw-away parameters to see its table names. A set
@@ -94,7 +98,7 @@ def apply(query_set, client: TapClient) -> dict[str, str]:
     return notes
 
 
-def prepare(query_set, client: TapClient) -> dict[str, str]:
+def prepare(query_set: QuerySet, client: TapClient) -> dict[str, str]:
     """Discovery, then a render of every remaining template: what a runner calls once before
     drawing queries (a set whose ids come from ``object_ids_query`` needs it to render)."""
     notes = apply(query_set, client)
