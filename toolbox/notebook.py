@@ -166,12 +166,17 @@ def ci(
     head_ref: str = "HEAD",
     parameters: list[str] | None = None,
     timeout: float = 300.0,
+    where: Literal["local", "lab"] = "local",
+    user: str | None = None,
+    hub_url: str | None = None,
+    token_file: Path | None = None,
 ) -> dict:
     """Run the notebooks a change touches and check they are clean; JUnit per notebook.
 
     The changed notebooks are those ``git diff --name-only BASE...HEAD`` lists. Each one is run
-    locally with papermill and checked for committed outputs; `junit.xml` in the artifact dir
-    has a ``run`` and a ``clean`` testcase per notebook.
+    (locally with papermill, or in one bot user's lab as mobu runs notebooks) and checked for
+    committed outputs; `junit.xml` in the artifact dir has a ``run`` and a ``clean`` testcase
+    per notebook. A lab is deleted at the end.
 
     Args:
         repo: Git checkout holding the change.
@@ -179,5 +184,19 @@ def ci(
         head_ref: Ref of the change.
         parameters: ``NAME=VALUE`` given to every notebook (repeatable).
         timeout: Seconds each cell may take.
+        where: ``local`` (papermill) or ``lab`` (the platform, in ``--user``'s lab).
+        user: Bot user whose lab runs them (``--where lab``).
+        hub_url: Hub base URL for ``--where lab`` ($BOSUN_HUB_URL, else the sandbox).
+        token_file: Admin token file for ``--where lab`` ($BOSUN_TOKEN_FILE, else the sandbox).
     """
-    return runs.run_changed(repo, base_ref, head_ref, parse_parameters(parameters), timeout)
+    return runs.run_changed(
+        repo,
+        base_ref,
+        head_ref,
+        parse_parameters(parameters),
+        timeout,
+        where=where,
+        user=user,
+        hub_url=hub_url,
+        token_file=token_file,
+    )

@@ -158,12 +158,24 @@ def run_repo(
 
 
 def run_changed(
-    repo: Path, base_ref: str, head_ref: str, parameters: dict[str, Any], timeout: float
+    repo: Path,
+    base_ref: str,
+    head_ref: str,
+    parameters: dict[str, Any],
+    timeout: float,
+    *,
+    where: Where = "local",
+    user: str | None = None,
+    hub_url: str | None = None,
+    token_file: Path | None = None,
 ) -> dict:
-    """Run the notebooks changed between BASE_REF and HEAD_REF locally and check they are clean.
+    """Run the notebooks changed between BASE_REF and HEAD_REF (locally or in USER's lab) and
+    check they are clean.
 
     ``junit.xml`` gets a ``run`` and a ``clean`` testcase per notebook.
     """
+    if where == "lab" and not user:
+        raise UserError("--where lab needs --user: the bot user whose lab runs the notebooks")
     if not (repo / ".git").exists():
         raise UserError(f"notebook ci {repo}: not a git checkout")
     changed = changed_notebooks(repo, base_ref, head_ref)
@@ -185,7 +197,16 @@ def run_changed(
             failed.append(f"{rel}: {why}")
         else:
             notebooks.append((repo / rel, rel))
-    outcomes = run_notebooks(notebooks, parameters, "local", timeout=timeout, flock="notebook_ci")
+    outcomes = run_notebooks(
+        notebooks,
+        parameters,
+        where,
+        user=user,
+        timeout=timeout,
+        hub_url=hub_url,
+        token_file=token_file,
+        flock="notebook_ci",
+    )
     for (path, rel), outcome in zip(notebooks, outcomes, strict=True):
         error = None if outcome.ok else outcome.error
         cases.append(

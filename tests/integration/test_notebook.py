@@ -162,3 +162,38 @@ def test_notebook_ci_on_a_change_with_a_good_and_a_bad_notebook(tmp_path, artifa
     assert cases["good.ipynb run"].find("failure") is None
     assert suite.get("failures") == "1"
     assert git(repo, "status", "--porcelain") == ""  # CI ran copies, left the checkout clean
+
+
+def test_notebook_ci_in_a_lab(request, tmp_path, artifacts, monkeypatch):
+    """Notebooks as CI on the platform: the changed notebooks run in a bot user's lab."""
+    from library import run
+    from library.errors import UserError
+
+    ep = endpoints(request)
+    monkeypatch.setenv("BOSUN_HUB_URL", ep.hub_url)
+    monkeypatch.setenv("BOSUN_TOKEN_FILE", str(ep.token_file))
+    user = bot("nbci")
+    repo = change_repo(tmp_path / "nbrepo", unchanged="untouched.ipynb", bad="sub/bad.ipynb")
+    with pytest.raises(UserError, match=r"sub/bad.ipynb cell 3: AssertionError"):
+        run.run_toolbox("notebook", "ci", repo=repo, base_ref="main", where="lab", user=user)
+    cmd = _only_dir(artifacts, "notebook__ci")
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(cmd / "junit.xml").getroot().find("testsuite")
+    failed = {c.get("name") for c in suite.findall("testcase") if c.find("failure") is not None}
+    assert failed == {"sub/bad.ipynb run"}
+    import pyarrow.parquet as pq
+
+    ops = [e["operation"] for e in pq.read_table(cmd / "events").to_pylist()]
+    assert ops.count("spawn_lab") == 1 and ops.count("delete_lab") == 1
+    assert ops.count("notebook") == 2
+    assert run.run_toolbox("nublado", "lab_status", user=user)["state"] == "absent"
+
+
+def test_notebook_ci_in_a_lab_needs_a_user(tmp_path, artifacts):
+    from library import run
+    from library.errors import UserError
+
+    repo = change_repo(tmp_path / "nbrepo", unchanged="untouched.ipynb", bad="sub/bad.ipynb")
+    with pytest.raises(UserError, match="--where lab needs --user"):
+        run.run_toolbox("notebook", "ci", repo=repo, base_ref="main", where="lab")
