@@ -27,10 +27,10 @@ import sys
 import time
 import traceback
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any, NoReturn
 
 from library import artifacts, config, env, junit, redact, run, rundir, toolbox, yamlio
@@ -153,7 +153,7 @@ def _signals_raise() -> Iterator[Any]:
         request.make_interrupt = Interrupted
         request.records_phase = False
 
-        def handler(signum, _frame):
+        def handler(signum: int, _frame: FrameType | None) -> None:
             name = signal.Signals(signum).name
             if request.records_phase:
                 log.warning("%s while the run's records are written: they are written first", name)
@@ -340,7 +340,7 @@ def _post_mortem(root: Path, console: Console) -> str | None:
 # ---------------------------------------------------------------------------- entry point
 
 
-def _write_json(path: Path, data: dict) -> None:
+def _write_json(path: Path, data: dict[str, Any]) -> None:
     _write_whole(path, json.dumps(data, indent=2) + "\n")
 
 
@@ -389,7 +389,7 @@ def _launch_owned(
     step: str,
     presets: list[str],
     trigger: Trigger,
-    overrides: list[tuple[str, dict]],
+    overrides: list[tuple[str, dict[str, Any]]],
 ) -> int:
     # variable_overrides.yaml is CI input (TOPSAIL's), never written by bosun: the overrides a
     # run applied go to overrides_applied.yaml, so a rerun into this dir does not replay them.
@@ -436,7 +436,7 @@ def _write_records(
     rundir.release(root)
     lost: list[str] = []
 
-    def record(what: str, write) -> None:
+    def record(what: str, write: Callable[[], object]) -> None:
         try:
             write()
         except OSError as err:

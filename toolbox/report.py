@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from library import artifacts, env, report
 from library.errors import UserError
@@ -18,7 +19,9 @@ log = logging.getLogger(__name__)
 
 
 @command(record=False)
-def post_mortem(run_dir: Path, /, since: str | None = None, until: str | None = None) -> dict:
+def post_mortem(
+    run_dir: Path, /, since: str | None = None, until: str | None = None
+) -> dict[str, Any]:
     """Write the post-mortem report of an artifact directory.
 
     Reads the tree alone (toolbox results, events and engine health in Parquet, summaries,
@@ -65,7 +68,7 @@ def compare(
     threshold: list[str] | None = None,
     against_history: int | None = None,
     db: Path | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Compare runs operation by operation; fail when a threshold is exceeded.
 
     The first run is the base and every other run is compared with it: success % (difference
@@ -97,7 +100,7 @@ def compare(
 
 
 @command(record=False)
-def history(db: Path | None = None, project: str | None = None, last: int = 20) -> dict:
+def history(db: Path | None = None, project: str | None = None, last: int = 20) -> dict[str, Any]:
     """List the recent runs of the history, newest first.
 
     ``ci/run`` records every run it finishes (project, presets, start, result, and per

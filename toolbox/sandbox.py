@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from library import sandbox
 from library.errors import UserError
 from library.sandbox import checks
@@ -10,7 +12,7 @@ from library.toolbox import command
 
 
 @command
-def up(tap: bool = True, port_base: int | None = None, timeout: float = 120.0) -> dict:
+def up(tap: bool = True, port_base: int | None = None, timeout: float = 120.0) -> dict[str, Any]:
     """Start the sandbox (JupyterHub, its proxy and the DaCHS TAP service) and wait for it.
 
     Idempotent: what already runs is reported and left alone; stale PID files of a sandbox that
@@ -27,7 +29,7 @@ def up(tap: bool = True, port_base: int | None = None, timeout: float = 120.0) -
 
 
 @command
-def down() -> dict:
+def down() -> dict[str, Any]:
     """Stop the sandbox: users' labs (through the hub first), hub, proxy and TAP service.
 
     Stops exactly the processes the sandbox started (tracked PIDs) and reports any sandbox port
@@ -44,7 +46,7 @@ def down() -> dict:
 
 
 @command(record=False)
-def status() -> dict:
+def status() -> dict[str, Any]:
     """Show each sandbox service as up or down, with its URL and PID."""
     result = sandbox.status()
     for name in ("hub", "proxy", "tap"):
@@ -80,7 +82,7 @@ def env() -> None:
 @command
 def check(
     user: str = "bot-sandbox-check", tap: bool = True, table: str = "sandbox.objects"
-) -> dict:
+) -> dict[str, Any]:
     """Check the running sandbox end to end: hub API, a bot user and its token, a TAP count.
 
     Args:

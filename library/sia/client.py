@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from library.errors import UserError, one_line
 from library.redact import register_secret
 from library.sia.params import SIAQuery
+
+if TYPE_CHECKING:
+    import requests
+    from pyvo.dal import SIA2Service
 
 DEFAULT_TIMEOUT = 300.0
 
@@ -43,7 +49,7 @@ class SiaClient:
             register_secret(token)
         self._service = None
 
-    def connect(self):
+    def connect(self) -> SIA2Service:
         """The pyvo SIA2Service (reads the service's capabilities on first use)."""
         service = self._service
         if service is None:
@@ -83,8 +89,10 @@ class SiaClient:
         return result
 
 
-def _with_timeout(request, timeout: float):
-    def bounded(method, url, **kwargs):
+def _with_timeout(
+    request: Callable[..., requests.Response], timeout: float
+) -> Callable[..., requests.Response]:
+    def bounded(method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", timeout)
         return request(method, url, **kwargs)
 
