@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import datetime as dt
 import logging
 import time
@@ -473,9 +475,6 @@ def compute_window_stats(
 
 def _malloc_trim() -> Any:
     """glibc's malloc_trim, or None where there is none (musl, macOS)."""
-    import ctypes
-    import ctypes.util
-
     name = ctypes.util.find_library("c")
     if not name:
         return None
