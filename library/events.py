@@ -58,6 +58,13 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+# Distinct (flock, business, operation, target, error class, error text) a recorder keeps a
+# code for; past it, new error texts are recorded as ERROR_TEXT_DROPPED (about 300 bytes each:
+# ~15 MiB at the bound).
+MAX_COMBINATIONS = 50_000
+ERROR_TEXT_DROPPED = "(error text not kept: too many distinct errors in this run)"
+
+
 def short_error(exc: BaseException | str) -> str:
     """One line of at most ERROR_MAX_CHARS characters, with registered secrets masked."""
     text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
@@ -237,6 +244,7 @@ class Recorder:
         self.files: list[Path] = []
         self._monkeys = _Codes()
         self._combos = _Codes()  # (flock, business, operation, target, error_class, error)
+        self.max_combinations = MAX_COMBINATIONS
         self._lock = threading.RLock()
         self._threadsafe = threadsafe
         if threadsafe:
@@ -288,18 +296,20 @@ class Recorder:
         a_start(start_us)
         a_duration(duration_us)
         a_monkey(self._monkeys[monkey])
-        a_combo(
-            self._combos[
-                (
-                    self.flock if flock is None else flock,
-                    self.business if business is None else business,
-                    operation,
-                    target,
-                    error_class,
-                    error,
-                )
-            ]
+        key = (
+            self.flock if flock is None else flock,
+            self.business if business is None else business,
+            operation,
+            target,
+            error_class,
+            error,
         )
+        if error and len(self._combos) >= self.max_combinations and key not in self._combos:
+            # Codes live as long as the recorder: in a service that runs for months, error
+            # texts holding ids or times would grow them without end. Past the bound a new
+            # text is dropped; its class, and the texts already seen, are still recorded.
+            key = (*key[:5], ERROR_TEXT_DROPPED)
+        a_combo(self._combos[key])
         a_success(success)
         a_rows(rows)
         a_lag(lag_us)

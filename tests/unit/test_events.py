@@ -234,3 +234,25 @@ def test_files_without_lag_read_as_unscheduled(tmp_path):
     table = read_events(tmp_path)
     assert table.schema == events.schema()
     assert table.column("lag_us").to_pylist() == [0, 0, 9]
+
+
+def test_distinct_error_texts_are_bounded(tmp_path):
+    # A service records for months: error texts with ids or times must not grow the codes
+    # without end. Past the bound a new text is dropped, its class and earlier texts kept.
+    from library.events import ERROR_TEXT_DROPPED, Recorder, read_events
+
+    rec = Recorder(tmp_path / "events", flock="f", business="b")
+    rec.max_combinations = 10
+    for i in range(100):
+        rec.record("op", i, 1, False, "bot-a", "", "HTTPError", f"request {i} failed")
+    rec.record("op", 100, 1, False, "bot-a", "", "HTTPError", "request 3 failed")
+    rec.record("op", 101, 1, True, "bot-a")
+    assert len(rec._combos) <= 12
+    rec.close()
+    rows = read_events(tmp_path / "events").to_pylist()
+    assert len(rows) == 102
+    errors = [r["error"] for r in rows if not r["success"]]
+    assert errors[:10] == [f"request {i} failed" for i in range(10)]
+    assert set(errors[10:100]) == {ERROR_TEXT_DROPPED}
+    assert errors[100] == "request 3 failed"  # a text seen before keeps its code
+    assert {r["error_class"] for r in rows if not r["success"]} == {"HTTPError"}
