@@ -124,6 +124,10 @@ class Alerts:
             ok, failed = int(summary["success_count"]), int(summary["failure_count"])
             if series and (ok < series[-1][1] or failed < series[-1][2]):
                 series.clear()  # the flock was replaced: its counts started again
+            if not series:
+                # A flock's counts start at zero: failures it had before its first sample
+                # (a flock that fails at once) are in its first window, not lost in it.
+                series.append((now, 0, 0))
             if len(series) >= 2 and now - series[-2][0] < self.resolution:
                 series[-1] = (now, ok, failed)  # close to the one before: replace, not add
             else:

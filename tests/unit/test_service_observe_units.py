@@ -57,6 +57,17 @@ def test_idle_window_keeps_state_and_replaced_flock_restarts_counts():
     assert alerts.samples == {} and alerts.firing == {}
 
 
+def test_a_flock_that_failed_before_its_first_sample_fires():
+    # Its monkeys failed and stopped before the service first looked: every sample holds the
+    # same counts, and the failures still count in the first window.
+    alerts = Alerts([AlertRule(min_success_pct=90, window=30)])
+    alerts.sample([summary("bad", 0, 2)], 1.0)
+    assert [m.kind for m in alerts.evaluate(1.0)] == ["firing"]
+    for t in (2.0, 3.0, 20.0):
+        alerts.sample([summary("bad", 0, 2)], t)
+        assert alerts.evaluate(t) == []  # one message per breach
+
+
 def test_samples_stay_bounded():
     alerts = Alerts([AlertRule(window=60)])
     for t in range(10_000):
