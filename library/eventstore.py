@@ -220,7 +220,6 @@ class EventStore:
         """Events that started in [since, until) as one table of the events schema (or of
         `columns` of it)."""
         import pyarrow as pa
-        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         full = schema()
@@ -237,17 +236,7 @@ class EventStore:
                 tables.append(table)
         out = []
         for table in tables:
-            if "lag_us" in read_cols:
-                table = _lag_filled(table)
-            start = table.column("start_us")
-            mask = None
-            if since_us is not None:
-                mask = pc.greater_equal(start, since_us)
-            if until_us is not None:
-                below = pc.less(start, until_us)
-                mask = below if mask is None else pc.and_(mask, below)
-            if mask is not None:
-                table = table.filter(mask)
+            table = _in_range(table, since_us, until_us, "lag_us" in read_cols)
             out.append(table.select(read_cols).cast(sub))
         if not out:
             return sub.empty_table().select(wanted)
@@ -293,17 +282,7 @@ class EventStore:
                     batches = pq.ParquetFile(path).iter_batches(500_000, columns=read_cols)
                     for batch in batches:
                         table = pa.Table.from_batches([batch])
-                        if "lag_us" in read_cols:
-                            table = _lag_filled(table)
-                        start = table.column("start_us")
-                        mask = None
-                        if since_us is not None:
-                            mask = pc.greater_equal(start, since_us)
-                        if until_us is not None:
-                            below = pc.less(start, until_us)
-                            mask = below if mask is None else pc.and_(mask, below)
-                        if mask is not None:
-                            table = table.filter(mask)
+                        table = _in_range(table, since_us, until_us, "lag_us" in read_cols)
                         n = table.num_rows
                         if not n:
                             continue
@@ -415,6 +394,23 @@ class EventStore:
                 if day.is_dir() and _PARTITION.fullmatch(day.name) and not any(day.iterdir()):
                     with contextlib.suppress(OSError):
                         day.rmdir()
+
+
+def _in_range(table: pa.Table, since_us: int | None, until_us: int | None, lag: bool) -> pa.Table:
+    """TABLE's rows that started in [since_us, until_us) (an open end when None), with
+    `lag_us` filled in for files written before it existed when LAG."""
+    import pyarrow.compute as pc
+
+    if lag:
+        table = _lag_filled(table)
+    start = table.column("start_us")
+    mask = None
+    if since_us is not None:
+        mask = pc.greater_equal(start, since_us)
+    if until_us is not None:
+        below = pc.less(start, until_us)
+        mask = below if mask is None else pc.and_(mask, below)
+    return table if mask is None else table.filter(mask)
 
 
 def _first_us(path: Path) -> int:
