@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from library.artifacts import Operation
 from library.errors import one_line
@@ -16,7 +16,17 @@ from library.notebooks.params import code_cells_with_parameters
 
 if TYPE_CHECKING:
     from library.jupyter.kernel import Kernel
+    from library.jupyter.messages import ExecutionResult
     from library.jupyter.timing import TimingRecorder
+
+
+class CellWatcher(Protocol):
+    """Told of each cell as it starts and ends (the result is None when the cell failed):
+    a flock's notebook runner shows the running cell and logs it, as mobu's does."""
+
+    def cell_started(self, number: int, source: str) -> None: ...
+
+    def cell_finished(self, number: int, result: ExecutionResult | None) -> None: ...
 
 
 async def run_in_kernel(
@@ -27,6 +37,7 @@ async def run_in_kernel(
     cell_timeout: float = 300.0,
     label: str = "",
     recorder: TimingRecorder | None = None,
+    watch: CellWatcher | None = None,
 ) -> NotebookRun:
     """Execute the code cells of PATH in KERNEL; errors name the notebook and cell (from 1)."""
     rec = recorder if recorder is not None else NoRecorder()
@@ -37,16 +48,22 @@ async def run_in_kernel(
     start_us = now_us()
     error: Exception | None = None
     for number, source in code_cells_with_parameters(nb, parameters or {}):
+        if watch is not None:
+            watch.cell_started(number, source)
+        reply: ExecutionResult | None = None
         cell_start = now_us()
         t0 = time.perf_counter()
         try:
-            await kernel.execute(source, cell_timeout, record=False)
+            reply = await kernel.execute(source, cell_timeout, record=False)
         except ExecutionError as exc:
             error = exc.with_context(label, number)
         except (ExecutionTimeout, KernelDied) as exc:
             exc.cell, exc.notebook = number, label
             exc.args = (f"{label} cell {number}: {exc.args[0]}",)
             error = exc
+        finally:
+            if watch is not None:
+                watch.cell_finished(number, reply)
         duration = time.perf_counter() - t0
         run.cells.append({"cell": number, "duration_s": round(duration, 6), "ok": error is None})
         rec.record(

@@ -23,6 +23,7 @@ from collections import deque
 from typing import Any
 
 from library import env
+from library.flock.businesses import REGISTRY, canonical
 from library.flock.engine import shutdown_bound, start_in_batches, stop_tasks
 from library.flock.models import FlockConfig, User
 from library.flock.monkey import CONTINUE, ERROR, RESTART, RESUMED, STOPPED, FlockStats, Monkey
@@ -68,6 +69,10 @@ class ServiceFlock:
         self._resumed.set()
         self._refresh: set[str] = set()
         self._users_data: dict[str, dict[str, Any]] = {}
+        # Whether the monkeys' JSON shows mobu's per-business fields (image, notebook,
+        # running_code, running_query): decided once, so a flock of EmptyLoop or HTTPLoop
+        # monkeys pays nothing per monkey for them.
+        self._business_data = REGISTRY[canonical(config.business.type)].data
         for name in self.users:
             stats = self.stats[name] = MonkeyStats(config)
             self.monkeys[name] = Monkey(
@@ -266,16 +271,23 @@ class ServiceFlock:
 
     def _monkey_data(self, name: str) -> dict[str, Any]:
         stats = self.stats[name]
+        business = {
+            "name": self.config.business.type,
+            "failure_count": stats.failures,
+            "success_count": stats.successes,
+            "refreshing": name in self._refresh,
+        }
+        if self._business_data:
+            # What the business is doing now (mobu's BusinessData subclasses); between two
+            # businesses of a monkey (a restart, a refresh) there is nothing to show.
+            running = self.monkeys[name].business
+            if running is not None:
+                business.update(running.monkey_data())
         return {
             "name": name,
             "state": self.monkey_state(name),
             "user": self._user_data(name),
-            "business": {
-                "name": self.config.business.type,
-                "failure_count": stats.failures,
-                "success_count": stats.successes,
-                "refreshing": name in self._refresh,
-            },
+            "business": business,
         }
 
     def dump(self) -> dict[str, Any]:

@@ -1,41 +1,66 @@
 """Each monkey's log, bounded: the last N lines, for ``GET .../monkeys/{m}/log``.
 
-Lines come from three places: the service's own lifecycle lines (started, paused, stopped),
-every failed operation the monkey records (through `LoggingRecorder`), and every log record
-emitted while the monkey's task runs (its task carries the log in a context variable, so a
-business's ``logging`` calls land in its own monkey's log whatever module makes them).
-Secrets are masked when a line is added.
+Lines come from four places: the service's own lifecycle lines (started, paused, stopped),
+mobu's per-execution lines that the businesses write (`library.flock.businesses.base.say`:
+"Starting next iteration", "Running (sync): ...", "Executing cell 3: ..."), every failed
+operation the monkey records (through `LoggingRecorder`), and every log record emitted while
+the monkey's task runs (its task carries the log in a context variable, so a business's
+``logging`` calls land in its own monkey's log whatever module makes them).
+
+Secrets are masked before any line is read (`lines`, `text`); the masking itself happens
+on the first read rather than when a line is added, so that a TAP monkey writing three lines
+a query pays microseconds, not the masking's regular expressions, on the monkeys' loop. A line
+longer than MAX_LINE_CHARS (a notebook cell and its output) is masked at once, then cut: a
+secret cut in two would no longer be recognised.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
 from collections import deque
 from typing import Any
 
 from library.eventstore import PartitionedRecorder
+from library.flock.businesses.base import MONKEY_LOG
 from library.redact import redact_text
 
-CURRENT: contextvars.ContextVar[MonkeyLog | None] = contextvars.ContextVar(
-    "bosun_monkey_log", default=None
-)
+# The log of the monkey whose task runs now (set by the service for each monkey's task).
+CURRENT = MONKEY_LOG
+MAX_LINE_CHARS = 4000
 
 
 class MonkeyLog:
-    __slots__ = ("lines",)
+    __slots__ = ("_entries",)
 
     def __init__(self, max_lines: int) -> None:
-        self.lines: deque[tuple[float, str]] = deque(maxlen=max_lines)
+        # [time, text, masked yet]
+        self._entries: deque[list[Any]] = deque(maxlen=max_lines)
 
     def add(self, text: str) -> None:
-        self.lines.append((time.time(), redact_text(text)))
+        if len(text) > MAX_LINE_CHARS:
+            text = redact_text(text)
+            cut = len(text) - MAX_LINE_CHARS
+            if cut > 0:
+                text = f"{text[:MAX_LINE_CHARS]}... [{cut} more characters]"
+            self._entries.append([time.time(), text, True])
+        else:
+            self._entries.append([time.time(), text, False])
+
+    @property
+    def lines(self) -> list[tuple[float, str]]:
+        """The kept lines, oldest first, as (time, masked text)."""
+        out = []
+        for entry in list(self._entries):
+            if not entry[2]:
+                entry[1], entry[2] = redact_text(entry[1]), True
+            out.append((entry[0], entry[1]))
+        return out
 
     def text(self) -> str:
         return "".join(
             time.strftime("%Y-%m-%d %H:%M:%S ", time.gmtime(at)) + line + "\n"
-            for at, line in list(self.lines)
+            for at, line in self.lines
         )
 
 

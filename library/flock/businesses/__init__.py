@@ -30,6 +30,9 @@ class Entry:
     endpoint: str = "none"  # what one execution talks to: hub, tap, sia, git-lfs, muster, url
     needs: str = ""  # for target=None: what running it needs, in one phrase
     options_required: bool = False  # mobu's `options: Field(...)`: the key must be given
+    # The monkey's JSON shows per-business fields (`Business.monkey_data`), as mobu's
+    # NubladoBusinessData, NotebookRunnerData, TAPBusinessData and SIABusinessData do.
+    data: bool = False
 
 
 REGISTRY: dict[str, Entry] = {
@@ -41,24 +44,28 @@ REGISTRY: dict[str, Entry] = {
         "library.flock.businesses.nublado:NubladoPythonLoop",
         Op.EXECUTE_CODE,
         "hub",
+        data=True,
     ),
     "NotebookRunnerCounting": Entry(
         o.NotebookRunnerCountingOptions,
         "library.flock.businesses.notebook:NotebookRunnerCounting",
         Op.NOTEBOOK,
         "hub",
+        data=True,
     ),
     "NotebookRunnerList": Entry(
         o.NotebookRunnerOptions,
         "library.flock.businesses.notebook:NotebookRunnerList",
         Op.NOTEBOOK,
         "hub",
+        data=True,
     ),
     "NotebookRunnerInfinite": Entry(
         o.NotebookRunnerOptions,
         "library.flock.businesses.notebook:NotebookRunnerInfinite",
         Op.NOTEBOOK,
         "hub",
+        data=True,
     ),
     "TAPQueryRunner": Entry(
         o.TAPQueryRunnerOptions,
@@ -66,18 +73,21 @@ REGISTRY: dict[str, Entry] = {
         Op.TAP_QUERY,
         "tap",
         options_required=True,
+        data=True,
     ),
     "TAPQuerySetRunner": Entry(
         o.TAPQuerySetRunnerOptions,
         "library.flock.businesses.tap:TAPQuerySetRunner",
         Op.TAP_QUERY,
         "tap",
+        data=True,
     ),
     "SIAQuerySetRunner": Entry(
         o.SIAQuerySetRunnerOptions,
         "library.flock.businesses.sia:SIAQuerySetRunner",
         Op.SIA_QUERY,
         "sia",
+        data=True,
     ),
     "GitLFS": Entry(
         o.GitLFSOptions,

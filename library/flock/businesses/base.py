@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from library.events import Recorder, _Timed
@@ -15,6 +16,24 @@ if TYPE_CHECKING:
 # The options model of a business: each business class names its own, so that its code sees
 # the fields of that model (`HTTPLoop(Business[HTTPLoopOptions])`).
 OptionsT = TypeVar("OptionsT", bound="BusinessOptions")
+
+
+class LineSink(Protocol):
+    def add(self, text: str) -> None: ...
+
+
+# The log of the monkey whose task runs now: the standing service sets it for each monkey's
+# task (library/service/monkeylog.py); `scale run` leaves it unset. mobu writes its
+# per-execution lines ("Starting next iteration", "Running (sync): ...") to a per-monkey
+# logger that goes nowhere else; `say` is that logger, at the cost of one lookup when unset.
+MONKEY_LOG: ContextVar[LineSink | None] = ContextVar("bosun_monkey_log", default=None)
+
+
+def say(text: str) -> None:
+    """Add one line to the running monkey's log (nothing outside the standing service)."""
+    sink = MONKEY_LOG.get()
+    if sink is not None:
+        sink.add(text)
 
 
 @dataclass
@@ -81,3 +100,10 @@ class Business(Generic[OptionsT]):
 
     def describe(self) -> dict[str, Any]:
         return {"executions": self.executions}
+
+    def monkey_data(self) -> dict[str, Any]:
+        """mobu's per-business fields of a monkey beyond the counts (its BusinessData
+        subclass: ``image``, ``notebook``, ``running_code``, ``running_query``): what the
+        business is doing now, a field left out while it is None, as mobu's API leaves it out.
+        Read only for the businesses whose registry entry says `data` (not per request)."""
+        return {}

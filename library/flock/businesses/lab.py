@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from library.errors import UserError
-from library.flock.businesses.base import Business
+from library.errors import UserError, one_line
+from library.flock.businesses.base import Business, say
 from library.flock.options import NubladoOptions
 from library.jupyter.hub import HubClient
 
@@ -19,6 +19,17 @@ if TYPE_CHECKING:
     from library.jupyter.lab import LabSession
 
 LabOptionsT = TypeVar("LabOptionsT", bound=NubladoOptions)
+
+# mobu's question to a new lab session: which image is this (Nublado labs have both variables;
+# the sandbox's spawn form sets them too).
+GET_IMAGE = """
+import os
+print(
+    os.getenv("JUPYTER_IMAGE_SPEC"),
+    os.getenv("IMAGE_DESCRIPTION"),
+    sep="\\n",
+)
+"""
 
 
 class FlockRecorder:
@@ -75,6 +86,8 @@ class LabBusiness(Business[LabOptionsT]):
     hub: HubClient | None = None
     lab: LabSession | None = None
     kernel: Kernel | None = None
+    # mobu's RunningImage ({reference, description}) while a lab runs, for the monkey's JSON.
+    image: dict[str, str] | None = None
 
     async def startup(self) -> None:
         hub_url = self.ctx.shared.platform().require("hub_url")
@@ -87,6 +100,7 @@ class LabBusiness(Business[LabOptionsT]):
         self.hub = HubClient(
             hub_url, None, connector=self.ctx.shared.connector(), recorder=self.recorder
         )
+        say("Logging in to hub")
         self.lab = await self.hub.lab_session(self.ctx.username, token)
         await self._spawn()
 
@@ -113,17 +127,47 @@ class LabBusiness(Business[LabOptionsT]):
             await lab.spawn_lab(
                 timeout=self.options.spawn_timeout, image=image if isinstance(image, str) else None
             )
+        say("Creating lab session")
         self.kernel = await lab.open_kernel()
+        await self._read_image(self.kernel)
+
+    async def _read_image(self, kernel: Kernel) -> None:
+        """mobu's setup of a lab session: ask the lab which image it runs (not timed: it is
+        not the business's work). A lab that cannot say shows no image, as in mobu."""
+        try:
+            reply = await kernel.execute(GET_IMAGE, self.options.jupyter_timeout, record=False)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the next execution meets a broken kernel
+            say(f"Unable to get running image: {type(exc).__name__}: {one_line(str(exc))}")
+            return
+        self.image = running_image(reply.stdout)
+        if self.image is None:
+            say(f"Unable to get running image from reply: {reply.stdout!r}")
+        else:
+            description = self.image.get("description")
+            about = f" ({description})" if description else ""
+            say(f"Running on image {self.image.get('reference', 'unknown')}{about}")
+
+    def monkey_data(self) -> dict[str, Any]:
+        return {} if self.image is None else {"image": self.image}
 
     async def refresh(self) -> None:
         """mobu's cycle: after max_executions the lab is deleted (if delete_lab) and respawned."""
         await self._close_kernel()
         if self.options.delete_lab:
-            await self._session().delete_lab(timeout=self.options.delete_timeout)
+            await self._delete_lab(self._session())
         await self._spawn()
+
+    async def _delete_lab(self, lab: LabSession) -> None:
+        say("Deleting lab")
+        self.image = None
+        await lab.delete_lab(timeout=self.options.delete_timeout)
+        say("Lab successfully deleted")
 
     async def _close_kernel(self) -> None:
         if self.kernel is not None:
+            say("Deleting lab session")
             kernel, self.kernel = self.kernel, None
             # The lab is deleted next: a kernel that will not close cleanly does not matter.
             with contextlib.suppress(Exception):
@@ -135,6 +179,8 @@ class LabBusiness(Business[LabOptionsT]):
 
     async def idle(self) -> None:
         cycle_done = self.cycle_done()
+        if cycle_done:
+            say("Idling...")
         await asyncio.sleep(
             self.options.idle_time if cycle_done else self.options.execution_idle_time
         )
@@ -145,11 +191,26 @@ class LabBusiness(Business[LabOptionsT]):
         try:
             await self._close_kernel()
             if self.lab is not None and self.options.delete_lab:
-                await self.lab.delete_lab(timeout=self.options.delete_timeout)
+                await self._delete_lab(self.lab)
         finally:
+            self.image = None
             if self.lab is not None:
                 await self.lab.aclose()
                 self.lab = None
             if self.hub is not None:
                 await self.hub.aclose()
                 self.hub = None
+
+
+def running_image(stdout: str) -> dict[str, str] | None:
+    """mobu's RunningImage from GET_IMAGE's two lines; a variable the lab lacks ("None") is
+    left out, as mobu's API leaves out None; None when the reply is not two lines."""
+    if "\n" not in stdout:
+        return None
+    reference, description = (part.strip() for part in stdout.split("\n", 1))
+    image = {
+        key: value
+        for key, value in (("reference", reference), ("description", description))
+        if value and value != "None"
+    }
+    return image or None

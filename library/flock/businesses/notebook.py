@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from library import env
+from library.flock.businesses.base import say
 from library.flock.businesses.endpoints import discovery
 from library.flock.businesses.lab import LabBusiness
 from library.flock.options import NotebookRunnerCountingOptions, NotebookRunnerOptions
@@ -24,11 +25,18 @@ from library.notebooks.discovery import discover
 from library.notebooks.labrun import run_in_kernel
 from library.notebooks.source import checkout
 
+if TYPE_CHECKING:
+    from library.jupyter.messages import ExecutionResult
+
 NotebookOptionsT = TypeVar("NotebookOptionsT", bound=NotebookRunnerOptions)
 
 
 class NotebookRunner(LabBusiness[NotebookOptionsT]):
     refreshes = True
+    # mobu's NotebookRunnerData: the notebook running (or last run: mobu keeps its name until
+    # the business refreshes) and the cell being executed now.
+    notebook: str | None = None
+    running_code: str | None = None
 
     async def startup(self) -> None:
         # mobu drops notebooks whose required applications the environment lacks, as its
@@ -38,6 +46,7 @@ class NotebookRunner(LabBusiness[NotebookOptionsT]):
         self.notebooks = await asyncio.to_thread(self._find_notebooks)
         if not self.notebooks:
             raise FileNotFoundError(f"no notebooks to run in {self.root}")
+        say("Repository cloned and ready")
         self.position = 0
         await super().startup()
 
@@ -61,15 +70,45 @@ class NotebookRunner(LabBusiness[NotebookOptionsT]):
         path = self.notebooks[self.position % len(self.notebooks)]
         self.position += 1
         label = path.relative_to(self.root.resolve()).as_posix()
+        count, size = self.iteration()
+        if count == 1:
+            say("Starting next iteration")
+        self.notebook = path.name
+        say(f"Notebook {path.name} iteration {count}/{size}")
         await run_in_kernel(
             self._kernel(),
             path,
             cell_timeout=self.options.cell_execution_timeout or self.options.jupyter_timeout,
             label=label,
             recorder=self.recorder,
+            watch=self,
         )
+        say(f"Success running notebook {path.name}")
         self.executions += 1
+        if self.position % len(self.notebooks) == 0:
+            say("Done with this cycle of notebooks")
         return self._finished()
+
+    def iteration(self) -> tuple[int, int | str]:
+        """mobu's place of the notebook under way in its iteration: (count from 1, size)."""
+        return self.executions + 1, "infinite"
+
+    def cell_started(self, number: int, source: str) -> None:
+        self.running_code = source
+        say(f"Executing cell {number}:\n{source}\n")
+
+    def cell_finished(self, number: int, result: ExecutionResult | None) -> None:
+        self.running_code = None
+        if result is not None:
+            say(f"Result:\n{result.stdout}\n")
+
+    def monkey_data(self) -> dict[str, Any]:
+        data = super().monkey_data()
+        if self.notebook is not None:
+            data["notebook"] = self.notebook
+        if self.running_code is not None:
+            data["running_code"] = self.running_code
+        return data
 
     def _finished(self) -> bool:
         return False
@@ -87,11 +126,17 @@ class NotebookRunner(LabBusiness[NotebookOptionsT]):
 
 
 class NotebookRunnerCounting(NotebookRunner[NotebookRunnerCountingOptions]):
+    def iteration(self) -> tuple[int, int | str]:
+        return self.executions % self.options.max_executions + 1, self.options.max_executions
+
     def cycle_done(self) -> bool:
         return self.executions % self.options.max_executions == 0
 
 
 class NotebookRunnerList(NotebookRunner[NotebookRunnerOptions]):
+    def iteration(self) -> tuple[int, int | str]:
+        return self.position, len(self.notebooks)
+
     def _finished(self) -> bool:
         return self.position >= len(self.notebooks)
 

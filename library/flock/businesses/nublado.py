@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from library.flock.businesses.base import say
 from library.flock.businesses.lab import LabBusiness
 from library.flock.options import NubladoPythonLoopOptions
 
 
 class NubladoPythonLoop(LabBusiness[NubladoPythonLoopOptions]):
     async def execute(self) -> bool:
-        await self._kernel().execute(self.options.code, self.options.jupyter_timeout)
+        if self.executions % self.options.max_executions == 0:
+            say("Starting next iteration")  # mobu's iteration: max_executions runs in one lab
+        code = self.options.code
+        reply = await self._kernel().execute(code, self.options.jupyter_timeout)
+        say(f"{code} -> {reply.stdout}")  # mobu's line for each execution
         self.executions += 1
         return False
 

@@ -13,11 +13,11 @@ import asyncio
 import random
 from typing import Any
 
-from library.flock.businesses.base import Business
+from library.flock.businesses.base import Business, say
 from library.flock.businesses.endpoints import data_url
 from library.flock.options import SIAQuerySetRunnerOptions
 from library.sia.client import DEFAULT_TIMEOUT, SiaClient
-from library.sia.params import load
+from library.sia.params import SIAQuery, load
 
 
 class SIAQueryFailed(Exception):
@@ -26,6 +26,8 @@ class SIAQueryFailed(Exception):
 
 class SIAQuerySetRunner(Business[SIAQuerySetRunnerOptions]):
     options: SIAQuerySetRunnerOptions
+    # mobu's SIABusinessData: the search under way, None between searches.
+    running_query: SIAQuery | None = None
 
     async def startup(self) -> None:
         opts = self.options
@@ -39,11 +41,20 @@ class SIAQuerySetRunner(Business[SIAQuerySetRunnerOptions]):
         await asyncio.get_running_loop().run_in_executor(
             self.ctx.shared.threads(), self.client.connect
         )
+        say("Starting SIA Query Set Runner")
 
     async def execute(self) -> bool:
+        say("Starting next iteration")
         query = self.params.draw(self.rng)
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self.ctx.shared.threads(), self.client.search, query)
+        self.running_query = query
+        say(f"Running SIA query: {query}")
+        try:
+            result = await loop.run_in_executor(
+                self.ctx.shared.threads(), self.client.search, query
+            )
+        finally:
+            self.running_query = None
         self.ctx.recorder.record(
             "sia_query",
             result.start_us,
@@ -59,8 +70,24 @@ class SIAQuerySetRunner(Business[SIAQuerySetRunnerOptions]):
         )
         if not result.success:
             raise SIAQueryFailed(f"{query}: {result.error_class}: {result.error}"[:300])
+        say(f"Query finished after {result.total_s:.3f} seconds")
+        say("Idling...")  # the monkey keeps the flock's schedule next
         self.executions += 1
         return False
+
+    def monkey_data(self) -> dict[str, Any]:
+        query = self.running_query
+        if query is None:
+            return {}
+        # mobu's SIAQuery: the cone in degrees and the MJD interval as a list.
+        return {
+            "running_query": {
+                "ra": query.ra,
+                "dec": query.dec,
+                "radius": query.radius,
+                "time": list(query.time),
+            }
+        }
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "query_set": self.params.name, "sia_url": self.client.url}

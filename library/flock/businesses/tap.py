@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from typing import Any
 
 from library.artifacts import Operation
-from library.flock.businesses.base import Business
+from library.flock.businesses.base import Business, say
 from library.flock.businesses.endpoints import data_url
 from library.flock.options import TAPQueryRunnerOptions, TAPQuerySetRunnerOptions
 from library.tap.client import DEFAULT_TIMEOUT, TapClient
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class TAPQueryRunner(Business[TAPQueryRunnerOptions | TAPQuerySetRunnerOptions]):
+    # mobu's TAPBusinessData: the ADQL of the query under way, None between queries.
+    running_query: str | None = None
+
     async def startup(self) -> None:
         opts = self.options
         self.rng = random.Random()
@@ -30,6 +34,7 @@ class TAPQueryRunner(Business[TAPQueryRunnerOptions | TAPQuerySetRunnerOptions])
             self.queries = list(opts.queries)
         else:
             self.query_set = await asyncio.to_thread(self._load_set, opts.query_set)
+            say(f"Query templates to choose from: {self.query_set.active}")
         # The TAP service of the flock's dataset, through service discovery as mobu finds it.
         url = await data_url(self.ctx.shared, "tap", opts.dataset)
         # This monkey's own user's token (with the flock's scopes), never a shared one.
@@ -50,12 +55,18 @@ class TAPQueryRunner(Business[TAPQueryRunnerOptions | TAPQuerySetRunnerOptions])
         return f"query-{index + 1}", self.queries[index]
 
     async def execute(self) -> bool:
+        say("Starting next iteration")
         name, adql = self._next()
         loop = asyncio.get_running_loop()
         use_async = not self.options.sync
-        result = await loop.run_in_executor(
-            self.ctx.shared.threads(), self.client.execute, adql, use_async
-        )
+        self.running_query = adql
+        say(f"Running ({'async' if use_async else 'sync'}): {adql}")
+        try:
+            result = await loop.run_in_executor(
+                self.ctx.shared.threads(), self.client.execute, adql, use_async
+            )
+        finally:
+            self.running_query = None
         self.ctx.recorder.record(
             Operation.TAP_QUERY,
             result.start_us,
@@ -72,8 +83,14 @@ class TAPQueryRunner(Business[TAPQueryRunnerOptions | TAPQuerySetRunnerOptions])
         )
         if not result.success:
             raise TAPQueryFailed(f"{name}: {result.error_class}: {result.error}"[:300])
+        say(f"Query finished after {result.total_s:.3f} seconds")
+        say("Idling...")  # the monkey keeps the flock's schedule next
         self.executions += 1
         return False
+
+    def monkey_data(self) -> dict[str, Any]:
+        query = self.running_query
+        return {} if query is None else {"running_query": query}
 
     async def shutdown(self) -> None:
         # Async jobs whose delete failed while the service was away: deleted now if it answers
