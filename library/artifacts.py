@@ -295,10 +295,11 @@ class ScaleRunDir:
     def read_health(self) -> pa.Table | None:
         """Every engine health row (all shards) as one Arrow table; None when there is none."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
+
+        from library.flock.health import read_health_file
 
         files = sorted(self.health.glob("*.parquet")) if self.health.is_dir() else []
-        tables = [pq.read_table(f) for f in files]
+        tables = [read_health_file(f) for f in files]
         return pa.concat_tables(tables, promote_options="default") if tables else None
 
     def read_summary(self) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from library.events import Recorder, _lag_filled, schema
+from library.events import Recorder, _lag_filled, read_part, schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -220,7 +220,6 @@ class EventStore:
         """Events that started in [since, until) as one table of the events schema (or of
         `columns` of it)."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         full = schema()
         wanted = list(columns) if columns is not None else full.names
@@ -230,7 +229,7 @@ class EventStore:
         with self.lock:
             for path in self.files(since_us, until_us):
                 try:
-                    table = pq.read_table(path, columns=read_cols, schema=full)
+                    table = read_part(path, read_cols)
                 except FileNotFoundError:  # removed by retention since it was listed
                     continue
                 tables.append(table)
@@ -314,7 +313,6 @@ class EventStore:
         (`compact-*.parquet`): a flush every 10 s makes 360 files an hour, which a month of
         reading would open one by one. Returns how many files were merged away."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         merged = 0
         for part in self.partitions():
@@ -327,7 +325,7 @@ class EventStore:
                 tables = []
                 for path in files:
                     try:
-                        tables.append(pq.read_table(path, schema=schema()))
+                        tables.append(read_part(path))
                     except FileNotFoundError:
                         continue
                 if not tables:

@@ -18,6 +18,7 @@ from library.stats import percentiles
 
 if TYPE_CHECKING:
     import psutil
+    import pyarrow as pa
 
 # One row a second: time (µs), loop lag max and p99 (ms), CPU %, RSS (bytes), active monkeys,
 # shard; the columns `write` names.
@@ -106,17 +107,23 @@ class HealthSampler:
         return path
 
 
-def client_bound(health_dir: Path, thresholds: Thresholds | None = None) -> tuple[bool, str | None]:
-    """Whether the health rows say the client saturated, and why (one line)."""
+def read_health_file(path: Path) -> pa.Table:
+    """One health file. `ParquetFile`, not `pq.read_table`: the latter loads pyarrow's dataset
+    layer (~13 MiB on first use), and a scale run reads its health at its end, at its peak."""
     import pyarrow.parquet as pq
 
+    return pq.ParquetFile(path).read()
+
+
+def client_bound(health_dir: Path, thresholds: Thresholds | None = None) -> tuple[bool, str | None]:
+    """Whether the health rows say the client saturated, and why (one line)."""
     t = thresholds or Thresholds()
     files = sorted(Path(health_dir).glob("*.parquet"))
     if not files:
         return False, None
     reasons = []
     for path in files:
-        rows = pq.read_table(path).to_pylist()
+        rows = read_health_file(path).to_pylist()
         if not rows:
             continue
         shard = rows[0]["shard"]

@@ -20,6 +20,7 @@ from library.artifacts import SummaryKind
 from library.config import available_projects, project_testing_dir
 from library.errors import UserError
 from library.eventstore import HOUR_US, partition_start_us
+from library.flock.health import read_health_file
 
 REPORT_DIR_NAME = artifacts.REPORT_DIR
 # The time range of events to read, (since_us, until_us), either end None: `report
@@ -665,12 +666,11 @@ def _collect_examples(pf, present: set[str], ok, examples: dict[str, str], kept=
 def read_health(run: Run, files: list[Path]) -> dict[str, Any] | None:
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     parts: dict[str, list] = {name: [] for name in _HEALTH}
     for path in files:
         try:
-            table = pq.read_table(path)
+            table = read_health_file(path)
         except (OSError, pa.ArrowException) as err:
             run.problems.append(f"{_rel(run.root, path)}: {' '.join(str(err).split())}")
             continue
