@@ -125,6 +125,10 @@ class Executor:
         self._dask_lock = asyncio.Lock()
         self.owner = host_owner()
         self.running: dict[int, asyncio.Task[None]] = {}
+        # The run each of the `concurrency` slots holds (None: free) and how many runs each
+        # slot has ended since the executor started (mobu's CI workers, for /summary).
+        self.slots: list[int | None] = [None] * concurrency
+        self.processed: list[int] = [0] * concurrency
         self._procs: dict[int, asyncio.subprocess.Process] = {}
         self._cancelling: set[int] = set()
         self._enders: set[asyncio.Task[None]] = set()  # kept: a task nobody holds may be collected
@@ -241,6 +245,7 @@ class Executor:
             if run is None:
                 return
             claim_ms = (time.perf_counter() - began) * 1000
+            self.slots[self.slots.index(None)] = run.id
             task = asyncio.create_task(self._run(run, claim_ms), name=f"run-{run.id}")
             self.running[run.id] = task
 
@@ -300,6 +305,7 @@ class Executor:
         code: int | None = None
         error: str | None = None
         interrupted = False
+        ended = False  # reached its final state (an interrupted run is queued again)
         timing: dict[str, float] = {"claim_ms": round(claim_ms, 3)}
         mark = time.perf_counter()
 
@@ -369,9 +375,14 @@ class Executor:
             lap("record_ms")
             timing["overhead_ms"] = round(sum(v for k, v in timing.items() if k.endswith("_ms")), 3)
             await asyncio.to_thread(self.store.finish, run.id, state, code, error, timing)
+            ended = True
             await self._callbacks(self.on_finish, run.id)
             log.info("run %d: %s (exit %s)", run.id, state, code)
         finally:
+            if run.id in self.slots:
+                slot = self.slots.index(run.id)
+                self.slots[slot] = None
+                self.processed[slot] += ended
             self.running.pop(run.id, None)
             self._cancelling.discard(run.id)
             self.wake()

@@ -395,6 +395,13 @@ class QueueStore:
         rows = self.db.query(sql + " ORDER BY id DESC LIMIT ?", (*args, int(limit)))
         return [QueuedRun.from_row(r) for r in rows]
 
+    def count(self, state: str, lane: str) -> int:
+        """How many runs of LANE are in STATE (the queue's length, for /summary)."""
+        rows = self.db.query(
+            "SELECT count(*) AS n FROM queue_runs WHERE state = ? AND lane = ?", (state, lane)
+        )
+        return int(rows[0]["n"])
+
     def counts(self) -> dict[str, int]:
         rows = self.db.query("SELECT state, count(*) AS n FROM queue_runs GROUP BY state")
         return {r["state"]: int(r["n"]) for r in rows}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -52,6 +53,8 @@ class Services:
     # Paths read without a token even when anonymous_read is off: pages that hold no data
     # (the web page's shells and assets, which then ask for a token).
     public_paths: list[re.Pattern[str]] = field(default_factory=list)
+    # /summary's ci_manager (the run queue, library/service/ci_manager.py); None: null.
+    ci_manager: Callable[[], Awaitable[dict[str, Any] | None]] | None = None
 
 
 PRETTY_MAX_BYTES = 64 * 1024
@@ -256,7 +259,8 @@ def create_app(services: Services) -> FastAPI:
         responses={200: {"model": m.CombinedSummary}},
     )
     async def get_summary() -> Response:
-        return FormattedJSONResponse({"flocks": manager.summaries(), "ci_manager": None})
+        ci_manager = await services.ci_manager() if services.ci_manager is not None else None
+        return FormattedJSONResponse({"flocks": manager.summaries(), "ci_manager": ci_manager})
 
     app.include_router(router, prefix=prefix)
     for extra in services.routers:

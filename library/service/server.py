@@ -109,6 +109,7 @@ async def _serve(
     import uvicorn
 
     from library.service.app import Services, create_app
+    from library.service.ci_manager import summarize as summarize_queue
     from library.service.observe import Observer
     from library.service.web.routes import make_router as web_router
     from library.service.web.routes import public_paths as web_public_paths
@@ -142,6 +143,7 @@ async def _serve(
             ],
             exempt_paths=triggers.exempt_paths,
             public_paths=web_public_paths(settings.prefix),
+            ci_manager=lambda: summarize_queue(triggers),
         )
     )
     config = uvicorn.Config(
