@@ -27,14 +27,13 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from library.errors import one_line
 from library.eventstore import EventStore, parse_time
 from library.flock.health import HealthSampler, Thresholds
 from library.flock.options import Duration
 from library.redact import register_secret
 from library.service.alerts import Alerts, slack_payload
 from library.service.metrics import CONTENT_TYPE, EventTally, ServiceCollector, render
-from library.service.reports import ReportLog, daily_text, next_post
+from library.service.reports import ReportLog, WebhookRefused, daily_text, next_post
 from library.stats import table_stats
 
 if TYPE_CHECKING:
@@ -84,7 +83,8 @@ class Observer:
             default_webhook=report.webhook_url,
             keep_s=86400.0 if report.enabled else 0.0,
         )
-        self.reports = ReportLog()
+        retry = report.retry
+        self.reports = ReportLog(retry.attempts, retry.delay, retry.within)
         self.started = time.time()
         self.store_size: tuple[int, int] = (0, 0)
         self.last_retention: dict[str, Any] | None = None
@@ -111,6 +111,7 @@ class Observer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.reports.aclose()
         if self._session is not None:
             await self._session.close()
 
@@ -337,13 +338,9 @@ class Observer:
         url = self.settings.report.webhook_url
         if not url:
             return self.reports.add(text, False, "no webhook_url in service.report", why)
-        try:
-            await self.post(url, slack_payload(text))
-        except Exception as exc:  # noqa: BLE001 - reported in GET /report
-            error = one_line(str(exc) or type(exc).__name__, 200)
-            log.warning("daily report not delivered: %s", error)
-            return self.reports.add(text, False, error, why)
-        return self.reports.add(text, True, None, why)
+        payload = slack_payload(text)
+        # Posted now, and again with backoff while it fails for a reason that may pass.
+        return await self.reports.post(text, why, lambda: self.post(url, payload))
 
     async def post(self, url: str, payload: dict[str, Any]) -> None:
         import aiohttp
@@ -355,7 +352,7 @@ class Observer:
         async with self._session.post(url, json=payload) as response:
             if response.status >= 300:
                 body = (await response.text())[:200]
-                raise RuntimeError(f"webhook answered {response.status}: {body}")
+                raise WebhookRefused(response.status, body)
 
     # -- routes
 

@@ -50,12 +50,23 @@ class Retention(_Strict):
     check_every: Duration = Field(60.0, gt=0)
 
 
+class ReportRetry(_Strict):
+    """A report whose post failed (no answer, a timeout, 429 or 5xx) is posted again after
+    ``delay``, doubled after each failure, up to ``attempts`` posts in all, none started more
+    than ``within`` after the first."""
+
+    attempts: int = Field(5, ge=1, le=20)
+    delay: Duration = Field(30.0, gt=0)
+    within: Duration = Field(900.0, gt=0)
+
+
 class ReportSchedule(_Strict):
     """mobu's daily report: posted at ``time`` (UTC, HH:MM) to a Slack-compatible webhook."""
 
     webhook_url: str | None = None
     time: str = "08:00"
     enabled: bool = False
+    retry: ReportRetry = Field(default_factory=ReportRetry)
 
     @field_validator("time")
     @classmethod

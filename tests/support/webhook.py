@@ -1,6 +1,7 @@
 """A local HTTP server on 127.0.0.1 for the service's tests and bench: a Slack-compatible
-webhook receiver that records every post, and a target whose answer a test switches (200 or
-500) to make a flock fail and recover. An aiohttp server on its own loop in a thread.
+webhook receiver that records every post (and can fail the first N with 503), and a target
+whose answer a test switches (200 or 500) to make a flock fail and recover. An aiohttp
+server on its own loop in a thread.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any
 class LocalServer:
     def __init__(self) -> None:
         self.posts: list[dict[str, Any]] = []
+        # The next `fail_posts` webhook posts are answered 503 (kept in `failed_posts`).
+        self.fail_posts = 0
+        self.failed_posts: list[dict[str, Any]] = []
         self.status = 200
         self.requests = 0
         self.port = 0
@@ -54,7 +58,12 @@ class LocalServer:
         from aiohttp import web
 
         async def hook(request: web.Request) -> web.Response:
-            self.posts.append({"path": request.path, "json": await request.json()})
+            post = {"path": request.path, "json": await request.json()}
+            if self.fail_posts > 0:
+                self.fail_posts -= 1
+                self.failed_posts.append(post)
+                return web.Response(status=503, text="unavailable")
+            self.posts.append(post)
             return web.Response(text="ok")
 
         async def target(request: web.Request) -> web.Response:
