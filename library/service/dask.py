@@ -11,8 +11,11 @@ in a Dask Variable; the service reads them every `POLL_S`, so its API, summaries
 task errs (its worker died: the scheduler is told to allow no retry) shows its monkeys as
 failed: state ERROR, one failure each, and one ``ShardDied`` monkey_error event each.
 
-Pause stops the shards (their labs are released) and resume starts them again; refresh
-restarts them, so notebook runners read their repository again.
+Pause honours the flock's pause mode (``pause_labs``, or the request's ``labs``): ``release``
+stops the shards (their labs are released) and resume starts them again; ``keep`` leaves the
+shards up and signals them (a Dask Event each polls every second) so that their monkeys idle
+at the engine's checkpoint, labs kept, and go on when resumed. Refresh restarts the shards,
+so notebook runners read their repository again (asked while paused: done on resume).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Coroutine
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +39,7 @@ from library.eventstore import PartitionedRecorder
 from library.flock.engine import _loop_factory, shutdown_bound, start_in_batches, stop_tasks
 from library.flock.health import HealthRow, HealthSampler
 from library.flock.models import FlockConfig, dump_flocks, parse_flocks
-from library.flock.monkey import FlockStats, Monkey
+from library.flock.monkey import CONTINUE, RESUMED, FlockStats, Monkey
 from library.flock.shared import Shared
 from library.service.flock import ServiceFlock
 from library.service.metrics import EventTally
@@ -65,14 +69,19 @@ def run_shard(
     from distributed import Event, Variable
 
     stop = Event(f"{key}-stop")
+    pause = Event(f"{key}-pause")
     variable = Variable(f"{key}-shard-{shard}")
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(
-            _shard_main(flock_data, events_dir, shard, shards, endpoints, stop, variable)
+            _shard_main(flock_data, events_dir, shard, shards, endpoints, stop, pause, variable)
         )
 
 
-async def _shard_main(flock_data, events_dir, shard, shards, endpoints, stop, variable):
+def _stop_or_pause(stop: Any, pause: Any) -> tuple[bool, bool]:
+    return stop.is_set(), pause.is_set()
+
+
+async def _shard_main(flock_data, events_dir, shard, shards, endpoints, stop, pause, variable):
     gc.set_threshold(100_000, 50, 100)  # as the engine's
     (flock,) = parse_flocks([flock_data], "flock")
     users = [u for i, u in enumerate(flock.monkeys()) if i % shards == shard]
@@ -86,6 +95,34 @@ async def _shard_main(flock_data, events_dir, shard, shards, endpoints, stop, va
     health = HealthSampler(lambda: sum(1 for t in tasks.values() if not t.done()), shard)
     health_task = asyncio.create_task(health.run())
     stopping = False
+    # The flock paused with its labs kept: each monkey finishes its execution under way and
+    # waits at the engine's checkpoint (before its next one) until resumed, as a local
+    # flock's monkeys do (library/service/flock.py).
+    resumed = asyncio.Event()
+    resumed.set()
+    starter: asyncio.Task[None]  # the monkeys' start in batches (below; again on resume)
+
+    async def checkpoint(monkey: Monkey) -> int:
+        if resumed.is_set():
+            return CONTINUE
+        await resumed.wait()
+        return RESUMED
+
+    def set_paused(paused: bool) -> None:
+        nonlocal starter
+        if paused:
+            resumed.clear()
+        else:
+            resumed.set()
+        for item in stats.values():
+            # Only while paused: otherwise the monkeys' loop pays nothing.
+            item.checkpoint = checkpoint if paused else None
+        if not paused and starter.done():
+            # Monkeys not started when the flock was paused start now, in the batches.
+            missing = [u for u in users if u.username not in tasks]
+            starter = asyncio.create_task(
+                start_in_batches(flock, missing, start, lambda: stopping or not resumed.is_set())
+            )
 
     def start(user) -> None:
         tasks[user.username] = asyncio.create_task(monkeys[user.username].run())
@@ -108,16 +145,25 @@ async def _shard_main(flock_data, events_dir, shard, shards, endpoints, stop, va
         del health.rows[:-1]
         return {
             "time": time.time(),
+            "paused": not resumed.is_set(),
             "monkeys": states,
             "tally": tally.snapshot(),
             "health": rows[0],
         }
 
-    starter = asyncio.create_task(start_in_batches(flock, users, start, lambda: stopping))
+    starter = asyncio.create_task(
+        start_in_batches(flock, users, start, lambda: stopping or not resumed.is_set())
+    )
     loop = asyncio.get_running_loop()
     next_publish = next_flush = loop.time()
     try:
-        while not await asyncio.to_thread(stop.is_set):
+        while True:
+            stopped, paused = await asyncio.to_thread(_stop_or_pause, stop, pause)
+            if stopped:
+                break
+            if paused == resumed.is_set():
+                set_paused(paused)
+                next_publish = loop.time()  # the service sees the change at once
             now = loop.time()
             if now >= next_publish:
                 next_publish = now + PUBLISH_S
@@ -171,6 +217,10 @@ class DaskFlock(ServiceFlock):
         # A stop while the cluster is still starting (in a thread) closes it once started.
         self._cluster_lock = threading.Lock()
         self._base: dict[str, tuple[int, int]] = {}  # counts of shard runs before this one
+        # Whether each shard says it idles (paused with its labs kept), from its snapshot.
+        self._shard_paused: dict[int, bool] = {}
+        self._refresh_pending = False  # refresh asked while paused: done on resume
+        self._side_tasks: set[asyncio.Task[Any]] = set()  # held: the loop keeps weak refs
 
     # -- running
 
@@ -196,6 +246,16 @@ class DaskFlock(ServiceFlock):
             dead = await asyncio.to_thread(self._poll)
             for shard, error in dead:
                 self._shard_died(shard, error)
+            keeping = self._keeping()
+            if any(
+                paused != keeping
+                for shard, paused in self._shard_paused.items()
+                if shard not in self.dead_shards
+            ):
+                # A pause or resume the shards have not seen (signalled before they were
+                # submitted, or lost): signalled again.
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self._signal_pause)
 
     def _connect(self) -> None:
         import dask
@@ -231,6 +291,9 @@ class DaskFlock(ServiceFlock):
             raise RuntimeError("the Dask scheduler has no workers")
         self.shards = self.placement.workers or len(addresses)
         self._key = f"bosun-{self.name}-{uuid.uuid4().hex[:12]}"
+        self._shard_paused = {}
+        if self._keeping():  # paused (labs kept) while the cluster was starting
+            self._signal_pause()
         (data,) = dump_flocks([self.config])
         endpoints = self.runtime.shared.endpoints
         events_dir = str(self.runtime.recorder.out_dir)
@@ -273,6 +336,7 @@ class DaskFlock(ServiceFlock):
             except Exception:  # noqa: BLE001 - not published yet (TimeoutError), or gone
                 continue
             newest = max(newest or 0.0, snap["time"])
+            self._shard_paused[shard] = bool(snap.get("paused"))
             if snap.get("health") and shard not in self.dead_shards:
                 self.shard_health[shard] = tuple(snap["health"])
             merged.add(snap["tally"])
@@ -345,6 +409,7 @@ class DaskFlock(ServiceFlock):
             with contextlib.suppress(Exception):
                 Variable(f"{self._key}-shard-{shard}", client=self._client).delete()
         self._futures = {}
+        self._shard_paused = {}
         return late
 
     def _close_cluster(self) -> None:
@@ -366,11 +431,40 @@ class DaskFlock(ServiceFlock):
             self.runtime.logs.pop((self.name, name), None)
         return late
 
+    def _keeping(self) -> bool:
+        """Whether the shards are to idle with their labs kept (paused in keep mode)."""
+        return self.paused and self.pause_mode == "keep"
+
+    def _signal_pause(self) -> None:
+        """Tell the shards (a Dask Event they poll every STOP_POLL_S) to idle or go on."""
+        from distributed import Event
+
+        key, client = self._key, self._client
+        if not key or client is None:
+            return  # not submitted yet: `_submit` signals the pause with the shards
+        event = Event(f"{key}-pause", client=client)
+        if self._keeping():
+            event.set()
+        else:
+            event.clear()
+
+    def _later(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
     async def pause(self, mode: str | None = None) -> None:
         if self.paused or self.stopping:
             return
         self.paused = True
-        self.pause_mode = "release"  # the shards stop: their labs go
+        self.pause_mode = mode or self.runtime.pause_labs
+        if self.pause_mode == "keep":
+            # The shards stay up and their monkeys idle, labs kept, until resumed.
+            for name in self.users:
+                self.logs[name].add("paused (labs kept: the shards' monkeys idle)")
+            with contextlib.suppress(Exception):  # the poll loop signals it again
+                await asyncio.to_thread(self._signal_pause)
+            return
         for name in self.users:
             self.logs[name].add("paused (shards stopped, labs released)")
         await self._stop_shards()
@@ -378,9 +472,18 @@ class DaskFlock(ServiceFlock):
     def resume(self) -> None:
         if not self.paused or self.stopping:
             return
+        keeping = self._keeping()
         self.paused = False
         for name in self.users:
             self.logs[name].add("resumed")
+        if keeping and self._runner is not None and not self._runner.done():
+            # The shards are up: they go on (the poll loop signals it if this is lost).
+            self._later(asyncio.to_thread(self._signal_pause))
+            if self._refresh_pending:
+                self._refresh_pending = False
+                self._later(self.refresh())
+            return
+        self._refresh_pending = False  # the shards start afresh: that is the refresh
         self.dead_shards.clear()
         self.shard_states.clear()  # IDLE until the new shards publish
         self._runner = asyncio.create_task(self._run(), name=f"dask-{self.name}")
@@ -388,7 +491,10 @@ class DaskFlock(ServiceFlock):
     async def refresh(self) -> None:
         for name in self.users:
             self.logs[name].add("refresh requested: the shards start again")
-        if self.paused or self.stopping:
+        if self.paused:
+            self._refresh_pending = True  # on resume
+            return
+        if self.stopping:
             return
         await self._stop_shards()
         self.dead_shards.clear()
@@ -401,6 +507,9 @@ class DaskFlock(ServiceFlock):
         if self.stopping:
             return "FINISHED"
         if self.paused:
+            # A monkey whose shard died while its labs were kept is not paused: it failed.
+            if self.pause_mode == "keep" and self.shard_states.get(name) == "ERROR":
+                return "ERROR"
             return "PAUSED"
         return self.shard_states.get(name, "IDLE")
 
