@@ -591,8 +591,9 @@ def _to_table(columns, dictionaries, shard: int) -> pa.Table:
     return pa.Table.from_arrays([arrays[name] for name in COLUMNS], schema=schema())
 
 
-def read_events(path: str | os.PathLike[str]) -> pa.Table:
-    """All events under `path` (an `events/` dir, or a command dir holding one) as one table."""
+def read_events(path: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
+    """All events under `path` (an `events/` dir, or a command dir holding one) as one table,
+    every column or only `columns`."""
     import pyarrow as pa
 
     root = Path(path)
@@ -600,8 +601,9 @@ def read_events(path: str | os.PathLike[str]) -> pa.Table:
         root = root / EVENTS_DIR
     files = sorted(root.rglob("*.parquet"))  # hour partitions too (library/eventstore.py)
     if not files:
-        return schema().empty_table()
-    return pa.concat_tables([read_part(f) for f in files])
+        empty = schema().empty_table()
+        return empty if columns is None else empty.select(columns)
+    return pa.concat_tables([read_part(f, columns) for f in files])
 
 
 def read_part(path: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:

@@ -379,6 +379,10 @@ def dictionary_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, li
     return codes, list(names)
 
 
+# The events columns `table_stats` reads: a caller may read only these.
+STATS_COLUMNS = ("flock", "operation", "monkey", "start_us", "duration_us", "lag_us", "success")
+
+
 def table_stats(table: pa.Table, *, cdf: bool = False) -> list[OperationStats]:
     """`operation_stats` of an events table (library/events.py schema)."""
     if not table.num_rows:

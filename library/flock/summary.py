@@ -21,7 +21,7 @@ from library.flock.businesses import main_operation
 from library.flock.health import client_bound
 from library.flock.models import FlockConfig
 from library.redact import register_secret
-from library.stats import dictionary_codes, table_stats
+from library.stats import STATS_COLUMNS, dictionary_codes, table_stats
 
 log = logging.getLogger(__name__)
 DEFAULT_MIN_SUCCESS_PCT = 95.0
@@ -48,7 +48,7 @@ def flock_figures(out_dir: Path, flocks: list[FlockConfig]) -> dict[str, dict[st
     """
     import numpy as np
 
-    table = read_events(ScaleRunDir(out_dir).events)
+    table = read_events(ScaleRunDir(out_dir).events, list(STATS_COLUMNS))
     by_flock: dict[str, dict[str, Any]] = {}
     for row in table_stats(table):
         by_flock.setdefault(row.flock, {})[row.operation] = row
