@@ -13,12 +13,33 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.notebook_repos import write_notebook
-from tests.integration.test_service import client, service, wait_for  # noqa: F401 - fixture
+from tests.integration.test_service import client, wait_for
+from tests.support.service import ServiceProcess, write_auth
 
 pytestmark = pytest.mark.integration
 
 COMMON_KEYS = {"name", "failure_count", "success_count", "refreshing"}
 SLOW_CELL = "import time\ntime.sleep(3)"
+# A password in a URL: the cell's code and output reach the log masked.
+SECRET_CELL = "url = 'https://bot:pa55-w0rd-Secret@example.org/data'\nprint(url)"
+
+
+@pytest.fixture
+def service(tmp_path):
+    """A service with the three-token auth file; stopped (SIGTERM) at the end."""
+    started: list[ServiceProcess] = []
+
+    def start() -> ServiceProcess:
+        auth = write_auth(tmp_path / "auth.yaml")
+        proc = ServiceProcess(
+            tmp_path, "--state-dir", str(tmp_path / "state"), "--auth-file", str(auth)
+        )
+        started.append(proc)
+        return proc.wait_ready()
+
+    yield start
+    for proc in started:
+        proc.stop()
 
 
 def flock(name: str, prefix: str, business: dict) -> dict:
@@ -119,7 +140,7 @@ def test_lab_monkeys_show_image_notebook_and_running_code(service, sandbox, tmp_
     from tests.integration.test_scale import running_labs
 
     notebooks = tmp_path / "notebooks"
-    write_notebook(notebooks / "slow.ipynb", SLOW_CELL, "print('slow done')")
+    write_notebook(notebooks / "slow.ipynb", SLOW_CELL, "print('slow done')", SECRET_CELL)
     prefix = "bot-mdnb"
     runner = flock(
         "notebooks",
@@ -150,66 +171,64 @@ def test_lab_monkeys_show_image_notebook_and_running_code(service, sandbox, tmp_
     )
     svc = service()
     monkey = f"/flocks/notebooks/monkeys/{prefix}1"
-    try:
-        with client(svc) as c:
-            assert c.put("/flocks", json=runner).status_code == 201
-            assert c.put("/flocks", json=loop).status_code == 201
-            data = wait_for(
-                lambda: (b := c.get(monkey).json()["business"]).get("running_code") == SLOW_CELL
-                and b,
-                timeout=240,
-                what="the slow cell under way",
-            )
-            # mobu's NotebookRunnerData: the image the lab runs (the spawn form's choice, read
-            # in the lab as mobu reads it), the notebook's file name, the cell's code.
-            assert data == {
-                "name": "NotebookRunnerInfinite",
-                "failure_count": 0,
-                "success_count": data["success_count"],
-                "refreshing": False,
-                "image": {"reference": "sandbox/lab:w_2025_01", "description": "Weekly 2025_01"},
-                "notebook": "slow.ipynb",
-                "running_code": SLOW_CELL,
-            }
-            wait_for(
-                lambda: c.get("/flocks/notebooks/summary").json()["success_count"] >= 1,
-                timeout=60,
-                what="the notebook run once",
-            )
-            log = c.get(monkey + "/log").text
-            for line in (
-                "Logging in to hub",
-                "Creating lab session",
-                "Running on image sandbox/lab:w_2025_01 (Weekly 2025_01)",
-                "Starting next iteration",
-                "Notebook slow.ipynb iteration 1/infinite",
-                # The cell's number in the notebook (counting its markdown title), as bosun's
-                # events and errors name it.
-                f"Executing cell 2:\n{SLOW_CELL}\n",
-                "Result:\nslow done\n",
-                "Success running notebook slow.ipynb",
-                "Done with this cycle of notebooks",
-            ):
-                assert line in log, log[-3000:]
-            assert c.delete("/flocks/notebooks").status_code == 204
-            assert running_labs(sandbox, prefix) == []
+    with client(svc) as c:
+        assert c.put("/flocks", json=runner).status_code == 201
+        assert c.put("/flocks", json=loop).status_code == 201
+        data = wait_for(
+            lambda: (b := c.get(monkey).json()["business"]).get("running_code") == SLOW_CELL and b,
+            timeout=240,
+            what="the slow cell under way",
+        )
+        # mobu's NotebookRunnerData: the image the lab runs (the spawn form's choice, read
+        # in the lab as mobu reads it), the notebook's file name, the cell's code.
+        assert data == {
+            "name": "NotebookRunnerInfinite",
+            "failure_count": 0,
+            "success_count": data["success_count"],
+            "refreshing": False,
+            "image": {"reference": "sandbox/lab:w_2025_01", "description": "Weekly 2025_01"},
+            "notebook": "slow.ipynb",
+            "running_code": SLOW_CELL,
+        }
+        wait_for(
+            lambda: c.get("/flocks/notebooks/summary").json()["success_count"] >= 1,
+            timeout=60,
+            what="the notebook run once",
+        )
+        log = c.get(monkey + "/log").text
+        for line in (
+            "Logging in to hub",
+            "Creating lab session",
+            "Running on image sandbox/lab:w_2025_01 (Weekly 2025_01)",
+            "Starting next iteration",
+            "Notebook slow.ipynb iteration 1/infinite",
+            # The cell's number in the notebook (counting its markdown title), as bosun's
+            # events and errors name it.
+            f"Executing cell 2:\n{SLOW_CELL}\n",
+            "Result:\nslow done\n",
+            "Success running notebook slow.ipynb",
+            "Done with this cycle of notebooks",
+        ):
+            assert line in log, log[-3000:]
+        assert "pa55-w0rd-Secret" not in log and "Executing cell 4:\nurl = 'https://bot:" in log
+        assert c.delete("/flocks/notebooks").status_code == 204
+        assert running_labs(sandbox, prefix) == []
 
-            # NubladoPythonLoop: mobu's NubladoBusinessData, the image only (the default
-            # class, recommended); mobu's line for each execution, code -> output.
-            wait_for(
-                lambda: c.get("/flocks/python/summary").json()["success_count"] >= 2,
-                timeout=120,
-                what="two executions",
-            )
-            data = c.get("/flocks/python/monkeys/bot-mdpy1").json()["business"]
-            assert set(data) == COMMON_KEYS | {"image"}
-            assert data["image"] == {
-                "reference": "sandbox/lab:recommended",
-                "description": "Recommended (Weekly 2025_01)",
-            }
-            log = c.get("/flocks/python/monkeys/bot-mdpy1/log").text
-            assert log.count("print(6*7) -> 42\n") >= 2, log[-3000:]
-            assert c.delete("/flocks/python").status_code == 204
-            assert running_labs(sandbox, "bot-mdpy") == []
-    finally:
-        svc.stop()
+        # NubladoPythonLoop: mobu's NubladoBusinessData, the image only (the default
+        # class, recommended); mobu's line for each execution, code -> output.
+        wait_for(
+            lambda: c.get("/flocks/python/summary").json()["success_count"] >= 2,
+            timeout=120,
+            what="two executions",
+        )
+        data = c.get("/flocks/python/monkeys/bot-mdpy1").json()["business"]
+        assert set(data) == COMMON_KEYS | {"image"}
+        assert data["image"] == {
+            "reference": "sandbox/lab:recommended",
+            "description": "Recommended (Weekly 2025_01)",
+        }
+        log = c.get("/flocks/python/monkeys/bot-mdpy1/log").text
+        assert log.count("print(6*7) -> 42\n") >= 2, log[-3000:]
+        assert c.delete("/flocks/python").status_code == 204
+        assert running_labs(sandbox, "bot-mdpy") == []
+    assert svc.stop() == 0
