@@ -50,18 +50,30 @@ class MonkeyLog:
     @property
     def lines(self) -> list[tuple[float, str]]:
         """The kept lines, oldest first, as (time, masked text)."""
-        out = []
-        for entry in list(self._entries):
-            if not entry[2]:
-                entry[1], entry[2] = redact_text(entry[1]), True
-            out.append((entry[0], entry[1]))
-        return out
+        return [(entry[0], _masked(entry)) for entry in list(self._entries)]
+
+    def last(self, prefix: str) -> str | None:
+        """The newest line that starts with PREFIX, masked (masking only that line: a page of
+        monkeys showing their last error reads one line of each)."""
+        for entry in reversed(list(self._entries)):
+            if entry[1].startswith(prefix):
+                line = _masked(entry)
+                if line.startswith(prefix):
+                    return line
+        return None
 
     def text(self) -> str:
         return "".join(
             time.strftime("%Y-%m-%d %H:%M:%S ", time.gmtime(at)) + line + "\n"
             for at, line in self.lines
         )
+
+
+def _masked(entry: list[Any]) -> str:
+    if not entry[2]:
+        entry[1], entry[2] = redact_text(entry[1]), True
+    text: str = entry[1]
+    return text
 
 
 class ContextLogHandler(logging.Handler):

@@ -203,3 +203,21 @@ def test_monkey_log_cuts_long_lines_after_masking():
         ((_, line),) = log.lines
         assert secret[:10] not in line and "more characters]" in line
         assert len(line) < MAX_LINE_CHARS + 40
+
+
+def test_last_line_with_a_prefix_masks_only_that_line():
+    with isolated_registry():
+        secret = "tok-" + "k7" * 12
+        register_secret(secret)
+        log = MonkeyLog(10)
+        log.add(f"ERROR tap_query q1: TapError: refused {secret}")
+        log.add(f"Running (sync): SELECT '{secret}'")
+        log.add("ERROR tap_query q2: TapError: timeout")
+        log.add(f"Query finished after 0.010 seconds {secret}")
+        assert log.last("ERROR") == "ERROR tap_query q2: TapError: timeout"
+        assert log.last("WARNING") is None
+        # Only the line returned was masked; every line read later is masked all the same.
+        assert [masked for _, _, masked in log._entries] == [False, False, True, False]
+        assert all(secret not in line for _, line in log.lines)
+        log.add("INFO x")
+        assert log.last("ERROR") == "ERROR tap_query q2: TapError: timeout"

@@ -257,7 +257,4 @@ def last_error(flock: ServiceFlock, name: str) -> str | None:
     log = flock.logs.get(name)
     if log is None:
         return None
-    for _, line in reversed(list(log.lines)):
-        if line.startswith("ERROR"):
-            return line
-    return None
+    return log.last("ERROR")
