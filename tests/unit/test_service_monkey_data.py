@@ -49,7 +49,7 @@ def flock_of(business: str, options: dict[str, Any] | None = None, count: int = 
 def service_flock(tmp_path):
     runtimes: list[Runtime] = []
 
-    def make(business: str, options: dict[str, Any] | None = None, count: int = 1):
+    def make(business: str, options: dict[str, Any] | None = None):
         runtime = Runtime(tmp_path / f"events-{len(runtimes)}", {})
         runtimes.append(runtime)
         return ServiceFlock(flock_of(business, options), runtime, source="api", created_by="t")
@@ -145,9 +145,19 @@ def test_sia_runner_shows_the_running_query_as_mobus_siaquery(service_flock):
     }
 
 
-@pytest.mark.parametrize("business", ["EmptyLoop", "HTTPLoop"])
-def test_businesses_without_data_show_the_common_fields_only(service_flock, business):
-    options = {"url": "http://127.0.0.1:9/"} if business == "HTTPLoop" else None
+@pytest.mark.parametrize(
+    ("business", "options"),
+    [
+        ("EmptyLoop", None),
+        ("HTTPLoop", {"url": "http://127.0.0.1:9/"}),
+        (
+            "GitLFS",
+            {"lfs_read_url": "http://127.0.0.1:9/r", "lfs_write_url": "http://127.0.0.1:9/w"},
+        ),
+        ("Muster", None),
+    ],
+)
+def test_businesses_without_data_show_the_common_fields_only(service_flock, business, options):
     flock = service_flock(business, options)
     running(flock)
     data = flock.dump()["monkeys"][0]
