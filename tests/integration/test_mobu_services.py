@@ -194,6 +194,9 @@ def test_sia_flock_runs_searches_from_its_parameter_set(tmp_path, services):
     assert sia["failures"] == 0 and sia["successes"] >= 6, output
     queries = events(out, "sia_query")
     assert all(r["success"] and r["rows"] >= 0 and r["target"] == "bosun-sandbox" for r in queries)
+    # Paced by idle_time, each search records how late it started against the plan (a woken
+    # sleep is never early, so some lag is above 0); unpaced businesses record 0.
+    assert any(r["lag_us"] > 0 for r in queries), queries[:3]
 
 
 def test_mobus_dp02_time_window_finds_the_visit_placed_in_it(sandbox):

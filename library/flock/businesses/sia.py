@@ -67,6 +67,7 @@ class SIAQuerySetRunner(Business[SIAQuerySetRunnerOptions]):
             result.rows,
             self.ctx.flock,
             self.ctx.business,
+            self.ctx.take_lag(),
         )
         if not result.success:
             raise SIAQueryFailed(f"{query}: {result.error_class}: {result.error}"[:300])
