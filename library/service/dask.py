@@ -392,15 +392,17 @@ class DaskFlock(ServiceFlock):
         return await asyncio.to_thread(self._stop_blocking, bound)
 
     def _stop_blocking(self, bound: float) -> int:
-        from distributed import Event, wait
+        from distributed import Event
 
         with contextlib.suppress(Exception):
             Event(f"{self._key}-stop", client=self._client).set()
         futures = list(self._futures.values())
-        late = 0
-        with contextlib.suppress(Exception):
-            done = wait(futures, timeout=bound)
-            late = len(done.not_done)
+        # The shards' ends (their monkeys stopped, labs deleted), seen on the futures' own
+        # states: distributed.wait() would need a default client, which the service's is not.
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline and not all(f.done() for f in futures):
+            time.sleep(0.2)
+        late = sum(1 for f in futures if not f.done())
         with contextlib.suppress(Exception):
             self._poll()
         from distributed import Variable
