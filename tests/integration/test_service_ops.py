@@ -332,3 +332,88 @@ def test_dask_flock_paused_with_labs_kept_keeps_its_shards(tmp_path):
     # released one's shards: two of each in all.
     assert operations.count("monkey_start") == 8, operations.count("monkey_start")
     assert operations.count("monkey_stop") == 8
+
+
+def test_dask_flock_keeps_its_labs_on_the_hub_while_paused(tmp_path, sandbox):
+    """On the sandbox's hub, two labs from two Dask shards: pause (keep) leaves both running
+    while the counts stand still, resume runs code in them again, pause (release) deletes
+    them (the answer waits for the shards' shutdowns)."""
+    import urllib.error
+
+    from tests.integration.test_scale import hub_get
+
+    prefix = "bot-svcdaskkeep"
+
+    def ready_labs() -> list[str]:
+        # Each user read directly: the hub's user list is paginated.
+        out = []
+        for name in labs:
+            try:
+                servers = hub_get(sandbox, f"/users/{name}").get("servers") or {}
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:  # not made yet
+                    continue
+                raise
+            if servers and all(s.get("ready") for s in servers.values()):
+                out.append(name)
+        return out
+
+    def any_lab() -> bool:
+        for name in labs:
+            try:
+                if hub_get(sandbox, f"/users/{name}").get("servers"):
+                    return True
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404:
+                    raise
+        return False
+
+    config = tmp_path / "config.yaml"
+    section = {"state_dir": "state", "dask": [{"flocks": "lab-*", "workers": 2}]}
+    config.write_text(yaml.safe_dump({"service": section}))
+    flock = {
+        "name": "lab-dask",
+        "count": 2,
+        "user_spec": {"username_prefix": prefix},
+        "scopes": ["exec:notebook"],
+        "business": {
+            "type": "NubladoPythonLoop",
+            "options": {
+                "code": "print(6*7)",
+                "execution_idle_time": "500ms",
+                "max_executions": 100_000,
+                "spawn_timeout": "120s",
+                "delete_timeout": "60s",
+            },
+        },
+    }
+    labs = [f"{prefix}1", f"{prefix}2"]
+    svc = ServiceProcess(
+        tmp_path, "--config", str(config), "--auth-file", str(write_auth(tmp_path / "a.yaml"))
+    ).wait_ready()
+    try:
+        with httpx.Client(base_url=svc.url, headers=bearer("admin"), timeout=180) as c:
+
+            def successes() -> int:
+                return c.get("/flocks/lab-dask/summary").json()["success_count"]
+
+            assert c.put("/flocks", json=flock).status_code == 201
+            wait_for(lambda: ready_labs() == labs, 240, "both labs ready")
+            wait_for(lambda: successes() >= 4, 120, "code run in both labs")
+
+            assert c.post("/flocks/lab-dask/pause", params={"labs": "keep"}).status_code == 200
+            time.sleep(5)  # seen by the shards within 1 s, the execution under way ends
+            count = successes()
+            time.sleep(4)
+            assert successes() == count
+            assert ready_labs() == labs  # kept
+
+            assert c.post("/flocks/lab-dask/resume").status_code == 200
+            wait_for(lambda: successes() > count + 4, 60, "executions in the kept labs")
+
+            assert c.post("/flocks/lab-dask/pause", params={"labs": "release"}).status_code == 200
+            assert not any_lab()
+            assert c.delete("/flocks/lab-dask").status_code == 204
+    finally:
+        assert svc.stop() == 0
+    assert not any_lab()
