@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import threading
@@ -23,6 +22,7 @@ from typing import Any
 
 from library.artifacts import EVENTS_DIR, HEALTH_DIR
 from library.events import Recorder
+from library.flock.gcpolicy import LoadGc
 from library.flock.health import HealthSampler
 from library.flock.live import LiveView
 from library.flock.models import FlockConfig, User
@@ -31,9 +31,6 @@ from library.flock.shared import Shared
 
 log = logging.getLogger(__name__)
 
-# FACTS: with 5-10k open connections Python's GC, not HTTP, limits throughput (5.2k -> 9.4k
-# req/s at 10,000 users once the young generation is collected less often).
-RUN_GC_THRESHOLD = (100_000, 50, 100)
 STOP_GRACE_S = 5.0
 
 
@@ -71,7 +68,9 @@ class Engine:
         self.shared = Shared(settings.endpoints, monkeys=sum(f.count for f in flocks))
         self.stats = {flock.name: FlockStats(flock) for flock in flocks}
         self.tasks: list[asyncio.Task] = []
-        self.health = HealthSampler(self.active_monkeys, settings.shard)
+        # FACTS: with 5-10k open connections Python's GC, not HTTP, limits throughput.
+        self.gc = LoadGc()
+        self.health = HealthSampler(self.active_monkeys, settings.shard, self.gc)
         self.stop_reason = ""
         self.started_wall = 0.0
         self._stop: asyncio.Event | None = None  # made inside the loop, by run()
@@ -101,21 +100,24 @@ class Engine:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         signals = self._install_signals(loop)
-        old_gc = gc.get_threshold()
-        gc.set_threshold(*RUN_GC_THRESHOLD)
+        self.gc.start()
         health = asyncio.create_task(self.health.run(), name="health")
         live = self._live_view()
         start = time.time()
+        freezer: asyncio.Task | None = None
         try:
             await asyncio.to_thread(self.recorder.prepare)
             await self._wait_for_start()
             start = self.started_wall = time.time()
             starters = [asyncio.create_task(self._start_flock(f)) for f in self.flocks]
+            freezer = asyncio.create_task(self._freeze_when_started(starters))
             await self._wait_for_end(starters)
             for starter in starters:
                 starter.cancel()
             await self._stop_monkeys()
         finally:
+            if freezer is not None:
+                freezer.cancel()
             if live is not None:
                 live.stop()
             health.cancel()
@@ -124,7 +126,7 @@ class Engine:
             await self.shared.close()
             for sig in signals:
                 loop.remove_signal_handler(sig)
-            gc.set_threshold(*old_gc)
+            self.gc.stop()
             # The writer thread must not hold the loop: close() waits in a worker thread.
             await asyncio.to_thread(self.recorder.close)
             self.health.write(self.out_dir / HEALTH_DIR)
@@ -183,6 +185,11 @@ class Engine:
             self.tasks.append(asyncio.create_task(monkey.run(), name=user.username))
 
         await start_in_batches(flock, mine, start, self._stop_event().is_set)
+
+    async def _freeze_when_started(self, starters: list[asyncio.Task]) -> None:
+        await asyncio.wait(starters)
+        if not self._stop_event().is_set():
+            self.gc.started()
 
     async def _wait_for_end(self, starters: list[asyncio.Task]) -> None:
         loop = asyncio.get_running_loop()

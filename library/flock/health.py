@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import psutil
     import pyarrow as pa
 
+    from library.flock.gcpolicy import LoadGc
+
 # One row a second: time (µs), loop lag max and p99 (ms), CPU %, RSS (bytes), active monkeys,
 # shard; the columns `write` names.
 HealthRow = tuple[int, float, float, float, int, int, int]
@@ -38,9 +40,13 @@ class Thresholds:
 
 
 class HealthSampler:
-    def __init__(self, active: Callable[[], int], shard: int = 0) -> None:
+    def __init__(
+        self, active: Callable[[], int], shard: int = 0, gc_policy: LoadGc | None = None
+    ) -> None:
         self.active = active
         self.shard = shard
+        # Told the resident set each second: the collector runs when the process grows.
+        self.gc_policy = gc_policy
         self.rows: list[HealthRow] = []
         self._lags: list[float] = []
         self.last_lag_ms = 0.0
@@ -70,17 +76,20 @@ class HealthSampler:
         p99 = (percentiles(lags, (99,))[0] or 0.0) if lags else 0.0
         self.last_lag_ms = max(lags) if lags else 0.0
         self.saturated = p99 > LAG_P99_LIMIT_MS
+        rss = process.memory_info().rss
         self.rows.append(
             (
                 time.time_ns() // 1000,
                 self.last_lag_ms,
                 p99,
                 process.cpu_percent(None),
-                process.memory_info().rss,
+                rss,
                 self.active(),
                 self.shard,
             )
         )
+        if self.gc_policy is not None:
+            self.gc_policy.check(rss)
 
     def write(self, out_dir: Path) -> Path | None:
         """Write the rows as one Parquet file under `out_dir` (the `health/` dir)."""

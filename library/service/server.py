@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import socket
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from library import platform as plat
 from library.errors import UserError
 from library.flock.engine import _loop_factory
+from library.flock.gcpolicy import LoadGc
 from library.flock.models import FlockConfig
 from library.service.auth import Authenticator
 from library.service.dask import flock_factory
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     import uvicorn
 
 log = logging.getLogger(__name__)
-RUN_GC_THRESHOLD = (100_000, 50, 100)  # as the engine's (FACTS: GC limits 5-10k connections)
 
 
 @dataclass
@@ -156,8 +155,11 @@ async def _serve(
     server = _server(config)
     handler = ContextLogHandler()
     logging.getLogger().addHandler(handler)
-    old_gc = gc.get_threshold()
-    gc.set_threshold(*RUN_GC_THRESHOLD)
+    # The collector as in a scale run (library/flock/gcpolicy.py): off, and run when the
+    # process grows; each flock freezes its monkeys once they have started.
+    gc_policy = LoadGc()
+    observer.health.gc_policy = gc_policy
+    gc_policy.start()
     loop = asyncio.get_running_loop()
     signals = 0
 
@@ -204,7 +206,7 @@ async def _serve(
         for sig in installed:
             loop.remove_signal_handler(sig)
         logging.getLogger().removeHandler(handler)
-        gc.set_threshold(*old_gc)
+        gc_policy.stop()
         sock.close()
     log.info("service stopped (%s); events in %s", result.stop_reason, settings.events_path)
     return result

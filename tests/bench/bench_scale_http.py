@@ -92,7 +92,7 @@ if __name__ == "__main__":
 BARE_AIOHTTP = """
 import asyncio, gc, json, sys, time
 import aiohttp
-gc.set_threshold(100_000, 50, 100)
+gc.disable()  # as the engine during a load (library/flock/gcpolicy.py)
 try:
     import uvloop
 except ImportError:
