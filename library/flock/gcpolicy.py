@@ -14,6 +14,9 @@ since the last one: 0.111-0.116 ms per request, 99.8 % of the intended rate, p50
 The monkeys' own long-lived objects (sessions, businesses, tasks) are frozen out of every
 collection once the flocks have started (`gc.freeze`), as the service does, so that a
 collection that does come walks only what is new. All of it is undone when the load ends.
+
+For a load with an end (a scale run and its Dask shards). The standing service keeps the
+collector on (library/service/server.py says why).
 """
 
 from __future__ import annotations

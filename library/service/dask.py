@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import logging
 import threading
 import time
@@ -36,7 +37,6 @@ from library.errors import one_line
 from library.events import now_us
 from library.eventstore import PartitionedRecorder
 from library.flock.engine import _loop_factory, shutdown_bound, start_in_batches, stop_tasks
-from library.flock.gcpolicy import LoadGc
 from library.flock.health import HealthRow, HealthSampler
 from library.flock.models import FlockConfig, dump_flocks, parse_flocks
 from library.flock.monkey import CONTINUE, RESUMED, FlockStats, Monkey
@@ -82,7 +82,7 @@ def _stop_or_pause(stop: Any, pause: Any) -> tuple[bool, bool]:
 
 
 async def _shard_main(flock_data, events_dir, shard, shards, endpoints, stop, pause, variable):
-    gc_policy = LoadGc()  # as the engine's (library/flock/gcpolicy.py)
+    gc.set_threshold(100_000, 50, 100)  # as the service's (library/service/server.py)
     (flock,) = parse_flocks([flock_data], "flock")
     users = [u for i, u in enumerate(flock.monkeys()) if i % shards == shard]
     recorder = PartitionedRecorder(events_dir, shard=shard)
@@ -92,7 +92,7 @@ async def _shard_main(flock_data, events_dir, shard, shards, endpoints, stop, pa
     stats = {u.username: FlockStats(flock) for u in users}
     monkeys = {u.username: Monkey(flock, u, recorder, shared, stats[u.username]) for u in users}
     tasks: dict[str, asyncio.Task] = {}
-    health = HealthSampler(lambda: sum(1 for t in tasks.values() if not t.done()), shard, gc_policy)
+    health = HealthSampler(lambda: sum(1 for t in tasks.values() if not t.done()), shard)
     health_task = asyncio.create_task(health.run())
     stopping = False
     # The flock paused with its labs kept: each monkey finishes its execution under way and
@@ -156,7 +156,6 @@ async def _shard_main(flock_data, events_dir, shard, shards, endpoints, stop, pa
     )
     loop = asyncio.get_running_loop()
     next_publish = next_flush = loop.time()
-    gc_policy.start()
     try:
         while True:
             stopped, paused = await asyncio.to_thread(_stop_or_pause, stop, pause)
@@ -183,7 +182,6 @@ async def _shard_main(flock_data, events_dir, shard, shards, endpoints, stop, pa
         final = snapshot()
         with contextlib.suppress(Exception):
             await asyncio.to_thread(variable.set, final)
-        gc_policy.stop()
     return final
 
 
