@@ -16,19 +16,27 @@ collection once the flocks have started (`gc.freeze`), as the service does, so t
 collection that does come walks only what is new. All of it is undone when the load ends.
 
 For a load with an end (a scale run and its Dask shards). The standing service keeps the
-collector on (library/service/server.py says why).
+collector on (library/service/server.py says why). The collector is the process's: loads that
+overlap in one process (a campaign's flocks in a `Parallel` block's threads) share the policy,
+and the last to end gives the collector back.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 
 log = logging.getLogger(__name__)
 
 GROWTH_FRACTION = 0.25  # of the resident set at the last collection
 GROWTH_MIN_BYTES = 64 * 2**20
+
+# The loads under way in this process, and whether the collector was on before the first.
+_lock = threading.Lock()
+_loads = 0
+_was_enabled = True
 
 
 class LoadGc:
@@ -38,17 +46,20 @@ class LoadGc:
         self.collections = 0
         self.collect_s = 0.0
         self._base_rss: int | None = None
-        self._was_enabled = True
-        self._frozen = False
+        self._running = False
 
     def start(self) -> None:
-        self._was_enabled = gc.isenabled()
-        gc.disable()
+        global _loads, _was_enabled
+        with _lock:
+            if _loads == 0:
+                _was_enabled = gc.isenabled()
+            _loads += 1
+            self._running = True
+            gc.disable()
 
     def started(self) -> None:
         """The flocks have started: their long-lived objects leave the collector's view."""
         gc.freeze()
-        self._frozen = True
         self._base_rss = None  # the ramp's growth is the monkeys, not garbage: measure from here
 
     def check(self, rss: int) -> None:
@@ -75,8 +86,13 @@ class LoadGc:
         self._base_rss = rss
 
     def stop(self) -> None:
-        if self._frozen:
-            gc.unfreeze()
-            self._frozen = False
-        if self._was_enabled:
-            gc.enable()
+        global _loads
+        with _lock:
+            if not self._running:
+                return
+            self._running = False
+            _loads -= 1
+            if _loads == 0:
+                gc.unfreeze()
+                if _was_enabled:
+                    gc.enable()

@@ -48,6 +48,20 @@ def test_a_collector_that_was_off_stays_off():
     assert not gc.isenabled()
 
 
+def test_overlapping_loads_share_it_and_the_last_gives_it_back():
+    first, second = LoadGc(), LoadGc()
+    first.start()
+    second.start()
+    first.started()
+    first.stop()
+    assert not gc.isenabled(), "the second load is still running"
+    assert gc.get_freeze_count() > 0
+    first.stop()  # twice is once
+    assert not gc.isenabled()
+    second.stop()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
 def test_collects_only_when_the_process_grew_by_a_quarter_or_64_mib(monkeypatch):
     collected: list[int] = []
     monkeypatch.setattr(gcpolicy.gc, "collect", lambda: collected.append(1) or 0)
