@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.helpers import REPO, error_lines, run_cli
-from tests.support.service import TOKENS, ServiceProcess, bearer, write_auth
+from tests.support.service import TOKENS, ServiceProcess, bearer, wait_for, write_auth
 
 pytestmark = pytest.mark.integration
 
@@ -64,16 +64,6 @@ def client(svc: ServiceProcess, who: str | None = "admin") -> httpx.Client:
     return httpx.Client(
         base_url=svc.url, headers=bearer(who) if who else {}, timeout=120, follow_redirects=False
     )
-
-
-def wait_for(check, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached in {timeout} s")
 
 
 def test_mobu_routes_and_shapes(service):

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.service import ServiceProcess, bearer, write_auth
+from tests.support.service import ServiceProcess, bearer, wait_for, write_auth
 from tests.support.webhook import LocalServer
 
 pytestmark = pytest.mark.integration
@@ -56,16 +56,6 @@ def value(samples, name: str, **labels) -> float:
     found = [s.value for s in samples if s.name == name and labels.items() <= s.labels.items()]
     assert len(found) == 1, (name, labels, found)
     return found[0]
-
-
-def wait_for(check, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached in {timeout} s")
 
 
 def test_metrics_alerts_report_and_windows(local, tmp_path):

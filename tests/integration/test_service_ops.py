@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from library.eventstore import EventStore
 from tests.integration.test_triggers_service import deliver
-from tests.support.service import ServiceProcess, bearer, write_auth
+from tests.support.service import ServiceProcess, bearer, wait_for, write_auth
 from tests.support.webhook import LocalServer
 
 pytestmark = pytest.mark.integration
@@ -46,16 +46,6 @@ SLOW_RULES = [
         ],
     }
 ]
-
-
-def wait_for(check, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached in {timeout} s")
 
 
 def test_summary_ci_manager_is_the_run_queue(tmp_path):

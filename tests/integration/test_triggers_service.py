@@ -14,14 +14,13 @@ import hmac
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
-from tests.support.service import ServiceProcess, bearer, write_auth
+from tests.support.service import ServiceProcess, bearer, wait_for, write_auth
 
 pytestmark = pytest.mark.integration
 SECRET = "webhook-s3cret"
@@ -43,16 +42,6 @@ def deliver(svc, event: str, payload: dict, delivery: str, signature: str | None
     elif signature is not None:
         headers["X-Hub-Signature-256"] = signature
     return httpx.post(svc.url + "/github/webhook", content=body, headers=headers, timeout=60)
-
-
-def wait_for(check, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not reached in {timeout} s")
 
 
 def runs(svc) -> list[dict]:

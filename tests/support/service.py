@@ -98,3 +98,14 @@ class ServiceProcess:
                 self.proc.wait()
             self._log.close()
         return code
+
+
+def wait_for(check, timeout: float = 60.0, what: str = "condition"):
+    """Poll `check` every 0.2 s until it returns something true, which is returned."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not reached in {timeout} s")
