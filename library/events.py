@@ -14,12 +14,14 @@ not block the loop that keeps recording.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import io
 import os
 import threading
 import time
 from array import array
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -492,17 +494,42 @@ class Recorder:
         self._write_table(_to_table(columns, dictionaries, self.shard), path)
 
     def _write_table(self, table: pa.Table, path: Path) -> None:
-        import pyarrow.parquet as pq
+        write_events_file([table], path)
 
-        tmp = self._tmp(path)
-        pq.write_table(
-            table,
-            tmp,
-            compression="zstd",
-            use_dictionary=list(STRING_COLUMNS),
-            column_encoding={"start_us": "DELTA_BINARY_PACKED", "rows": "DELTA_BINARY_PACKED"},
-        )
-        os.replace(tmp, path)
+
+def write_events_file(tables: Iterable[pa.Table], path: Path) -> bool:
+    """Write `tables` (the events schema) in order as one file at `path`, a row group each, so
+    that merging files holds one of them in memory at a time; the file appears under its name
+    only when complete. False, and no file, when `tables` was empty."""
+    import pyarrow.parquet as pq
+
+    tmp = Recorder._tmp(path)
+    writer = None
+    try:
+        for table in tables:
+            if writer is None:
+                writer = pq.ParquetWriter(
+                    tmp,
+                    schema(),
+                    compression="zstd",
+                    use_dictionary=list(STRING_COLUMNS),
+                    column_encoding={
+                        "start_us": "DELTA_BINARY_PACKED",
+                        "rows": "DELTA_BINARY_PACKED",
+                    },
+                )
+            writer.write_table(table)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if writer is None:
+        return False
+    writer.close()
+    os.replace(tmp, path)
+    return True
 
 
 def schema() -> pa.Schema:

@@ -7,6 +7,7 @@ import os
 import time
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from library.events import read_events, schema
@@ -77,6 +78,22 @@ def test_compaction_keeps_every_row_in_one_file(tmp_path):
     files = store.files()
     assert len(files) == 1 and files[0].name.startswith("compact-")
     assert sorted(store.read().column("duration_us").to_pylist()) == [0, 1, 2, 3, 4]
+
+
+def test_compaction_streams_the_files_and_keeps_their_age(tmp_path):
+    old = NOW_US - 3 * HOUR_US
+    for k in range(4):
+        write(tmp_path, [old + k, old + k + 10], [k, k], [True, False])
+    store = EventStore(tmp_path)
+    for k, path in enumerate(store.files()):
+        os.utime(path, (NOW_S - 3 * 3600 + k, NOW_S - 3 * 3600 + k))
+    assert store.compact(NOW_US) == 3
+    (merged,) = store.files()
+    # A row group per merged file: one file was read at a time, not the hour at once.
+    assert pq.ParquetFile(merged).metadata.num_row_groups == 4
+    assert store.read().num_rows == 8
+    # Retention by age reads the mtime as the last event's time: the newest merged file's.
+    assert merged.stat().st_mtime == NOW_S - 3 * 3600 + 3
 
 
 def test_retention_by_age_removes_old_partitions_and_files(tmp_path):
