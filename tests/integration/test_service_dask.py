@@ -11,11 +11,10 @@ import time
 import httpx
 import psutil
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from library.eventstore import EventStore
-from tests.support.service import ServiceProcess, bearer, write_auth
+from tests.support.service import ServiceProcess, bearer, dask_service, empty_flock
 
 pytestmark = pytest.mark.integration
 
@@ -30,28 +29,8 @@ def _metric(svc: ServiceProcess, name: str, **labels) -> float:
 
 
 def test_flock_on_dask_shards(tmp_path):
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "service": {
-                    "flush_interval": "1s",
-                    "state_dir": "state",
-                    "dask": [{"flocks": "dist-*", "workers": 2}],
-                }
-            }
-        )
-    )
-    flock = {
-        "name": "dist-a",
-        "count": 4,
-        "user_spec": {"username_prefix": "bot-mobu-dist"},
-        "scopes": [],
-        "business": {"type": "EmptyLoop", "options": {"idle_time": "100ms"}},
-    }
-    svc = ServiceProcess(
-        tmp_path, "--config", str(config), "--auth-file", str(write_auth(tmp_path / "a.yaml"))
-    ).wait_ready()
+    flock = empty_flock("dist-a", 4, "bot-mobu-dist")
+    svc = dask_service(tmp_path, {"flocks": "dist-*", "workers": 2})
     try:
         with httpx.Client(base_url=svc.url, headers=bearer("admin"), timeout=120) as c:
             assert c.put("/flocks", json=flock).status_code == 201
@@ -203,28 +182,8 @@ def test_flock_on_a_running_dask_scheduler(tmp_path):
         # The shards are as many as the scheduler's workers when the flock starts.
         with Client(f"tcp://127.0.0.1:{port}", timeout=60) as client:
             client.wait_for_workers(2, timeout=60)
-        config = tmp_path / "config.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "service": {
-                        "flush_interval": "1s",
-                        "state_dir": "state",
-                        "dask": [{"flocks": "remote-*", "scheduler": f"tcp://127.0.0.1:{port}"}],
-                    }
-                }
-            )
-        )
-        flock = {
-            "name": "remote-a",
-            "count": 4,
-            "user_spec": {"username_prefix": "bot-mobu-remote"},
-            "scopes": [],
-            "business": {"type": "EmptyLoop", "options": {"idle_time": "100ms"}},
-        }
-        svc = ServiceProcess(
-            tmp_path, "--config", str(config), "--auth-file", str(write_auth(tmp_path / "a.yaml"))
-        ).wait_ready()
+        flock = empty_flock("remote-a", 4, "bot-mobu-remote")
+        svc = dask_service(tmp_path, {"flocks": "remote-*", "scheduler": f"tcp://127.0.0.1:{port}"})
         with httpx.Client(base_url=svc.url, headers=bearer("admin"), timeout=120) as c:
             assert c.put("/flocks", json=flock).status_code == 201
             deadline = time.monotonic() + 60
@@ -256,20 +215,8 @@ def test_flock_on_a_running_dask_scheduler(tmp_path):
 
 
 def test_flock_deleted_while_its_cluster_starts_leaves_no_worker(tmp_path):
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        yaml.safe_dump({"service": {"state_dir": "state", "dask": [{"flocks": "*", "workers": 2}]}})
-    )
-    flock = {
-        "name": "brief",
-        "count": 2,
-        "user_spec": {"username_prefix": "bot-mobu-brief"},
-        "scopes": [],
-        "business": {"type": "EmptyLoop", "options": {"idle_time": "100ms"}},
-    }
-    svc = ServiceProcess(
-        tmp_path, "--config", str(config), "--auth-file", str(write_auth(tmp_path / "a.yaml"))
-    ).wait_ready()
+    flock = empty_flock("brief", 2, "bot-mobu-brief")
+    svc = dask_service(tmp_path, {"flocks": "*", "workers": 2})
     try:
         with httpx.Client(base_url=svc.url, headers=bearer("admin"), timeout=120) as c:
             assert c.put("/flocks", json=flock).status_code == 201

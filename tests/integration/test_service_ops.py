@@ -27,7 +27,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from library.eventstore import EventStore
 from tests.integration.test_triggers_service import deliver
-from tests.support.service import ServiceProcess, bearer, wait_for, write_auth
+from tests.support.service import (
+    ServiceProcess,
+    bearer,
+    dask_service,
+    empty_flock,
+    wait_for,
+    write_auth,
+)
 from tests.support.webhook import LocalServer
 
 pytestmark = pytest.mark.integration
@@ -244,29 +251,8 @@ def _workers(svc: ServiceProcess) -> set[int]:
 
 
 def test_dask_flock_paused_with_labs_kept_keeps_its_shards(tmp_path):
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "service": {
-                    "flush_interval": "1s",
-                    "state_dir": "state",
-                    "pause_labs": "keep",
-                    "dask": [{"flocks": "dist-*", "workers": 2}],
-                }
-            }
-        )
-    )
-    flock = {
-        "name": "dist-k",
-        "count": 4,
-        "user_spec": {"username_prefix": "bot-mobu-keep"},
-        "scopes": [],
-        "business": {"type": "EmptyLoop", "options": {"idle_time": "100ms"}},
-    }
-    svc = ServiceProcess(
-        tmp_path, "--config", str(config), "--auth-file", str(write_auth(tmp_path / "a.yaml"))
-    ).wait_ready()
+    flock = empty_flock("dist-k", 4, "bot-mobu-keep")
+    svc = dask_service(tmp_path, {"flocks": "dist-*", "workers": 2}, pause_labs="keep")
     try:
         with httpx.Client(base_url=svc.url, headers=bearer("admin"), timeout=120) as c:
             assert c.put("/flocks", json=flock).status_code == 201

@@ -109,3 +109,24 @@ def wait_for(check, timeout: float = 60.0, what: str = "condition"):
             return value
         time.sleep(0.2)
     raise AssertionError(f"{what} not reached in {timeout} s")
+
+
+def empty_flock(name: str, count: int, prefix: str) -> dict:
+    """An EmptyLoop flock of COUNT monkeys idling 100 ms (mobu's flock shape)."""
+    return {
+        "name": name,
+        "count": count,
+        "user_spec": {"username_prefix": prefix},
+        "scopes": [],
+        "business": {"type": "EmptyLoop", "options": {"idle_time": "100ms"}},
+    }
+
+
+def dask_service(tmp_path: Path, dask: dict, **service: object) -> ServiceProcess:
+    """A started service (admin token from `write_auth`) whose flocks matching `dask["flocks"]`
+    run on Dask; `service` adds to its config section."""
+    config = tmp_path / "config.yaml"
+    section = {"flush_interval": "1s", "state_dir": "state", "dask": [dask], **service}
+    config.write_text(yaml.safe_dump({"service": section}))
+    auth = write_auth(tmp_path / "a.yaml")
+    return ServiceProcess(tmp_path, "--config", str(config), "--auth-file", str(auth)).wait_ready()
