@@ -68,7 +68,8 @@ class Engine:
         self.shared = Shared(settings.endpoints, monkeys=sum(f.count for f in flocks))
         self.stats = {flock.name: FlockStats(flock) for flock in flocks}
         self.tasks: list[asyncio.Task] = []
-        # FACTS: with 5-10k open connections Python's GC, not HTTP, limits throughput.
+        # The collector off during the load (library/flock/gcpolicy.py: at 10,000 users its
+        # young collections, not HTTP, were what the client spent its core on).
         self.gc = LoadGc()
         self.health = HealthSampler(self.active_monkeys, settings.shard, self.gc)
         self.stop_reason = ""
