@@ -14,18 +14,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from library.eventstore import EventStore
-from tests.support.service import ServiceProcess, bearer, dask_service, empty_flock
+from tests.support.service import bearer, dask_service, empty_flock, metric
 
 pytestmark = pytest.mark.integration
-
-
-def _metric(svc: ServiceProcess, name: str, **labels) -> float:
-    text = httpx.get(svc.base + "/metrics").text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and labels.items() <= sample.labels.items():
-                return sample.value
-    return 0.0
 
 
 def test_flock_on_dask_shards(tmp_path):
@@ -52,16 +43,16 @@ def test_flock_on_dask_shards(tmp_path):
             assert len(changes) >= 3 and max(gaps) <= 5.0, gaps
             states = [m["state"] for m in c.get("/flocks/dist-a").json()["monkeys"]]
             assert states == ["RUNNING"] * 4
-            assert _metric(svc, "bosun_monkeys", flock="dist-a", state="RUNNING") == 4
-            loops = _metric(svc, "bosun_operations_total", flock="dist-a",
+            assert metric(svc, "bosun_monkeys", flock="dist-a", state="RUNNING") == 4
+            loops = metric(svc, "bosun_operations_total", flock="dist-a",
                             operation="empty_loop", result="success")  # fmt: skip
             assert loops > 0
 
             for shard in ("0", "1"):  # each shard's own engine health
-                rss = _metric(svc, "bosun_shard_resident_memory_bytes", flock="dist-a",
+                rss = metric(svc, "bosun_shard_resident_memory_bytes", flock="dist-a",
                               shard=shard)  # fmt: skip
                 assert rss > 10 << 20
-                active = _metric(svc, "bosun_shard_active_monkeys", flock="dist-a", shard=shard)
+                active = metric(svc, "bosun_shard_active_monkeys", flock="dist-a", shard=shard)
                 assert active == 2
 
             # A worker dies: its shard's monkeys show as failed.
@@ -83,14 +74,14 @@ def test_flock_on_dask_shards(tmp_path):
             assert c.get("/flocks/dist-a/summary").json()["failure_count"] >= 2
             dead = [m["name"] for m in data["monkeys"] if m["state"] == "ERROR"]
             assert "died" in c.get(f"/flocks/dist-a/monkeys/{dead[0]}/log").text
-            assert _metric(svc, "bosun_monkeys", flock="dist-a", state="ERROR") == 2
+            assert metric(svc, "bosun_monkeys", flock="dist-a", state="ERROR") == 2
             series = [
                 (s.name, tuple(sorted(s.labels.items())))
                 for f in text_string_to_metric_families(httpx.get(svc.base + "/metrics").text)
                 for s in f.samples
             ]
             assert len(series) == len(set(series))  # the shards' and the service's, merged
-            assert _metric(svc, "bosun_operations_total", flock="dist-a",
+            assert metric(svc, "bosun_operations_total", flock="dist-a",
                            operation="monkey_error", result="failure") == 2  # fmt: skip
 
             # Pause stops the shards; resume starts them again, on the restarted worker too.
@@ -194,7 +185,7 @@ def test_flock_on_a_running_dask_scheduler(tmp_path):
                     break
                 assert time.monotonic() < deadline, (summary, states, svc.output()[-3000:])
                 time.sleep(0.5)
-            assert _metric(svc, "bosun_shard_active_monkeys", flock="remote-a", shard="1") == 2
+            assert metric(svc, "bosun_shard_active_monkeys", flock="remote-a", shard="1") == 2
             assert c.delete("/flocks/remote-a").status_code == 204
         assert svc.stop() == 0
         svc = None

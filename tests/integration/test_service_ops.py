@@ -23,7 +23,6 @@ import httpx
 import psutil
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from library.eventstore import EventStore
 from tests.integration.test_triggers_service import deliver
@@ -32,6 +31,7 @@ from tests.support.service import (
     bearer,
     dask_service,
     empty_flock,
+    metric,
     wait_for,
     write_auth,
 )
@@ -233,15 +233,6 @@ def test_report_retries_end_when_the_service_stops(local, tmp_path):
     assert "the service stopped after 1 attempt(s)" in svc.output()
 
 
-def _metric(svc: ServiceProcess, name: str, **labels) -> float:
-    text = httpx.get(svc.base + "/metrics").text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and labels.items() <= sample.labels.items():
-                return sample.value
-    return 0.0
-
-
 def _workers(svc: ServiceProcess) -> set[int]:
     return {
         p.pid
@@ -276,7 +267,7 @@ def test_dask_flock_paused_with_labs_kept_keeps_its_shards(tmp_path):
             assert c.get("/flocks/dist-k/summary").json()["success_count"] == frozen
             assert _workers(svc) == workers  # the same worker processes
             for shard in ("0", "1"):  # each shard's monkeys' tasks alive, waiting
-                active = _metric(svc, "bosun_shard_active_monkeys", flock="dist-k", shard=shard)
+                active = metric(svc, "bosun_shard_active_monkeys", flock="dist-k", shard=shard)
                 assert active == 2
             log = c.get("/flocks/dist-k/monkeys/bot-mobu-keep1/log").text
             assert "paused (labs kept" in log

@@ -130,3 +130,17 @@ def dask_service(tmp_path: Path, dask: dict, **service: object) -> ServiceProces
     config.write_text(yaml.safe_dump({"service": section}))
     auth = write_auth(tmp_path / "a.yaml")
     return ServiceProcess(tmp_path, "--config", str(config), "--auth-file", str(auth)).wait_ready()
+
+
+def metric(svc: ServiceProcess, name: str, **labels: str) -> float:
+    """The first sample of `name` at the service's /metrics whose labels include `labels`;
+    0 when there is none."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(svc.base + "/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return sample.value
+    return 0.0
