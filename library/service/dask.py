@@ -86,6 +86,7 @@ async def _shard_main(flock_data, events_dir, shard, shards, endpoints, stop, pa
     (flock,) = parse_flocks([flock_data], "flock")
     users = [u for i, u in enumerate(flock.monkeys()) if i % shards == shard]
     recorder = PartitionedRecorder(events_dir, shard=shard)
+    await asyncio.to_thread(recorder.prepare)
     tally = EventTally()
     recorder.taps.append(tally.tap)
     shared = Shared(endpoints, monkeys=len(users))

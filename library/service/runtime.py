@@ -37,7 +37,10 @@ class Runtime:
         self.context = contextvars.copy_context()
         self._flusher: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        # Arrow on the C allocator, its Parquet writer set up before the monkeys start: with
+        # mimalloc, the hour's first compaction left the service 34 MiB larger for good.
+        await asyncio.to_thread(self.recorder.prepare)
         self._flusher = asyncio.create_task(self._flush_loop(), name="events-flush")
 
     async def _flush_loop(self) -> None:

@@ -187,7 +187,7 @@ async def _serve(
             loop.add_signal_handler(sig, on_signal, sig)
             installed.append(sig)
     try:
-        runtime.start()
+        await runtime.start()
         observer.start()
         await triggers.start()
         await manager.boot(autostart)

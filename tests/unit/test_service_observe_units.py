@@ -172,3 +172,26 @@ def test_dask_placement_is_one_cluster(dask, message):
     with pytest.raises(UserError) as err:
         parse_settings({"dask": dask}, "service")
     assert str(err.value).startswith(message)
+
+
+def test_the_service_runtime_puts_arrow_on_the_c_allocator(tmp_path):
+    """mimalloc keeps its high-water mark: on it, the first compaction of an hour left the
+    service 30-odd MiB larger for good (tests/bench/bench_service_soak.py measures both)."""
+    import pyarrow as pa
+
+    from library.service.runtime import Runtime
+
+    async def started_pool() -> str:
+        runtime = Runtime(tmp_path / "events", {})
+        await runtime.start()
+        try:
+            return pa.default_memory_pool().backend_name
+        finally:
+            await runtime.aclose()
+
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.mimalloc_memory_pool())
+    try:
+        assert asyncio.run(started_pool()) == "system"
+    finally:
+        pa.set_memory_pool(previous)
