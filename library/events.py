@@ -555,7 +555,6 @@ def _column(value: Any, kind: pa.DataType, n: int) -> pa.Array:
     """VALUE (an array, or one value for all N rows) as an Arrow array of type KIND."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if isinstance(value, pa.ChunkedArray):
         value = value.combine_chunks()
@@ -568,7 +567,7 @@ def _column(value: Any, kind: pa.DataType, n: int) -> pa.Array:
     if len(array) != n:
         raise ValueError(f"events columns of different lengths ({len(array)} and {n})")
     if pa.types.is_dictionary(kind) and not pa.types.is_dictionary(array.type):
-        array = pc.dictionary_encode(array)
+        array = array.dictionary_encode()
     return array if array.type == kind else array.cast(kind)
 
 
@@ -636,12 +635,12 @@ def read_events(path: str | os.PathLike[str], columns: list[str] | None = None) 
 def read_part(path: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
     """One events file in the current schema (or its `columns`), `lag_us` 0 where absent.
 
-    Read with `ParquetFile`, not `pq.read_table`: the latter goes through pyarrow's dataset
-    layer, whose libraries add ~13 MiB to the process on first use; a scale run reads its
-    events at its end, at its peak of memory.
+    Read with `ParquetFile`, not `pq.read_table`, and without `pyarrow.compute`: the dataset
+    layer adds ~13 MiB to the process on first use, the compute functions' wrappers ~10; a
+    scale run reads its events at its end, at its peak of memory.
     """
+    import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     full = schema()
@@ -654,7 +653,7 @@ def read_part(path: str | os.PathLike[str], columns: list[str] | None = None) ->
             field = full.field(name)
             if name != "lag_us":
                 raise ValueError(f"{path}: events file without column {name!r}")
-            zeros = pc.fill_null(pa.nulls(table.num_rows, field.type), 0)
+            zeros = pa.array(np.zeros(table.num_rows, np.int64), field.type)
             table = table.append_column(field, zeros)
     target = pa.schema([full.field(name) for name in wanted])
     table = table.select(wanted)
@@ -663,10 +662,10 @@ def read_part(path: str | os.PathLike[str], columns: list[str] | None = None) ->
 
 def _lag_filled(table: pa.Table) -> pa.Table:
     """A file written before `lag_us` existed reads it as nulls: unscheduled, so 0."""
-    import pyarrow.compute as pc
-
     lag = table.column("lag_us")
     if not lag.null_count:
         return table
+    import pyarrow.compute as pc
+
     index = table.schema.get_field_index("lag_us")
     return table.set_column(index, "lag_us", pc.fill_null(lag, 0))

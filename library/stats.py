@@ -358,14 +358,13 @@ def dictionary_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, li
     merged into one (nulls become "")."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     names: dict[str, int] = {}
     parts = []
     for chunk in chunks:
         if not pa.types.is_dictionary(chunk.type):
-            chunk = pc.dictionary_encode(chunk)
+            chunk = chunk.dictionary_encode()
         dictionary = ["" if v is None else str(v) for v in chunk.dictionary.to_pylist()]
         mapping = np.fromiter(
             (names.setdefault(v, len(names)) for v in dictionary), np.int64, len(dictionary)
@@ -373,7 +372,7 @@ def dictionary_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, li
         indices = chunk.indices
         if indices.null_count:
             mapping = np.append(mapping, names.setdefault("", len(names)))
-            indices = pc.fill_null(indices, len(dictionary))
+            indices = indices.fill_null(len(dictionary))
         parts.append(mapping[indices.to_numpy(zero_copy_only=False)])
     codes = np.concatenate(parts) if parts else np.zeros(0, np.int64)
     return codes, list(names)
