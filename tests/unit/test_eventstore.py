@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -14,6 +15,7 @@ from library.events import read_events, schema
 from library.eventstore import HOUR_US, EventStore, PartitionedRecorder, partition_of
 from library.service.observe import compute_window_stats
 
+REPO = Path(__file__).resolve().parents[2]
 NOW_S = 1_796_025_200  # 2026-11-30 07:53:20 UTC
 NOW_US = NOW_S * 1_000_000
 
@@ -193,3 +195,29 @@ def test_windowed_summary_of_many_events_is_sampled_with_exact_counts(tmp_path):
     for q in ("p50_ms", "p95_ms", "p99_ms"):  # the sample's percentiles are close
         assert abs(ops["op"][q] - full[q]) <= 0.02 * full[q], q
     assert sampled["flocks"] == exact["flocks"]
+
+
+def test_a_flush_across_an_hour_and_a_window_read_leave_arrow_compute_unloaded(tmp_path):
+    """Arrow's compute functions stay in a process for good once loaded (~10 MiB): the
+    service's first flush across an hour boundary loaded them, a step in its memory."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from library.eventstore import HOUR_US, EventStore, PartitionedRecorder
+rec = PartitionedRecorder({str(tmp_path)!r}, flock="f", business="EmptyLoop")
+rec.prepare()
+boundary = ({NOW_US} // HOUR_US) * HOUR_US
+for k, start in enumerate([boundary - 2000, boundary + 1000, boundary - 1000, boundary + 2000]):
+    rec.record("op", start, 10, monkey=f"bot-{{k}}")
+rec.close()
+table = EventStore({str(tmp_path)!r}).read(boundary - 1500, boundary + 1500)
+print(sorted(table.column("start_us").to_pylist()) == [boundary - 1000, boundary + 1000])
+print("pyarrow.compute" in sys.modules)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout.split()
+    assert out == ["True", "False"]
+    assert len(EventStore(tmp_path).partitions()) == 2
