@@ -9,7 +9,9 @@ execution a second; HTTP against a local nginx's instant 200, pinned to its own 
 3. 10 s polled 10x/s (GET /summary and GET /flocks/http in turn, GET /flocks/empty once a
    second): the same rates, and each route's p50/p99 latency as the poller saw it;
 4. 100 GETs of the 10,000-monkey flock at 10/s, for a p99 that is not just the slowest of 10;
-5. time from SIGTERM to exit.
+5. the anchor: 50 more with every monkey paused, what the route itself costs on this machine
+   that day (the same flock's answer, rendered on an idle loop);
+6. time from SIGTERM to exit.
 
 Figures are printed, not asserted (speed is measured here, not gated). Run with
 `.venv/bin/python -m pytest -s tests/bench/bench_service.py`.
@@ -121,6 +123,14 @@ def test_api_latency_and_polling_cost(nginx, tmp_path):  # noqa: F811
         quiet2 = _rates(c, nginx, PHASE_S)
         with httpx.Client(base_url=svc.url, timeout=60) as poller:
             big = _latencies(poller, "/flocks/empty", 100)
+            # The anchor: the same answer with every monkey paused, what the route itself
+            # costs on this machine today (the load's share is the rest).
+            for name in ("empty", "http"):
+                assert c.post(f"/flocks/{name}/pause").status_code == 200
+            idle = _latencies(poller, "/flocks/empty", 50)
+            for name in ("empty", "http"):
+                assert c.post(f"/flocks/{name}/resume").status_code == 200
+            time.sleep(2)
         t0 = time.monotonic()
         code = svc.stop()
         stop_s = time.monotonic() - t0
@@ -149,6 +159,11 @@ def test_api_latency_and_polling_cost(nginx, tmp_path):  # noqa: F811
     print(
         f"GET /flocks/empty  p50 {statistics.median(big):7.1f} ms  p99 {_pct(big, 99):7.1f} ms"
         f"  ({len(big)} requests at 10/s, alone)"
+    )
+    print(
+        f"GET /flocks/empty  p50 {statistics.median(idle):7.1f} ms  p99 {_pct(idle, 99):7.1f} ms"
+        f"  ({len(idle)} requests at 10/s, every monkey paused: the anchor); under load"
+        f" p50 {statistics.median(big) / statistics.median(idle):.2f}x the anchor's"
     )
     print(f"SIGTERM -> exit with 11,000 monkeys: {stop_s:.2f} s")
 
