@@ -27,6 +27,7 @@ from library.redact import redact_data
 from library.service import models as m
 from library.service.auth import Authenticator, AuthError, Identity
 from library.service.errors import ServiceError
+from library.service.flock import ServiceFlock
 from library.service.gate import Gate
 from library.service.manager import FlockManager
 from library.service.runtime import Runtime
@@ -75,6 +76,14 @@ class FormattedJSONResponse(JSONResponse):
         return json.dumps(
             content, ensure_ascii=False, allow_nan=False, indent=4, sort_keys=True
         ).encode()
+
+
+def _flock_response(flock: ServiceFlock, status_code: int = 200, **kwargs: Any) -> Response:
+    """mobu's FlockData: indented as FormattedJSONResponse does when small, else compact."""
+    body = flock.dump_json()
+    if len(body) > PRETTY_MAX_BYTES:
+        return Response(body, status_code, media_type="application/json", **kwargs)
+    return FormattedJSONResponse(flock.dump(), status_code, **kwargs)
 
 
 def _who(request: Request) -> Identity:
@@ -139,7 +148,7 @@ def create_app(services: Services) -> FastAPI:
                 logging.getLogger("library.service.audit").warning(
                     "%s: flock %s: %s", who, flock.name, note
                 )
-        return FormattedJSONResponse(flock.dump(), 201, headers=headers)
+        return _flock_response(flock, 201, headers=headers)
 
     @router.get(
         "/flocks/{flock}",
@@ -147,7 +156,7 @@ def create_app(services: Services) -> FastAPI:
         responses={200: {"model": m.FlockData}, **NOT_FOUND},
     )
     async def get_flock(flock: str) -> Response:
-        return FormattedJSONResponse(manager.get_flock(flock).dump())
+        return _flock_response(manager.get_flock(flock))
 
     @router.delete("/flocks/{flock}", status_code=204, summary="Stop a flock", responses=NOT_FOUND)
     async def delete_flock(flock: str, request: Request) -> Response:

@@ -231,3 +231,50 @@ def test_last_line_with_a_prefix_masks_only_that_line():
         assert all(secret not in line for _, line in log.lines)
         log.add("INFO x")
         assert log.last("ERROR") == "ERROR tap_query q2: TapError: timeout"
+
+
+def test_a_large_flocks_json_is_written_as_orjson_would_render_its_dump(tmp_path):
+    """`dump_json` writes the answer from text (the API's large answers): byte for byte what
+    orjson makes of `dump()`, in every state a monkey or the flock can be in."""
+    import orjson
+
+    (config,) = parse_flocks(
+        [
+            {
+                "name": "big",
+                "count": 4,
+                "user_spec": {
+                    "username_prefix": "bot-data",
+                    "uid_start": 5000,
+                    "groups": [{"name": 'g\u00e9 "q"', "id": 7}],
+                },
+                "scopes": ["read:tap", "exec:notebook"],
+                "business": {"type": "HTTPLoop", "options": {"url": 'http://127.0.0.1:9/"x"'}},
+            }
+        ]
+    )
+    runtime = Runtime(tmp_path / "events", {})
+    flock = ServiceFlock(config, runtime, source="api", created_by="t")
+    loop = asyncio.new_event_loop()
+    try:
+
+        def same() -> bool:
+            return flock.dump_json() == orjson.dumps(flock.dump(), option=orjson.OPT_SORT_KEYS)
+
+        assert same()  # nothing started: IDLE
+        names = list(flock.users)
+        done = loop.create_future()
+        done.set_result(None)
+        flock.tasks = {names[0]: loop.create_future(), names[1]: done}
+        flock.stats[names[0]].successes, flock.stats[names[0]].failures = 12, 3
+        flock._refresh.add(names[2])
+        assert same()  # RUNNING, FINISHED, IDLE refreshing
+        states = {m["state"] for m in orjson.loads(flock.dump_json())["monkeys"]}
+        assert states == {"RUNNING", "FINISHED", "IDLE"}
+        flock.paused = True
+        assert same()
+        flock.stopping = True
+        assert same()
+    finally:
+        loop.close()
+        asyncio.run(runtime.aclose())
