@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from library.events import Recorder, _lag_filled, read_part, schema, write_events_file
+from library.stats import dictionary_codes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -267,7 +268,6 @@ class EventStore:
         are read in batches), and the exact [count, failures] of every (flock, operation)."""
         import numpy as np
         import pyarrow as pa
-        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         full = schema()
@@ -287,23 +287,13 @@ class EventStore:
                         n = table.num_rows
                         if not n:
                             continue
-                        keys = table.select(["flock", "operation", "success"])
-                        keys = keys.set_column(0, "flock", pc.cast(keys["flock"], pa.string()))
-                        keys = keys.set_column(
-                            1, "operation", pc.cast(keys["operation"], pa.string())
-                        )
-                        grouped = keys.group_by(["flock", "operation"]).aggregate(
-                            [("success", "count"), ("success", "sum")]
-                        )
-                        for row in grouped.to_pylist():
-                            entry = counts.setdefault((row["flock"], row["operation"]), [0, 0])
-                            entry[0] += row["success_count"]
-                            entry[1] += row["success_count"] - (row["success_sum"] or 0)
+                        _count_by_flock_operation(table, counts)
                         first = (-offset) % stride
                         take = np.arange(first, n, stride)
                         offset += n
                         if len(take):
-                            kept.append(table.take(pa.array(take)).select(read_cols).cast(sub))
+                            rows = _rows_at(table.select(read_cols), take)
+                            kept.append(rows if rows.schema.equals(sub) else rows.cast(sub))
                 except FileNotFoundError:  # removed by retention since it was listed
                     continue
         if not kept:
@@ -402,6 +392,45 @@ def _rows_where(table: pa.Table, mask: np.ndarray) -> pa.Table:
     edges = np.flatnonzero(np.diff(mask.astype(np.int8), prepend=0, append=0))
     runs = [table.slice(int(a), int(b - a)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
     return pa.concat_tables(runs).combine_chunks()
+
+
+def _count_by_flock_operation(table: pa.Table, counts: dict[tuple[str, str], list[int]]) -> None:
+    """Add TABLE's [events, failures] per (flock, operation) to COUNTS, in numpy: Arrow's
+    group_by would load its compute functions into the service for good (~10 MiB)."""
+    import numpy as np
+
+    flock, flocks = dictionary_codes(table.column("flock"))
+    operation, operations = dictionary_codes(table.column("operation"))
+    success = table.column("success").to_numpy()
+    key = flock * len(operations) + operation
+    size = len(flocks) * len(operations)
+    events = np.bincount(key, minlength=size)
+    failures = np.bincount(key[~success], minlength=size)
+    for index in np.flatnonzero(events):
+        f, o = divmod(int(index), len(operations))
+        entry = counts.setdefault((flocks[f], operations[o]), [0, 0])
+        entry[0] += int(events[index])
+        entry[1] += int(failures[index])
+
+
+def _rows_at(table: pa.Table, indices: np.ndarray) -> pa.Table:
+    """TABLE's rows at INDICES, column by column through numpy (`Table.take` would load Arrow's
+    compute functions). A column with nulls, which numpy cannot hold as they are, goes through
+    `take`: only files written before `lag_us` existed have any."""
+    import pyarrow as pa
+
+    if any(column.null_count for column in table.columns):
+        return table.take(pa.array(indices))
+    arrays = []
+    for column in table.combine_chunks().columns:
+        chunk = column.chunk(0) if column.num_chunks else pa.array([], column.type)
+        if pa.types.is_dictionary(chunk.type):
+            picked = pa.array(chunk.indices.to_numpy()[indices], chunk.type.index_type)
+            arrays.append(pa.DictionaryArray.from_arrays(picked, chunk.dictionary))
+        else:
+            values = chunk.to_numpy(zero_copy_only=False)[indices]
+            arrays.append(pa.array(values, chunk.type))
+    return pa.Table.from_arrays(arrays, schema=table.schema)
 
 
 def _in_range(table: pa.Table, since_us: int | None, until_us: int | None, lag: bool) -> pa.Table:

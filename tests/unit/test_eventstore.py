@@ -197,7 +197,7 @@ def test_windowed_summary_of_many_events_is_sampled_with_exact_counts(tmp_path):
     assert sampled["flocks"] == exact["flocks"]
 
 
-def test_a_flush_across_an_hour_and_a_window_read_leave_arrow_compute_unloaded(tmp_path):
+def test_a_flush_across_an_hour_and_window_reads_leave_arrow_compute_unloaded(tmp_path):
     """Arrow's compute functions stay in a process for good once loaded (~10 MiB): the
     service's first flush across an hour boundary loaded them, a step in its memory."""
     import subprocess
@@ -212,12 +212,15 @@ boundary = ({NOW_US} // HOUR_US) * HOUR_US
 for k, start in enumerate([boundary - 2000, boundary + 1000, boundary - 1000, boundary + 2000]):
     rec.record("op", start, 10, monkey=f"bot-{{k}}")
 rec.close()
-table = EventStore({str(tmp_path)!r}).read(boundary - 1500, boundary + 1500)
+store = EventStore({str(tmp_path)!r})
+table = store.read(boundary - 1500, boundary + 1500)
 print(sorted(table.column("start_us").to_pylist()) == [boundary - 1000, boundary + 1000])
+sample, counts = store.read_sample(None, None, ["start_us", "monkey"], 2)
+print(sample.num_rows == 2 and counts == {{("f", "op"): [4, 0]}})
 print("pyarrow.compute" in sys.modules)
 """
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     ).stdout.split()
-    assert out == ["True", "False"]
+    assert out == ["True", "True", "False"]
     assert len(EventStore(tmp_path).partitions()) == 2
