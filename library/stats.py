@@ -364,6 +364,8 @@ def dictionary_codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, li
     parts = []
     for chunk in chunks:
         if not pa.types.is_dictionary(chunk.type):
+            # The method loads Arrow's compute functions (~10 MiB for good) only when reached,
+            # which events files, whose strings are dictionaries already, never do.
             chunk = chunk.dictionary_encode()
         dictionary = ["" if v is None else str(v) for v in chunk.dictionary.to_pylist()]
         mapping = np.fromiter(
