@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import datetime as dt
 import logging
 import time
@@ -30,6 +28,7 @@ from fastapi.responses import JSONResponse
 from library.eventstore import EventStore, parse_time
 from library.flock.health import HealthSampler, Thresholds
 from library.flock.options import Duration
+from library.memory import malloc_trim
 from library.redact import register_secret
 from library.service.alerts import Alerts, slack_payload
 from library.service.metrics import CONTENT_TYPE, EventTally, ServiceCollector, render
@@ -285,7 +284,7 @@ class Observer:
         leaking (measured: +3.4 MiB/min over a 10-minute soak of 2,000 HTTP monkeys without
         this, flat with it). `malloc_trim(0)` returns the free pages of every arena.
         """
-        trim = _malloc_trim()
+        trim = malloc_trim()
         if trim is None:
             return
         while True:
@@ -468,17 +467,6 @@ def compute_window_stats(
             for name, entry in sorted(flocks.items())
         },
     }
-
-
-def _malloc_trim() -> Any:
-    """glibc's malloc_trim, or None where there is none (musl, macOS)."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return None
-    try:
-        return ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
-        return None
 
 
 def _iso(at: float) -> str:

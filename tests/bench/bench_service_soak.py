@@ -156,12 +156,12 @@ def _hours_ending(root: str, pool: str, out: Any) -> None:
     import pyarrow as pa
 
     from library.eventstore import HOUR_US, EventStore, PartitionedRecorder
-    from library.service.observe import _malloc_trim
+    from library.memory import malloc_trim
 
     if pool == "system":
         PartitionedRecorder(root, flock="soak", business="HTTPLoop").prepare()
     proc = psutil.Process()
-    trim = _malloc_trim()
+    trim = malloc_trim()
     upkeep = concurrent.futures.ThreadPoolExecutor(1)  # the service's asyncio.to_thread
     store = EventStore(root)
     rng = np.random.default_rng(0)
