@@ -1,7 +1,10 @@
 """The HTTP load engine against a bare aiohttp loop and Locust, judged by nginx, in one run.
 
-1. 1,000 users, no think time, against nginx's instant `200`: requests/s and CPU per request.
-   Goals: >= 1.3x Locust FastHttpUser's requests/s; CPU per request <= 1.25x the bare loop's.
+1. 1,000 users, no think time, against nginx's instant `200`: requests/s, CPU per request and
+   peak RSS. Goals: >= 1.3x Locust FastHttpUser's requests/s; CPU per request <= 1.25x the bare
+   loop's; RSS <= 120 MiB. A second anchor, the bare loop with the engine's events writer set up
+   and nothing recorded, splits the engine's RSS into what writing Parquet as it goes costs
+   before the first event and what the engine adds.
 2. 10,000 users, `GET` a 50 ms endpoint then idle 1 s (ceiling ~9,500 req/s): requests/s, p50,
    CPU per request, peak RSS, intended vs achieved. Goals: >= 9,000 req/s, p50 <= 60 ms,
    <= 0.085 ms CPU/req and <= 1.25x the bare loop's.
@@ -92,10 +95,18 @@ if __name__ == "__main__":
 """
 
 # The floor: what aiohttp itself costs with the engine's loop and GC settings, no engine.
+# With a last argument "writer", the floor of memory for a client that writes its events as
+# Parquet as it goes: the events writer is set up as the engine's (`Recorder.prepare`), and
+# nothing is recorded.
 BARE_AIOHTTP = """
-import asyncio, gc, json, sys, time
+import asyncio, gc, json, sys, tempfile, time
 import aiohttp
 gc.disable()  # as the engine during a load (library/flock/gcpolicy.py)
+if sys.argv[-1] == "writer":
+    sys.path.insert(0, sys.argv.pop(-2))
+    sys.argv.pop()
+    from library.events import Recorder
+    Recorder(tempfile.mkdtemp()).prepare()
 try:
     import uvloop
 except ImportError:
@@ -380,13 +391,21 @@ def _intended(ops: dict) -> str:
 
 
 def run_bare(
-    tmp: Path, nginx: Nginx, url: str, users: int, idle: float, duration: int, warmup: float
+    tmp: Path,
+    nginx: Nginx,
+    url: str,
+    users: int,
+    idle: float,
+    duration: int,
+    warmup: float,
+    writer: bool = False,
 ) -> dict:
     script = tmp / "bare_aiohttp.py"
     script.write_text(BARE_AIOHTTP)
     batch, wait = (100, 0.01) if users > 2000 else (users, 0.0)
     cmd = [sys.executable, str(script), url, str(users), str(idle), str(duration)]
-    result, out = _run([*cmd, str(batch), str(wait)], nginx, warmup, duration + 120)
+    cmd += [str(batch), str(wait), *([str(REPO), "writer"] if writer else [])]
+    result, out = _run(cmd, nginx, warmup, duration + 120)
     result.update(json.loads(out.strip().splitlines()[-1]), failures=0, intended="")
     return result
 
@@ -425,14 +444,14 @@ def run_locust(
 
 def _line(label: str, r: dict) -> str:
     text = (
-        f"    {label:<22} {r['rps']:9,.0f} req/s  {r['cpu_ms_per_req']:6.3f} ms CPU/req"
+        f"    {label:<28} {r['rps']:9,.0f} req/s  {r['cpu_ms_per_req']:6.3f} ms CPU/req"
         f"  p50 {r['p50_ms']:7.1f} ms  peak RSS {r['rss_mib']:5.0f} MiB"
         f" (largest process {r['process_rss_mib']:4.0f})  failures {r['failures']}"
     )
     if "locust_counted" in r:
-        text += f"\n    {'':<22} Locust counted {r['locust_counted']:,}, nginx {r['requests']:,}"
+        text += f"\n    {'':<28} Locust counted {r['locust_counted']:,}, nginx {r['requests']:,}"
     if r.get("intended"):
-        text += f"\n    {'':<22} {r['intended']}"
+        text += f"\n    {'':<28} {r['intended']}"
     return text
 
 
@@ -469,17 +488,24 @@ def test_http_loop_1000_users(nginx, tmp_path):
             tmp_path, f"engine{next(count)}", nginx, flock, SHORT_S, 3.0
         ),
         "bare aiohttp": lambda: run_bare(tmp_path, nginx, nginx.fast, 1000, 0, SHORT_S, 3.0),
+        "bare aiohttp + events writer": lambda: run_bare(
+            tmp_path, nginx, nginx.fast, 1000, 0, SHORT_S, 3.0, writer=True
+        ),
         "Locust FastHttpUser": lambda: run_locust(
             tmp_path, f"locust{next(count)}", nginx, nginx.fast, 1000, 0, SHORT_S, 3.0
         ),
     }
 
     def ratios(r):
-        ours, bare, locust = (r[k] for k in tools)
+        ours, bare, floor, locust = (r[k] for k in tools)
         return [
             f"HTTPLoop / Locust: {ours['rps'] / locust['rps']:.2f}x req/s (goal >= 1.3x); "
             f"CPU/req HTTPLoop / bare aiohttp: "
-            f"{ours['cpu_ms_per_req'] / bare['cpu_ms_per_req']:.2f}x (goal <= 1.25x)"
+            f"{ours['cpu_ms_per_req'] / bare['cpu_ms_per_req']:.2f}x (goal <= 1.25x)",
+            f"peak RSS: HTTPLoop {ours['rss_mib']:.0f} MiB (goal <= 120), of which the bare loop"
+            f" {bare['rss_mib']:.0f}, the events writer's set-up"
+            f" {floor['rss_mib'] - bare['rss_mib']:+.0f} and the engine"
+            f" {ours['rss_mib'] - floor['rss_mib']:+.0f}",
         ]
 
     _print(
