@@ -8,8 +8,6 @@ service's next hour), returning it first keeps the process's peak down.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 from collections.abc import Callable
 
@@ -17,6 +15,10 @@ from collections.abc import Callable
 @functools.cache
 def malloc_trim() -> Callable[[int], int] | None:
     """glibc's `malloc_trim(pad)`, or None where there is none (musl, macOS)."""
+    # Loaded when first needed: ctypes costs a load process about 1 MiB.
+    import ctypes
+    import ctypes.util
+
     name = ctypes.util.find_library("c")
     if not name:
         return None

@@ -28,6 +28,8 @@ import logging
 import threading
 import time
 
+from library.memory import release_free_memory
+
 log = logging.getLogger(__name__)
 
 GROWTH_FRACTION = 0.25  # of the resident set at the last collection
@@ -96,3 +98,17 @@ class LoadGc:
                 gc.unfreeze()
                 if _was_enabled:
                     gc.enable()
+
+
+def give_back_after_load() -> bool:
+    """Once a load has ended and its engine is gone: collect the cycles its teardown left (the
+    collector was off), then return the heap the monkeys freed to the system, so that what
+    comes next (the summary reading the events back) does not raise the process's peak.
+    Skipped, False, while another load runs in this process (a campaign's flocks in a
+    `Parallel` block's threads): a full collection would stall its loop mid-measurement."""
+    with _lock:
+        if _loads:
+            return False
+    gc.collect()
+    release_free_memory()
+    return True

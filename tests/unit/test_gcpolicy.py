@@ -127,3 +127,24 @@ def test_a_scale_run_turns_the_collector_off_and_gives_it_back(tmp_path, monkeyp
     run_flocks(flocks, tmp_path, RunSettings(duration=1.0, live=False, handle_signals=False))
     assert seen == {"enabled during the load": False, "frozen after the ramp": True}
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only the collector frees it
+
+
+def test_memory_is_given_back_after_the_last_load_and_not_during_another():
+    import weakref
+
+    other = LoadGc()
+    other.start()
+    try:
+        node = weakref.ref(_Node())
+        assert gcpolicy.give_back_after_load() is False, "another load is running"
+        assert node() is not None, "no collection while another load runs"
+    finally:
+        other.stop()
+    gc.disable()  # so that only the call below can collect the cycle
+    assert gcpolicy.give_back_after_load() is True
+    assert node() is None
