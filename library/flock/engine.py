@@ -125,8 +125,10 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await health
             await self.shared.close()
-            for sig in signals:
+            for sig, previous in signals:
                 loop.remove_signal_handler(sig)
+                if previous is not None:  # None: set outside Python, nothing to put back
+                    signal.signal(sig, previous)
             self.gc.stop()
             # The writer thread must not hold the loop: close() waits in a worker thread.
             await asyncio.to_thread(self.recorder.close)
@@ -140,16 +142,18 @@ class Engine:
             event_files=len(self.recorder.files),
         )
 
-    def _install_signals(self, loop) -> list[int]:
+    def _install_signals(self, loop) -> list[tuple[int, Any]]:
         if (
             not self.settings.handle_signals
             or threading.current_thread() is not threading.main_thread()
         ):
             return []
-        installed: list[int] = []
+        installed: list[tuple[int, Any]] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
+            # Kept to be put back: asyncio's removal sets SIGINT's default, which would make a
+            # process started with SIGINT ignored (in the background, under nohup) interruptible.
+            installed.append((sig, signal.getsignal(sig)))
             loop.add_signal_handler(sig, self._on_signal, sig)
-            installed.append(sig)
         return installed
 
     def _live_view(self):

@@ -236,16 +236,22 @@ def test_signal_handlers_exist_only_during_the_run(tmp_path):
             return True
 
     monkey.business_class = lambda name: Peek
-    before = signal.getsignal(signal.SIGINT)
-    engine = Engine(flocks(count=1), tmp_path, RunSettings(live=False))
+    original = signal.getsignal(signal.SIGINT)
+    # A process started in the background or under nohup ignores SIGINT, and must keep
+    # ignoring it after a run (asyncio's own removal would set the default handler).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        engine = Engine(flocks(count=1), tmp_path, RunSettings(live=False))
 
-    async def main():
-        await engine.run()
-        return signal.SIGINT in asyncio.get_running_loop()._signal_handlers
+        async def main():
+            await engine.run()
+            return signal.SIGINT in asyncio.get_running_loop()._signal_handlers
 
-    after_in_loop = asyncio.run(main())
-    assert seen["during"] is True and after_in_loop is False
-    assert signal.getsignal(signal.SIGINT) == before
+        after_in_loop = asyncio.run(main())
+        assert seen["during"] is True and after_in_loop is False
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, original)
 
 
 def test_the_live_table_shows_each_flock(tmp_path):
