@@ -302,3 +302,36 @@ def test_gitlfs_read_url_stays_one_value_in_lfsconfig(tmp_path, monkeypatch):
         check=True,
     ).stdout
     assert listed.split("\0")[:-1] == [f"lfs.url\n{url}"]
+
+
+def test_a_cancelled_git_takes_the_helpers_it_started_with_it(tmp_path):
+    """git runs helpers (git-lfs, git-remote-http) as its children: when a monkey is cancelled
+    mid-command, they must stop too, not go on writing into a scratch directory being removed.
+    A git alias starting a shell loop stands in for such a helper."""
+    import asyncio
+    import time
+
+    from library.flock.businesses.gitlfs import GITCONFIG, Git
+
+    config = tmp_path / "gitconfig"
+    out = tmp_path / "helper-output"
+    config.write_text(
+        GITCONFIG + f'[alias]\n\tspin = "!while :; do echo x >> {out}; sleep 0.02; done"\n'
+    )
+
+    async def cancel_midway() -> None:
+        task = asyncio.create_task(Git(tmp_path, config)("spin"))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        # Bounded: asyncio waits for git's pipes to close, which a surviving helper holds open
+        # (the monkey that "did not stop within 15 s" at the end of a run).
+        done, _ = await asyncio.wait([task], timeout=5)
+        assert done, "the cancelled git did not return: its helper holds its pipes"
+        with pytest.raises(asyncio.CancelledError):
+            task.result()
+
+    asyncio.run(cancel_midway())
+    assert out.stat().st_size > 0, "the helper ran"
+    size = out.stat().st_size
+    time.sleep(0.3)
+    assert out.stat().st_size == size, "the helper went on after git was cancelled"

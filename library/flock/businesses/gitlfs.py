@@ -20,6 +20,7 @@ import contextlib
 import os
 import shlex
 import shutil
+import signal
 import tempfile
 import uuid
 from pathlib import Path
@@ -108,13 +109,16 @@ class Git:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            # Its own process group: git runs helpers (git-lfs, git-remote-http) that outlive
+            # a killed git and go on writing into the scratch directory as it is removed.
+            start_new_session=True,
         )
         try:
             async with asyncio.timeout(GIT_TIMEOUT_S):
                 out, err = await proc.communicate()
         except (TimeoutError, asyncio.CancelledError):
             with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
             raise
         if proc.returncode != 0:
