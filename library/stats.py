@@ -24,6 +24,7 @@ it. Nothing loops over rows in Python.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -126,12 +127,24 @@ def ms(us: float) -> float | None:
 
 
 def percentiles(values: Sequence[float], qs: Sequence[float] = PERCENTILES) -> list[float | None]:
-    """Percentiles (0..100) of a small in-memory list, by the same rule; None when empty."""
-    import numpy as np
+    """Percentiles (0..100) of a small in-memory list, by the same rule; None when empty.
 
+    numpy's "linear" method written out, to its rounding, so that a load process (the health
+    sampler's loop lag every second) does not load numpy (~15 MiB) for a hundred values.
+    """
     if not len(values):
         return [None] * len(qs)
-    return [float(v) for v in np.percentile(np.asarray(values, float), list(qs))]
+    ordered = sorted(float(v) for v in values)
+    last = len(ordered) - 1
+    out: list[float | None] = []
+    for q in qs:
+        index = (q / 100) * last
+        below = math.floor(index)
+        above = min(below + 1, last)
+        a, b, t = ordered[below], ordered[above], index - below
+        # numpy's _lerp: from the nearer end, so that t = 1 gives b exactly.
+        out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
+    return out
 
 
 @dataclass

@@ -116,3 +116,13 @@ def test_tap_runner_summary_uses_the_same_rule():
     assert cone["p95_ms"] == pytest.approx(np.percentile(durations_us, 95) / 1000, abs=1e-3)
     assert summary["p50_ms"] == 15.0  # median of all four queries
     assert summarize([], 1.0, 0.0)["p50_ms"] is None
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_percentiles_of_a_list_equal_numpys_linear_method(seed):
+    rng = np.random.default_rng(seed)
+    values = list(rng.lognormal(3, 1.5, int(rng.integers(1, 300))))
+    if seed % 4 == 0:
+        values = [float(round(v)) for v in values]  # ties
+    qs = [0, 1, 25, 50, 90, 95, 99, 99.9, 100]
+    assert stats.percentiles(values, qs) == [float(v) for v in np.percentile(values, qs)]
