@@ -10,6 +10,12 @@ and six appends per row.
 
 A full chunk is handed to a writer thread, so the Parquet encoding (which releases the GIL) does
 not block the loop that keeps recording.
+
+A recorder made with `spool=True` (the load engine's) writes its chunks as raw columns instead,
+`part-NNNNN.spool` beside the Parquet name it has claimed, and encodes them once the load is
+over (`encode`). Its process never loads pyarrow and numpy during the load: they cost ~50 MiB,
+more than a thousand monkeys' own state. A spool left by a killed process is encoded by the
+next reader that calls `encode_spools` on its directory (the scale run's summary, the report).
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import json
 import os
+import sys
 import threading
 import time
 from array import array
@@ -53,6 +61,10 @@ COLUMNS = (
 # read as 0.
 ERROR_MAX_CHARS = 200
 DEFAULT_CHUNK_ROWS = 100_000
+SPOOL_SUFFIX = ".spool"
+SPOOL_FORMAT = "bosun-events-spool/1"
+# The buffer's columns, in `Recorder._new_columns`' order, as a spool holds them.
+_BUFFER_TYPECODES = ("q", "q", "i", "i", "b", "q", "q")
 
 
 def now_us() -> int:
@@ -236,8 +248,10 @@ class Recorder:
         shard: int = 0,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         threadsafe: bool = False,
+        spool: bool = False,
     ) -> None:
         self.out_dir = Path(out_dir)
+        self.spool = spool
         self.flock = flock
         self.business = business
         self.shard = shard
@@ -257,15 +271,8 @@ class Recorder:
         self._new_columns()
 
     def _new_columns(self) -> None:
-        self._columns = (
-            array("q"),  # start_us
-            array("q"),  # duration_us
-            array("i"),  # monkey code
-            array("i"),  # combination code
-            array("b"),  # success
-            array("q"),  # rows
-            array("q"),  # lag_us
-        )
+        # start_us, duration_us, monkey code, combination code, success, rows, lag_us
+        self._columns = tuple(array(code) for code in _BUFFER_TYPECODES)
         self._start = self._columns[0]
         # Bound methods, unpacked in one step per row: cheaper than six attribute lookups.
         self._appenders = tuple(column.append for column in self._columns)
@@ -332,18 +339,12 @@ class Recorder:
         return Channel(self, operation, monkey, target, flock, business)
 
     def prepare(self) -> None:
-        """Load and set up the Parquet writer now (~50 MiB): a long-running recorder calls
-        this before its load starts, so that the first flush does not grow the process
-        mid-run, in the middle of its measurements."""
-        # The C allocator gives back what Arrow's default (mimalloc) keeps after each write:
-        # measured at 1,000 users, 120 instead of 124 MiB during the run and 134 instead of
-        # 155 at its end. Chosen before pyarrow loads when it has not yet (mimalloc reserves
-        # memory as it starts); the process that calls this is the one generating load.
-        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-        import pyarrow as pa
+        """Load and set up the Parquet writer now (~50 MiB): a recorder that encodes as it goes
+        (the standing service's) calls this before its flocks start, so that its first flush
+        does not grow the process mid-run. A spooling recorder has no use for it."""
+        _arrow()
         import pyarrow.parquet as pq
 
-        pa.set_memory_pool(pa.system_memory_pool())
         # One empty write sets the writer up (its codecs hold ~14 MiB) before the load starts.
         pq.write_table(schema().empty_table(), io.BytesIO(), compression="zstd")
 
@@ -404,23 +405,33 @@ class Recorder:
             dictionaries = (list(self._monkeys.keys_in_order), list(self._combos.keys_in_order))
             self._new_columns()
         path = self._claim_path()
+        write = self._spool if self.spool else self._write
         if wait:
-            self._write(columns, dictionaries, path)
+            write(columns, dictionaries, path)
         else:
             self._pending = [f for f in self._pending if not f.done()]
-            self._pending.append(self._writer().submit(self._write, columns, dictionaries, path))
+            self._pending.append(self._writer().submit(write, columns, dictionaries, path))
         self.files.append(path)
         return path
 
-    def close(self) -> list[Path]:
-        """Flush, wait for every background write, and release the writer thread."""
+    def close(self, encode: bool = True) -> list[Path]:
+        """Flush, wait for every background write, and release the writer thread; then, for a
+        spooling recorder, encode its spools unless `encode=False` (`encode` does it later)."""
         self.flush(wait=True)
         self.wait()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
         self._closed = True
+        if encode:
+            self.encode()
         return list(self.files)
+
+    def encode(self) -> None:
+        """Write this recorder's spooled chunks as its Parquet files (after `close`)."""
+        if self.spool:
+            for path in self.files:
+                encode_spool(spool_path(path))
 
     def wait(self) -> None:
         """Block until every background write finished; re-raises a write error."""
@@ -493,8 +504,102 @@ class Recorder:
     def _write(self, columns, dictionaries, path: Path) -> None:
         self._write_table(_to_table(columns, dictionaries, self.shard), path)
 
+    def _spool(self, columns, dictionaries, path: Path) -> None:
+        write_spool(spool_path(path), columns, dictionaries, self.shard)
+
     def _write_table(self, table: pa.Table, path: Path) -> None:
         write_events_file([table], path)
+
+
+def spool_path(path: Path) -> Path:
+    """Where the chunk claimed as `path` (a `.parquet` name) waits, raw, to be encoded."""
+    return path.with_suffix(SPOOL_SUFFIX)
+
+
+def write_spool(path: Path, columns, dictionaries, shard: int) -> None:
+    """One buffered chunk as a header line (JSON: rows, dictionaries, byte order) and the
+    columns' machine bytes; it appears under its name only when complete."""
+    monkeys, combos = dictionaries
+    header = {
+        "format": SPOOL_FORMAT,
+        "rows": len(columns[0]),
+        "shard": shard,
+        "byteorder": sys.byteorder,
+        "typecodes": [column.typecode for column in columns],
+        "monkeys": monkeys,
+        "combinations": combos,
+    }
+    tmp = path.with_name("." + path.name + ".tmp")
+    with open(tmp, "wb") as out:
+        out.write(json.dumps(header).encode() + b"\n")
+        for column in columns:
+            out.write(column)
+    os.replace(tmp, path)
+
+
+def read_spool(path: Path) -> tuple[tuple[array, ...], tuple[list, list], int]:
+    """A spool's (columns, dictionaries, shard), as `write_spool` was given them."""
+    with open(path, "rb") as spool:
+        try:
+            header = json.loads(spool.readline())
+        except ValueError:
+            header = None
+        if not isinstance(header, dict) or header.get("format") != SPOOL_FORMAT:
+            raise ValueError(f"{path}: not an events spool ({SPOOL_FORMAT})")
+        rows = header["rows"]
+        columns = []
+        for typecode in header["typecodes"]:
+            column = array(typecode)
+            data = spool.read(rows * column.itemsize)
+            if len(data) != rows * column.itemsize:
+                raise ValueError(f"{path}: truncated events spool")
+            column.frombytes(data)
+            if header["byteorder"] != sys.byteorder:
+                column.byteswap()
+            columns.append(column)
+    combos = [tuple(key) for key in header["combinations"]]
+    return tuple(columns), (header["monkeys"], combos), header["shard"]
+
+
+def encode_spool(spool: Path) -> Path | None:
+    """Encode one spool as the Parquet file it stands for and remove it; None when another
+    process has claimed it first (a reader of a run that is still encoding its own)."""
+    claimed = spool.with_name(f".{spool.name}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        os.rename(spool, claimed)  # one claimant wins; the others find it gone
+    except FileNotFoundError:
+        return None
+    try:
+        _arrow()
+        columns, dictionaries, shard = read_spool(claimed)
+        path = spool.with_suffix(".parquet")
+        write_events_file([_to_table(columns, dictionaries, shard)], path)
+    except BaseException:
+        os.rename(claimed, spool)  # left as it was found: nothing lost
+        raise
+    os.unlink(claimed)
+    return path
+
+
+def encode_spools(directory: str | os.PathLike[str]) -> list[Path]:
+    """Encode the spools in `directory` that a killed recorder left; the Parquet files
+    written. A spool that cannot be read raises ValueError and stays."""
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    return [p for s in sorted(root.glob("*" + SPOOL_SUFFIX)) if (p := encode_spool(s))]
+
+
+def _arrow() -> None:
+    """Load pyarrow for writing, with the C allocator: it gives back what Arrow's default
+    (mimalloc) keeps after each write (measured at 1,000 users: 134 instead of 155 MiB at a
+    run's end). Chosen before pyarrow loads when it has not yet: mimalloc reserves memory as
+    it starts."""
+    if "pyarrow" not in sys.modules:
+        os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
 
 
 def write_events_file(tables: Iterable[pa.Table], path: Path) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 
 from library.artifacts import EVENTS_DIR, HEALTH_DIR
 from library.events import Recorder
-from library.flock.gcpolicy import LoadGc
+from library.flock.gcpolicy import LoadGc, give_back_after_load
 from library.flock.health import HealthSampler
 from library.flock.live import LiveView
 from library.flock.models import FlockConfig, User
@@ -64,7 +64,8 @@ class Engine:
         self.flocks = flocks
         self.out_dir = Path(out_dir)
         self.settings = settings
-        self.recorder = Recorder(self.out_dir / EVENTS_DIR, shard=settings.shard)
+        # Spooled: the process loads pyarrow only to encode, once the load is over.
+        self.recorder = Recorder(self.out_dir / EVENTS_DIR, shard=settings.shard, spool=True)
         self.shared = Shared(settings.endpoints, monkeys=sum(f.count for f in flocks))
         self.stats = {flock.name: FlockStats(flock) for flock in flocks}
         self.tasks: list[asyncio.Task] = []
@@ -107,7 +108,6 @@ class Engine:
         start = time.time()
         freezer: asyncio.Task | None = None
         try:
-            await asyncio.to_thread(self.recorder.prepare)
             await self._wait_for_start()
             start = self.started_wall = time.time()
             starters = [asyncio.create_task(self._start_flock(f)) for f in self.flocks]
@@ -131,8 +131,8 @@ class Engine:
                     signal.signal(sig, previous)
             self.gc.stop()
             # The writer thread must not hold the loop: close() waits in a worker thread.
-            await asyncio.to_thread(self.recorder.close)
-            self.health.write(self.out_dir / HEALTH_DIR)
+            await asyncio.to_thread(self.recorder.close, False)
+            await asyncio.to_thread(self._write_records)
         return ShardResult(
             shard=self.settings.shard,
             stop_reason=self.stop_reason or "finished",
@@ -141,6 +141,14 @@ class Engine:
             end=time.time(),
             event_files=len(self.recorder.files),
         )
+
+    def _write_records(self) -> None:
+        """Encode the spooled events and write the health samples, with what the load freed
+        given back first: pyarrow and numpy (~50 MiB) then reuse that memory instead of
+        adding to it."""
+        give_back_after_load()
+        self.recorder.encode()
+        self.health.write(self.out_dir / HEALTH_DIR)
 
     def _install_signals(self, loop) -> list[tuple[int, Any]]:
         if (

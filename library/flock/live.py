@@ -103,6 +103,7 @@ def final_figures(engine: Engine) -> dict[str, dict] | None:
     try:
         engine.recorder.flush(wait=True)
         engine.recorder.wait()
+        engine.recorder.encode()
         return flock_figures(engine.out_dir, engine.flocks)
     except Exception as exc:  # noqa: BLE001 - the view must not fail the run; the summary will say
         log.warning("live view: reading the events for the last line failed: %s", exc)

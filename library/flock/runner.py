@@ -14,6 +14,7 @@ from library import platform as plat
 from library import redact, yamlio
 from library.artifacts import Operation, ScaleRunDir
 from library.errors import UserError
+from library.events import encode_spools
 from library.flock import gcpolicy, limits
 from library.flock import summary as summ
 from library.flock.businesses import main_operation, runnable
@@ -213,6 +214,8 @@ class ScaleRun:
                 "shards": len(results) + len(dead),
                 "dead_shards": dead,
             }
+        # A shard that died (or a process killed mid-run) left its last chunks spooled.
+        encode_spools(ScaleRunDir(out_dir).events)
         summary = summ.build_summary(out_dir, self.flocks, start, end, extra)
         text = summ.write_summary(out_dir, summary, min_success_pct)
         log.info("scale run summary:\n%s", text.rstrip())

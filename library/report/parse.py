@@ -18,7 +18,8 @@ from typing import Any
 from library import artifacts, yamlio
 from library.artifacts import SummaryKind
 from library.config import available_projects, project_testing_dir
-from library.errors import UserError
+from library.errors import UserError, one_line
+from library.events import SPOOL_SUFFIX, encode_spools
 from library.eventstore import HOUR_US, partition_start_us
 from library.flock.health import read_health_file
 
@@ -199,6 +200,8 @@ def read_run(root: str | os.PathLike[str]) -> Run:
         dirnames.sort()
         names = set(filenames)
         if here.name == artifacts.EVENTS_DIR or _events_partition(here):
+            if any(f.endswith(SPOOL_SUFFIX) for f in filenames):
+                filenames = _encode_spools(run, here)
             if _in_range(here):
                 event_files += [here / f for f in sorted(filenames) if f.endswith(".parquet")]
             if here.name == artifacts.EVENTS_DIR:
@@ -452,6 +455,16 @@ def _in_range(here: Path) -> bool:
     if start is None:
         return True
     return (since is None or start + HOUR_US > since) and (until is None or start < until)
+
+
+def _encode_spools(run: Run, here: Path) -> list[str]:
+    """Chunks a killed scale run left spooled (library/events.py), encoded as the run would
+    have; the directory's file names after."""
+    try:
+        encode_spools(here)
+    except (OSError, ValueError) as err:
+        run.problems.append(f"{_rel(run.root, here)}: {one_line(str(err))}")
+    return sorted(os.listdir(here))
 
 
 def read_events(run: Run, files: list[Path]) -> Events:
