@@ -13,7 +13,7 @@ import yaml
 from library import platform as plat
 from library import redact, yamlio
 from library.artifacts import Operation, ScaleRunDir
-from library.errors import UserError
+from library.errors import UserError, one_line
 from library.events import encode_spools
 from library.flock import gcpolicy, limits
 from library.flock import summary as summ
@@ -214,8 +214,12 @@ class ScaleRun:
                 "shards": len(results) + len(dead),
                 "dead_shards": dead,
             }
-        # A shard that died (or a process killed mid-run) left its last chunks spooled.
-        encode_spools(ScaleRunDir(out_dir).events)
+        # A shard that died left its last chunks spooled; one that cannot be read is kept for
+        # the report to list, and the summary goes on without it.
+        try:
+            encode_spools(ScaleRunDir(out_dir).events)
+        except (OSError, ValueError) as exc:
+            log.warning("%s", one_line(str(exc)))
         summary = summ.build_summary(out_dir, self.flocks, start, end, extra)
         text = summ.write_summary(out_dir, summary, min_success_pct)
         log.info("scale run summary:\n%s", text.rstrip())

@@ -144,3 +144,27 @@ def test_the_load_runs_without_pyarrow_or_numpy_in_its_process(tmp_path):
     assert json.loads(out.splitlines()[-1]) == {"numpy": False, "pyarrow": False}
     assert read_events(tmp_path).num_rows > 10
     assert list((tmp_path / "health").glob("*.parquet"))
+
+
+def test_a_scale_runs_summary_counts_what_a_dead_shard_left_spooled(tmp_path):
+    import yaml
+
+    from library.flock.runner import ScaleRun
+
+    flocks = tmp_path / "flocks.yaml"
+    flock = {
+        "name": "e",
+        "count": 2,
+        "user_spec": {"username_prefix": "bot-e"},
+        "scopes": [],
+        "business": {"type": "EmptyLoop", "options": {"idle_time": "100ms"}},
+    }
+    flocks.write_text(yaml.safe_dump([flock]))
+    out = tmp_path / "run"
+    dead = Recorder(out / "events", flock="e", business="EmptyLoop", shard=1, spool=True)
+    for i in range(5):
+        dead.record("monkey_error", 1_700_000_000_000_000 + i, 10, False, "bot-e9", "", "X", "x")
+    dead.flush()  # and then the shard died
+    result = ScaleRun.prepare(flocks, duration="1s").execute(out, live=False, min_success_pct=0)
+    assert result["flocks"]["e"]["failures"] == 5
+    assert not list((out / "events").glob("*.spool"))
