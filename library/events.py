@@ -25,6 +25,7 @@ import inspect
 import io
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -587,7 +588,30 @@ def encode_spools(directory: str | os.PathLike[str]) -> list[Path]:
     root = Path(directory)
     if not root.is_dir():
         return []
+    _reclaim_abandoned(root)
     return [p for s in sorted(root.glob("*" + SPOOL_SUFFIX)) if (p := encode_spool(s))]
+
+
+_CLAIMED = re.compile(r"\.(?P<name>.+" + re.escape(SPOOL_SUFFIX) + r")\.(?P<pid>\d+)\.\d+")
+
+
+def _reclaim_abandoned(root: Path) -> None:
+    """Put back under its name a spool whose claimant died while encoding it."""
+    for claimed in root.glob("." + "*" + SPOOL_SUFFIX + ".*"):
+        match = _CLAIMED.fullmatch(claimed.name)
+        if match and not _alive(int(match["pid"])):
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(claimed, root / match["name"])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _arrow() -> None:

@@ -98,9 +98,27 @@ def test_a_spool_claimed_by_another_reader_is_left_to_it(tmp_path):
     _record(rec, 10)
     rec.wait()
     (spool,) = tmp_path.glob("*.spool")
-    os.rename(spool, tmp_path / ".claimed-elsewhere")
+    claimed = tmp_path / f".{spool.name}.{os.getpid()}.1"  # by a process that is alive
+    os.rename(spool, claimed)
     assert encode_spools(tmp_path) == []
+    assert claimed.exists()
     rec.close()  # the recorder's own encode finds it gone too, and does not fail
+
+
+def test_a_spool_whose_claimant_died_while_encoding_is_encoded_by_the_next_reader(tmp_path):
+    rec = Recorder(tmp_path, chunk_rows=10, spool=True)
+    _record(rec, 10)
+    rec.wait()
+    (spool,) = tmp_path.glob("*.spool")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout.strip()
+    os.rename(spool, tmp_path / f".{spool.name}.{dead}.1")  # claimed, then killed
+    assert encode_spools(tmp_path) == [spool.with_suffix(".parquet")]
+    assert read_events(tmp_path).num_rows == 10
 
 
 LOAD_PROCESS = """
