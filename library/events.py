@@ -530,7 +530,7 @@ def write_spool(path: Path, columns, dictionaries, shard: int) -> None:
         "monkeys": monkeys,
         "combinations": combos,
     }
-    tmp = path.with_name("." + path.name + ".tmp")
+    tmp = Recorder._tmp(path)
     with open(tmp, "wb") as out:
         out.write(json.dumps(header).encode() + b"\n")
         for column in columns:
@@ -597,7 +597,7 @@ _CLAIMED = re.compile(r"\.(?P<name>.+" + re.escape(SPOOL_SUFFIX) + r")\.(?P<pid>
 
 def _reclaim_abandoned(root: Path) -> None:
     """Put back under its name a spool whose claimant died while encoding it."""
-    for claimed in root.glob("." + "*" + SPOOL_SUFFIX + ".*"):
+    for claimed in root.glob(f".*{SPOOL_SUFFIX}.*"):
         match = _CLAIMED.fullmatch(claimed.name)
         if match and not _alive(int(match["pid"])):
             with contextlib.suppress(FileNotFoundError):
@@ -610,7 +610,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # someone else's process: alive
     return True
 
 
